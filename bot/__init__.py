@@ -1,0 +1,1 @@
+"""fota-bot: ThingSpace FOTA campaigns scheduled from Slack behind human approval."""

@@ -1,0 +1,163 @@
+"""Every table, declared in sqlite-utils migrations applied at start-up.
+
+Migrations are append-only: a new schema change is a new function below the
+last one, never an edit of an applied one. Re-applying on an existing file is a
+no-op (sqlite-utils records applied migrations in `_sqlite_migrations`).
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("fota-bot")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db["campaigns"].create(
+        {
+            "id": int,
+            "state": str,
+            "requester": str,
+            "account": str,
+            "firmware_name": str,
+            "firmware_from": str,
+            "firmware_to": str,
+            "protocol": str,
+            "start_date": str,
+            "end_date": str,
+            "windows": str,  # JSON [[start, end], ...]
+            "name": str,
+            "device_count": int,
+            "content_hash": str,
+            "sandbox": int,
+            "created_at": str,
+            "updated_at": str,
+            "expires_at": str,
+            "approval_channel": str,
+            "thread_ts": str,
+            "thingspace_id": str,
+            "thingspace_status": str,
+            "make": str,
+            "model": str,
+            "error_code": str,
+            "error_message": str,
+            "last_callback_at": str,
+            "notes": str,  # JSON list of strings
+            "response_url": str,
+        },
+        pk="id",
+        not_null={
+            "state",
+            "requester",
+            "account",
+            "firmware_name",
+            "firmware_from",
+            "firmware_to",
+            "protocol",
+            "start_date",
+            "end_date",
+            "windows",
+            "device_count",
+            "content_hash",
+            "sandbox",
+            "created_at",
+            "updated_at",
+            "expires_at",
+        },
+    )
+    db["campaigns"].create_index(["state"])
+    db["campaigns"].create_index(["thingspace_id"], unique=True)
+    db["campaigns"].create_index(["requester"])
+
+    db["devices"].create(
+        {
+            "campaign_id": int,
+            "imei": str,
+            "status": str,
+            "reason": str,
+            "updated_at": str,  # ThingSpace's updatedTime when given, else when we learned it
+            "failure_reported": int,
+        },
+        pk=("campaign_id", "imei"),
+        not_null={"campaign_id", "imei"},
+        foreign_keys=[("campaign_id", "campaigns", "id")],
+    )
+    db["devices"].create_index(["campaign_id", "status"])
+
+    db["decisions"].create(
+        {
+            "id": int,
+            "campaign_id": int,
+            "user": str,
+            "decision": str,
+            "content_hash": str,
+            "reason": str,
+            "at": str,
+        },
+        pk="id",
+        not_null={"campaign_id", "user", "decision", "content_hash", "at"},
+        foreign_keys=[("campaign_id", "campaigns", "id")],
+    )
+    # One vote per person per campaign: a double click cannot count twice.
+    db["decisions"].create_index(["campaign_id", "user"], unique=True)
+
+    db["audit"].create(
+        {
+            "id": int,
+            "campaign_id": int,
+            "from_state": str,
+            "to_state": str,
+            "actor": str,
+            "reason": str,
+            "at": str,
+        },
+        pk="id",
+        not_null={"campaign_id", "to_state", "actor", "at"},
+        foreign_keys=[("campaign_id", "campaigns", "id")],
+    )
+    db["audit"].create_index(["campaign_id"])
+
+    db["callbacks"].create(
+        {
+            "id": int,
+            "received_at": str,
+            "remote_addr": str,
+            "body": str,
+            "parsed": int,  # 1 recognised shape, 0 kept only
+            "applied": int,  # 1 once its updates reached campaign/device rows
+            "thingspace_id": str,
+        },
+        pk="id",
+        not_null={"received_at", "body"},
+    )
+    db["callbacks"].create_index(["applied", "thingspace_id"])
+
+    db["outbox"].create(
+        {
+            "id": int,
+            "campaign_id": int,
+            "kind": str,  # root | root_update | reply | dm | ephemeral | upload
+            "coalesce_key": str,  # at most one unsent row per key; a newer one replaces it
+            "payload": str,  # JSON
+            "created_at": str,
+            "not_before": str,  # earliest send time (rate limit, retry backoff)
+            "attempts": int,
+            "sent_at": str,
+            "last_error": str,
+        },
+        pk="id",
+        not_null={"kind", "payload", "created_at", "attempts"},
+    )
+    db["outbox"].create_index(["sent_at", "not_before"])
+    db.execute(
+        "CREATE UNIQUE INDEX idx_outbox_pending_key ON outbox(coalesce_key) "
+        "WHERE sent_at IS NULL AND coalesce_key IS NOT NULL"
+    )
+
+    db["kv"].create({"key": str, "value": str}, pk="key", not_null={"value"})
+
+
+def apply(db: Database) -> None:
+    migrations.apply(db)

@@ -1,0 +1,108 @@
+"""Campaign states and the one table of allowed transitions (SPEC §5).
+
+Local states cover the time before ThingSpace knows the campaign; from
+`submitted` on, the state follows ThingSpace's own campaign status. Transitions
+only move forward: a late or reordered callback can never move a campaign back,
+and a terminal state never changes again.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CampaignState(StrEnum):
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    # ThingSpace's campaign statuses, kept under their own names.
+    REQUEST_PENDING = "CampaignRequestPending"
+    REQUEST_QUEUED = "CampaignRequestQueued"
+    PRE_SCHEDULED = "CampaignPreScheduled"
+    SCHEDULED = "CampaignScheduled"
+    # Terminal.
+    ENDED = "CampaignEnded"
+    CANCELLED = "CampaignCancelled"
+    ABORTED = "CampaignAborted"
+    FAILED = "CampaignFailed"
+    REQUEST_FAILED = "CampaignRequestFailed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
+    SUBMIT_FAILED = "submit_failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def is_thingspace(self) -> bool:
+        return self.value.startswith("Campaign")
+
+
+S = CampaignState
+
+TERMINAL: frozenset[CampaignState] = frozenset(
+    {
+        S.ENDED,
+        S.CANCELLED,
+        S.ABORTED,
+        S.FAILED,
+        S.REQUEST_FAILED,
+        S.REJECTED,
+        S.EXPIRED,
+        S.WITHDRAWN,
+        S.SUBMIT_FAILED,
+    }
+)
+
+# ThingSpace ends a campaign in any of these, from any live status.
+_THINGSPACE_ENDINGS = {S.ENDED, S.CANCELLED, S.ABORTED, S.FAILED}
+
+ALLOWED: dict[CampaignState, frozenset[CampaignState]] = {
+    S.PENDING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.WITHDRAWN}),
+    S.APPROVED: frozenset({S.SUBMITTING, S.SUBMIT_FAILED}),
+    S.SUBMITTING: frozenset({S.SUBMITTED, S.SUBMIT_FAILED}),
+    S.SUBMITTED: frozenset(
+        {S.REQUEST_PENDING, S.REQUEST_QUEUED, S.PRE_SCHEDULED, S.SCHEDULED, S.REQUEST_FAILED}
+        | _THINGSPACE_ENDINGS
+    ),
+    S.REQUEST_PENDING: frozenset(
+        {S.REQUEST_QUEUED, S.PRE_SCHEDULED, S.SCHEDULED, S.REQUEST_FAILED} | _THINGSPACE_ENDINGS
+    ),
+    S.REQUEST_QUEUED: frozenset({S.PRE_SCHEDULED, S.SCHEDULED, S.REQUEST_FAILED} | _THINGSPACE_ENDINGS),
+    S.PRE_SCHEDULED: frozenset({S.SCHEDULED} | _THINGSPACE_ENDINGS),
+    S.SCHEDULED: frozenset(_THINGSPACE_ENDINGS),
+    **{state: frozenset() for state in TERMINAL},
+}
+
+# ThingSpace's prose also says "CampaignQueued" for CampaignRequestQueued.
+THINGSPACE_ALIASES = {"CampaignQueued": S.REQUEST_QUEUED}
+
+# States in which ThingSpace holds the campaign and callbacks are expected.
+ACTIVE_AT_THINGSPACE: frozenset[CampaignState] = frozenset(
+    {S.SUBMITTED, S.REQUEST_PENDING, S.REQUEST_QUEUED, S.PRE_SCHEDULED, S.SCHEDULED}
+)
+
+
+def thingspace_state(status: str) -> CampaignState | None:
+    """The state for a ThingSpace campaign status, or None for one we do not know."""
+    status = THINGSPACE_ALIASES.get(status, status)
+    try:
+        state = CampaignState(status)
+    except ValueError:
+        return None
+    return state if state.is_thingspace else None
+
+
+class IllegalTransition(Exception):
+    def __init__(self, ref: str, current: CampaignState, wanted: CampaignState):
+        self.current = current
+        self.wanted = wanted
+        super().__init__(f"{ref} cannot go from {current} to {wanted}")
+
+
+def check_transition(ref: str, current: CampaignState, wanted: CampaignState) -> None:
+    if wanted not in ALLOWED[current]:
+        raise IllegalTransition(ref, current, wanted)
