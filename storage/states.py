@@ -106,3 +106,37 @@ class IllegalTransition(Exception):
 def check_transition(ref: str, current: CampaignState, wanted: CampaignState) -> None:
     if wanted not in ALLOWED[current]:
         raise IllegalTransition(ref, current, wanted)
+
+
+# --- Device statuses --------------------------------------------------------------------------
+# ThingSpace's device status list is incomplete in every source (v2 and v3 names mixed); any
+# status we do not know is counted as "other", never dropped.
+
+DEVICE_BUCKETS = ("pending", "in progress", "succeeded", "failed", "other")
+
+_DEVICE_BUCKET_OF = {
+    None: "pending",
+    "": "pending",
+    "UpgradePending": "pending",
+    "NoDeviceDataFromNetwork": "pending",
+    "Accepted": "pending",
+    "UpgradeScheduled": "in progress",
+    "ReceivedDeviceDataFromNetwork": "in progress",
+    "UpgradeInProgress": "in progress",
+    "UpgradeSuccess": "succeeded",
+    "UpgradeFailed": "failed",
+    "UpgradedFailed": "failed",
+    "RequestToFotaServerFailed": "failed",
+    "DeviceRejected": "failed",
+}
+
+# Device statuses after which ThingSpace will not change the device again.
+DEVICE_FINAL = frozenset(
+    {"UpgradeSuccess", "UpgradeFailed", "UpgradedFailed", "RequestToFotaServerFailed", "DeviceRejected",
+     "CampaignCancelled", "CampaignAborted"}
+)
+
+
+def device_bucket(status: str | None) -> str:
+    """Which progress bucket a ThingSpace device status counts in."""
+    return _DEVICE_BUCKET_OF.get(status, "other")
