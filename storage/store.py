@@ -1,0 +1,667 @@
+"""All SQL lives here. Every change is one transaction; nothing is ever deleted.
+
+`Store.transition` is the only writer of `campaigns.state`: it checks the
+transition table and writes the audit row in the same transaction.
+`Store.claim_for_submission` is the one guard between a campaign and
+ThingSpace's schedule endpoint: it refuses unless the recorded approvals are
+there, for the content hash the campaign has now.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from commands.requests import TimeWindow
+from storage import migrations
+from storage.records import Campaign, Decision, Device, ref_for
+from storage.states import (
+    ACTIVE_AT_THINGSPACE,
+    DEVICE_BUCKETS,
+    DEVICE_FINAL,
+    CampaignState,
+    check_transition,
+    device_bucket,
+)
+
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+class CampaignNotFound(LookupError):
+    def __init__(self, ident: str):
+        self.ident = ident
+        super().__init__(
+            f"No campaign `{ident}`. Use the bot's reference such as `FB-12` or ThingSpace's "
+            "campaign id; `/fota list all` shows them."
+        )
+
+
+class NotApproved(Exception):
+    """The guard said no: the campaign lacks the recorded approvals for its content."""
+
+
+class ApprovalOutcome(Enum):
+    RECORDED = "recorded"  # counted; more approvals still needed
+    APPROVED = "approved"  # this approval completed the set; the campaign is now approved
+    DUPLICATE = "duplicate"  # this person already decided
+    STALE = "stale"  # the card's hash is not the campaign's hash any more
+    CLOSED = "closed"  # not waiting for approval any more
+
+
+@dataclass(frozen=True)
+class ApprovalResult:
+    outcome: ApprovalOutcome
+    campaign: Campaign
+    approvals: int
+
+
+def content_hash(fields: dict[str, Any]) -> str:
+    """A stable hash of what will be sent: approvals are bound to it."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def open_database(path: Path | str) -> Database:
+    """Open (creating with mode 0600) the SQLite file, in WAL mode, migrated."""
+    path = Path(path)
+    if str(path) != ":memory:" and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Create the file ourselves so it is never world-readable, even for an instant.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    conn = sqlite3.connect(str(path), check_same_thread=False)
+    db = Database(conn)
+    if str(path) != ":memory:":
+        db.enable_wal()
+    db.execute("PRAGMA foreign_keys=ON")
+    # WAL + NORMAL is durable across process crashes (only an OS crash can lose the last commits).
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    migrations.apply(db)
+    return db
+
+
+class Store:
+    def __init__(self, db: Database, *, clock: Clock = utcnow):
+        self.db = db
+        self.clock = clock
+
+    @classmethod
+    def open(cls, path: Path | str, *, clock: Clock = utcnow) -> Store:
+        return cls(open_database(path), clock=clock)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def healthy(self) -> bool:
+        try:
+            self.db.execute("SELECT count(*) FROM campaigns").fetchone()
+            return True
+        except sqlite3.Error:
+            return False
+
+    def now(self) -> str:
+        return iso(self.clock())
+
+    # --- key-value -------------------------------------------------------------------------
+
+    def get_kv(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM kv WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    def set_kv(self, key: str, value: str) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT INTO kv(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+
+    def callback_token(self) -> str:
+        """The secret callback path segment, generated once and kept."""
+        with self.db.atomic():
+            token = self.get_kv("callback_token")
+            if token is None:
+                token = secrets.token_urlsafe(32)
+                self.db.execute("INSERT INTO kv(key, value) VALUES('callback_token', ?)", [token])
+        return token
+
+    # --- campaigns -------------------------------------------------------------------------
+
+    def create_campaign(
+        self,
+        *,
+        requester: str,
+        account: str,
+        firmware_name: str,
+        firmware_from: str,
+        firmware_to: str,
+        protocol: str,
+        start_date: dt.date,
+        end_date: dt.date,
+        windows: Sequence[TimeWindow],
+        name: str | None,
+        devices: Sequence[str],
+        sandbox: bool,
+        expires_at: dt.datetime,
+        notes: Sequence[str] = (),
+        response_url: str | None = None,
+    ) -> Campaign:
+        """Store a new request (state pending_approval) with its devices, in one transaction."""
+        now = self.now()
+        with self.db.atomic():
+            cursor = self.db.execute(
+                """INSERT INTO campaigns(state, requester, account, firmware_name, firmware_from,
+                   firmware_to, protocol, start_date, end_date, windows, name, device_count,
+                   content_hash, sandbox, created_at, updated_at, expires_at, notes, response_url)
+                   VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)""",
+                [
+                    CampaignState.PENDING_APPROVAL.value,
+                    requester,
+                    account,
+                    firmware_name,
+                    firmware_from,
+                    firmware_to,
+                    protocol,
+                    start_date.isoformat(),
+                    end_date.isoformat(),
+                    json.dumps([[w.start_hour, w.end_hour] for w in windows]),
+                    name,
+                    len(devices),
+                    int(sandbox),
+                    now,
+                    now,
+                    iso(expires_at),
+                    json.dumps(list(notes)),
+                    response_url,
+                ],
+            )
+            campaign_id = cursor.lastrowid
+            assert campaign_id is not None
+            self.db.conn.executemany(
+                "INSERT INTO devices(campaign_id, imei) VALUES(?, ?)",
+                ((campaign_id, imei) for imei in devices),
+            )
+            campaign = self.campaign(campaign_id)
+            # The hash covers exactly what will be sent, including the name with its ref.
+            digest = content_hash({"account": account, **campaign.schedule_body(list(devices))})
+            self.db.execute("UPDATE campaigns SET content_hash = ? WHERE id = ?", [digest, campaign_id])
+            self._audit(campaign_id, None, CampaignState.PENDING_APPROVAL, requester, "requested", now)
+        return self.campaign(campaign_id)
+
+    def campaign(self, campaign_id: int) -> Campaign:
+        row = self.db.execute("SELECT * FROM campaigns WHERE id = ?", [campaign_id]).fetchone()
+        if row is None:
+            raise CampaignNotFound(ref_for(campaign_id))
+        return self._campaign(row)
+
+    def _campaign(self, row: tuple[Any, ...]) -> Campaign:
+        columns = self._campaign_columns()
+        return Campaign.from_row(dict(zip(columns, row, strict=True)))
+
+    def _campaign_columns(self) -> list[str]:
+        cached = getattr(self, "_columns", None)
+        if cached is None:
+            cached = [c.name for c in self.db["campaigns"].columns]
+            self._columns = cached
+        return cached
+
+    def find_campaign(self, ident: str) -> Campaign:
+        """A campaign by the bot's reference (FB-12, fb-12, 12) or ThingSpace's campaign id."""
+        text = ident.strip()
+        number = text[3:] if text.upper().startswith("FB-") else text
+        if number.isdigit():
+            return self.campaign(int(number))
+        found = self.by_thingspace_id(text)
+        if found is None:
+            raise CampaignNotFound(text)
+        return found
+
+    def by_thingspace_id(self, thingspace_id: str) -> Campaign | None:
+        row = self.db.execute(
+            "SELECT * FROM campaigns WHERE thingspace_id = ?", [thingspace_id]
+        ).fetchone()
+        return self._campaign(row) if row else None
+
+    def campaigns_in(self, states: Iterable[CampaignState]) -> list[Campaign]:
+        values = [s.value for s in states]
+        marks = ",".join("?" * len(values))
+        rows = self.db.execute(
+            f"SELECT * FROM campaigns WHERE state IN ({marks}) ORDER BY id", values
+        ).fetchall()
+        return [self._campaign(r) for r in rows]
+
+    def active_at_thingspace(self) -> list[Campaign]:
+        return self.campaigns_in(ACTIVE_AT_THINGSPACE)
+
+    def list_campaigns(
+        self, *, scope: str, user: str | None = None, limit: int = 10, before_id: int | None = None
+    ) -> list[Campaign]:
+        """Newest first. scope: active (not terminal), all, mine (requested by `user`)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if scope == "active":
+            terminal = [s.value for s in CampaignState if s.is_terminal]
+            where.append(f"state NOT IN ({','.join('?' * len(terminal))})")
+            params.extend(terminal)
+        elif scope == "mine":
+            where.append("requester = ?")
+            params.append(user)
+        if before_id is not None:
+            where.append("id < ?")
+            params.append(before_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self.db.execute(
+            f"SELECT * FROM campaigns {clause} ORDER BY id DESC LIMIT ?", [*params, limit]
+        ).fetchall()
+        return [self._campaign(r) for r in rows]
+
+    _UPDATABLE = frozenset(
+        {
+            "approval_channel",
+            "thread_ts",
+            "thingspace_id",
+            "thingspace_status",
+            "make",
+            "model",
+            "error_code",
+            "error_message",
+            "last_callback_at",
+            "response_url",
+        }
+    )
+
+    def update_fields(self, campaign_id: int, **fields: Any) -> Campaign:
+        """Change non-state columns (thread ts, ThingSpace id, …)."""
+        with self.db.atomic():
+            self._set(campaign_id, fields)
+        return self.campaign(campaign_id)
+
+    def _set(self, campaign_id: int, fields: dict[str, Any]) -> None:
+        unknown = set(fields) - self._UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        fields = {k: iso(v) if isinstance(v, dt.datetime) else v for k, v in fields.items()}
+        fields["updated_at"] = self.now()
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        self.db.execute(
+            f"UPDATE campaigns SET {assignments} WHERE id = ?", [*fields.values(), campaign_id]
+        )
+
+    def transition(
+        self,
+        campaign_id: int,
+        to: CampaignState,
+        *,
+        actor: str,
+        reason: str,
+        **fields: Any,
+    ) -> Campaign:
+        """Move a campaign to `to`; raises IllegalTransition. Audit row in the same transaction."""
+        with self.db.atomic():
+            current = self.campaign(campaign_id)
+            check_transition(current.ref, current.state, to)
+            self.db.execute(
+                "UPDATE campaigns SET state = ?, updated_at = ? WHERE id = ?",
+                [to.value, self.now(), campaign_id],
+            )
+            if fields:
+                self._set(campaign_id, fields)
+            self._audit(campaign_id, current.state, to, actor, reason, self.now())
+        return self.campaign(campaign_id)
+
+    def _audit(
+        self,
+        campaign_id: int,
+        before: CampaignState | None,
+        after: CampaignState,
+        actor: str,
+        reason: str,
+        at: str,
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO audit(campaign_id, from_state, to_state, actor, reason, at) VALUES(?, ?, ?, ?, ?, ?)",
+            [campaign_id, before.value if before else None, after.value, actor, reason, at],
+        )
+
+    def audit(self, campaign_id: int) -> list[dict[str, Any]]:
+        return list(self.db["audit"].rows_where("campaign_id = ?", [campaign_id], order_by="id"))
+
+    # --- approvals -------------------------------------------------------------------------
+
+    def decisions(self, campaign_id: int) -> list[Decision]:
+        rows = self.db["decisions"].rows_where("campaign_id = ?", [campaign_id], order_by="id")
+        return [
+            Decision(
+                campaign_id=r["campaign_id"],
+                user=r["user"],
+                decision=r["decision"],
+                content_hash=r["content_hash"],
+                reason=r["reason"],
+                at=dt.datetime.fromisoformat(r["at"]),
+            )
+            for r in rows
+        ]
+
+    def _valid_approvals(self, campaign: Campaign) -> int:
+        row = self.db.execute(
+            """SELECT count(DISTINCT user) FROM decisions WHERE campaign_id = ? AND decision = 'approve'
+               AND content_hash = ? AND user != ?""",
+            [campaign.id, campaign.content_hash, campaign.requester],
+        ).fetchone()
+        return int(row[0])
+
+    def record_approval(
+        self, campaign_id: int, *, user: str, shown_hash: str, required: int
+    ) -> ApprovalResult:
+        """Count one person's approval; approve the campaign when it completes the set.
+
+        The caller has already checked that `user` may approve. All of it is one
+        transaction, so two clicks at the same moment cannot both complete the set.
+        """
+        with self.db.atomic():
+            campaign = self.campaign(campaign_id)
+            if campaign.state is not CampaignState.PENDING_APPROVAL:
+                return ApprovalResult(ApprovalOutcome.CLOSED, campaign, self._valid_approvals(campaign))
+            if shown_hash != campaign.content_hash:
+                return ApprovalResult(ApprovalOutcome.STALE, campaign, self._valid_approvals(campaign))
+            if user == campaign.requester:
+                raise NotApproved("the requester cannot approve their own request")
+            inserted = self.db.execute(
+                """INSERT INTO decisions(campaign_id, user, decision, content_hash, reason, at)
+                   VALUES(?, ?, 'approve', ?, NULL, ?) ON CONFLICT(campaign_id, user) DO NOTHING""",
+                [campaign_id, user, shown_hash, self.now()],
+            ).rowcount
+            count = self._valid_approvals(campaign)
+            if not inserted:
+                return ApprovalResult(ApprovalOutcome.DUPLICATE, campaign, count)
+            if count >= required:
+                campaign = self.transition(
+                    campaign_id,
+                    CampaignState.APPROVED,
+                    actor=user,
+                    reason=f"{count} of {required} approvals",
+                )
+                return ApprovalResult(ApprovalOutcome.APPROVED, campaign, count)
+            return ApprovalResult(ApprovalOutcome.RECORDED, campaign, count)
+
+    def record_rejection(
+        self, campaign_id: int, *, user: str, shown_hash: str, reason: str
+    ) -> ApprovalResult:
+        with self.db.atomic():
+            campaign = self.campaign(campaign_id)
+            if campaign.state is not CampaignState.PENDING_APPROVAL:
+                return ApprovalResult(ApprovalOutcome.CLOSED, campaign, self._valid_approvals(campaign))
+            if shown_hash != campaign.content_hash:
+                return ApprovalResult(ApprovalOutcome.STALE, campaign, self._valid_approvals(campaign))
+            self.db.execute(
+                """INSERT INTO decisions(campaign_id, user, decision, content_hash, reason, at)
+                   VALUES(?, ?, 'reject', ?, ?, ?)
+                   ON CONFLICT(campaign_id, user) DO UPDATE SET decision = 'reject',
+                   reason = excluded.reason, at = excluded.at""",
+                [campaign_id, user, shown_hash, reason, self.now()],
+            )
+            campaign = self.transition(campaign_id, CampaignState.REJECTED, actor=user, reason=reason)
+            return ApprovalResult(ApprovalOutcome.APPROVED, campaign, 0)
+
+    def claim_for_submission(self, campaign_id: int, *, required: int) -> Campaign:
+        """THE guard before ThingSpace's schedule endpoint.
+
+        Returns the campaign in state `submitting` only if it carries at least
+        `required` distinct recorded approvals for its current content hash, none
+        by the requester. A campaign already `submitting` (resumed after a crash)
+        is re-checked the same way and returned as it is.
+        """
+        with self.db.atomic():
+            campaign = self.campaign(campaign_id)
+            if campaign.state not in (CampaignState.APPROVED, CampaignState.SUBMITTING):
+                raise NotApproved(f"{campaign.ref} is {campaign.state}, not approved")
+            approvals = self._valid_approvals(campaign)
+            if approvals < required:
+                raise NotApproved(
+                    f"{campaign.ref} has {approvals} recorded approvals of {required} required"
+                )
+            if campaign.state is CampaignState.APPROVED:
+                campaign = self.transition(
+                    campaign_id, CampaignState.SUBMITTING, actor="fota-bot", reason="submitting"
+                )
+            return campaign
+
+    # --- devices ---------------------------------------------------------------------------
+
+    def device_ids(self, campaign_id: int) -> list[str]:
+        rows = self.db.execute(
+            "SELECT imei FROM devices WHERE campaign_id = ? ORDER BY rowid", [campaign_id]
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def devices(
+        self, campaign_id: int, *, failed_only: bool = False, limit: int | None = None
+    ) -> list[Device]:
+        rows = self.db.execute(
+            "SELECT imei, status, reason, updated_at FROM devices WHERE campaign_id = ? ORDER BY rowid",
+            [campaign_id],
+        ).fetchall()
+        result = [Device(*r) for r in rows]
+        if failed_only:
+            result = [d for d in result if device_bucket(d.status) == "failed"]
+        return result[:limit] if limit is not None else result
+
+    def device_counts(self, campaign_id: int) -> dict[str, int]:
+        counts = dict.fromkeys(DEVICE_BUCKETS, 0)
+        rows = self.db.execute(
+            "SELECT status, count(*) FROM devices WHERE campaign_id = ? GROUP BY status", [campaign_id]
+        ).fetchall()
+        for status, count in rows:
+            counts[device_bucket(status)] += count
+        return counts
+
+    def apply_device_updates(
+        self, campaign_id: int, updates: Iterable[tuple[str, str, str | None, str | None]]
+    ) -> list[tuple[str, str | None, str]]:
+        """Apply (imei, status, reason, updated_time) reports; return the real changes.
+
+        Idempotent: a repeat changes nothing; a device in a final status is not moved
+        back by a late report; an older report (by ThingSpace's updatedTime) loses to
+        a newer one. Devices not in the campaign are ignored.
+        """
+        changes: list[tuple[str, str | None, str]] = []
+        now = self.now()
+        with self.db.atomic():
+            for imei, status, reason, updated in updates:
+                row = self.db.execute(
+                    "SELECT status, reason, updated_at FROM devices WHERE campaign_id = ? AND imei = ?",
+                    [campaign_id, imei],
+                ).fetchone()
+                if row is None:
+                    continue
+                old_status, old_reason, old_updated = row
+                if old_status == status and (reason is None or reason == old_reason):
+                    continue
+                if old_status in DEVICE_FINAL and status not in DEVICE_FINAL:
+                    continue
+                if updated and old_updated and updated < old_updated and old_status is not None:
+                    continue
+                self.db.execute(
+                    "UPDATE devices SET status = ?, reason = ?, updated_at = ? WHERE campaign_id = ? AND imei = ?",
+                    [status, reason, updated or now, campaign_id, imei],
+                )
+                changes.append((imei, old_status, status))
+        return changes
+
+    def unreported_failures(self, campaign_id: int, limit: int) -> tuple[list[tuple[str, str | None]], int]:
+        """Failed devices not yet told in the thread (up to `limit`), and how many more there are."""
+        failed = [s for s, b in _known_statuses() if b == "failed"]
+        marks = ",".join("?" * len(failed))
+        rows = self.db.execute(
+            f"""SELECT imei, reason FROM devices WHERE campaign_id = ? AND status IN ({marks})
+                AND failure_reported IS NULL ORDER BY rowid""",
+            [campaign_id, *failed],
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows[:limit]], max(0, len(rows) - limit)
+
+    def mark_failures_reported(self, campaign_id: int) -> None:
+        failed = [s for s, b in _known_statuses() if b == "failed"]
+        marks = ",".join("?" * len(failed))
+        with self.db.atomic():
+            self.db.execute(
+                f"""UPDATE devices SET failure_reported = 1 WHERE campaign_id = ?
+                    AND status IN ({marks}) AND failure_reported IS NULL""",
+                [campaign_id, *failed],
+            )
+
+    # --- callbacks -------------------------------------------------------------------------
+
+    def store_callbacks(self, bodies: Sequence[tuple[str, str | None]]) -> list[int]:
+        """Keep raw callback payloads (body, remote address) before anything else happens."""
+        now = self.now()
+        ids: list[int] = []
+        with self.db.atomic():
+            for body, remote in bodies:
+                cursor = self.db.execute(
+                    "INSERT INTO callbacks(received_at, remote_addr, body, parsed, applied) VALUES(?, ?, ?, 0, 0)",
+                    [now, remote, body],
+                )
+                assert cursor.lastrowid is not None
+                ids.append(cursor.lastrowid)
+        return ids
+
+    def unapplied_callbacks(self, limit: int = 1000) -> list[tuple[int, str]]:
+        rows = self.db.execute(
+            "SELECT id, body FROM callbacks WHERE applied = 0 ORDER BY id LIMIT ?", [limit]
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def mark_callbacks(self, ids: Sequence[int], *, parsed: bool, applied: bool, thingspace_id: str | None = None) -> None:
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "UPDATE callbacks SET parsed = ?, applied = ?, thingspace_id = coalesce(?, thingspace_id) WHERE id = ?",
+                [(int(parsed), int(applied), thingspace_id, i) for i in ids],
+            )
+
+    def callback_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM callbacks").fetchone()[0])
+
+
+def _known_statuses() -> list[tuple[str, str]]:
+    from storage.states import _DEVICE_BUCKET_OF
+
+    return [(s, b) for s, b in _DEVICE_BUCKET_OF.items() if s]
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    campaign_id: int | None
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+class Outbox:
+    """Pending Slack updates, written before they are sent (SPEC §8: nothing lost).
+
+    Items of one campaign go out in order, in two lanes: thread messages, and
+    the root card edit (one pending row per campaign, replaced by newer edits,
+    so a superseded edit is never sent).
+    """
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.db = store.db
+
+    def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        campaign_id: int | None = None,
+        coalesce_key: str | None = None,
+        not_before: dt.datetime | None = None,
+    ) -> int:
+        now = self.store.now()
+        body = json.dumps(payload)
+        with self.db.atomic():
+            if coalesce_key is not None:
+                row = self.db.execute(
+                    "SELECT id FROM outbox WHERE coalesce_key = ? AND sent_at IS NULL", [coalesce_key]
+                ).fetchone()
+                if row is not None:
+                    self.db.execute("UPDATE outbox SET payload = ? WHERE id = ?", [body, row[0]])
+                    return int(row[0])
+            cursor = self.db.execute(
+                """INSERT INTO outbox(campaign_id, kind, coalesce_key, payload, created_at, not_before, attempts)
+                   VALUES(?, ?, ?, ?, ?, ?, 0)""",
+                [campaign_id, kind, coalesce_key, body, now, iso(not_before) if not_before else None],
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def due(self, now: dt.datetime, limit: int = 50) -> list[OutboxItem]:
+        """The head of every lane, when its time has come."""
+        rows = self.db.execute(
+            """SELECT id, campaign_id, kind, payload, attempts FROM outbox
+               WHERE id IN (SELECT min(id) FROM outbox WHERE sent_at IS NULL
+                            GROUP BY coalesce(campaign_id, -1), kind = 'root_update')
+               AND (not_before IS NULL OR not_before <= ?) ORDER BY id LIMIT ?""",
+            [iso(now), limit],
+        ).fetchall()
+        return [OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    def next_due_at(self) -> dt.datetime | None:
+        row = self.db.execute(
+            "SELECT min(coalesce(not_before, created_at)) FROM outbox WHERE sent_at IS NULL"
+        ).fetchone()
+        return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def pending_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
+
+    def mark_sent(self, item_id: int, *, error: str | None = None) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE outbox SET sent_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ?",
+                [self.store.now(), error, item_id],
+            )
+
+    def retry_later(self, item_id: int, not_before: dt.datetime, error: str) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE outbox SET not_before = ?, attempts = attempts + 1, last_error = ? WHERE id = ?",
+                [iso(not_before), error, item_id],
+            )
+
+    def postpone_all(self, not_before: dt.datetime) -> None:
+        """Slack said 429: nothing goes out before `not_before`."""
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE outbox SET not_before = ? WHERE sent_at IS NULL AND (not_before IS NULL OR not_before < ?)",
+                [iso(not_before), iso(not_before)],
+            )
+
+    def last_sent_at(self, coalesce_key: str) -> dt.datetime | None:
+        row = self.db.execute(
+            "SELECT max(sent_at) FROM outbox WHERE coalesce_key = ? AND sent_at IS NOT NULL", [coalesce_key]
+        ).fetchone()
+        return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def sent(self, kind: str | None = None) -> list[dict[str, Any]]:
+        where = "sent_at IS NOT NULL" + (" AND kind = ?" if kind else "")
+        return list(self.db["outbox"].rows_where(where, [kind] if kind else [], order_by="id"))
