@@ -1,0 +1,55 @@
+"""Downloading a file a user uploaded through the modal's `file_input`."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from bot.workflow.errors import UserError
+
+
+class SlackFiles:
+    """Fetches `url_private_download` with the bot token, size-limited.
+
+    The token is only ever sent to Slack's own hosts (or the configured
+    SLACK_API_URL host, for the local stand-in): a payload naming another host
+    is refused rather than handed the token.
+    """
+
+    def __init__(self, *, token: str | None, api_url: str, transport: httpx.AsyncBaseTransport | None = None):
+        self._token = token
+        self._api_host = urlsplit(api_url).hostname or ""
+        self._transport = transport
+
+    def _trusted(self, url: str) -> bool:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if host == self._api_host:
+            return True
+        return parts.scheme == "https" and (host == "slack.com" or host.endswith(".slack.com"))
+
+    async def download(self, file: dict[str, Any], max_bytes: int) -> bytes:
+        url = str(file.get("url_private_download") or file.get("url_private") or "")
+        if not url or not self._trusted(url):
+            raise UserError("Slack did not give a download address for this file; paste the IMEIs instead.")
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        try:
+            async with httpx.AsyncClient(transport=self._transport, timeout=10.0) as client:
+                async with client.stream("GET", url, headers=headers) as response:
+                    if response.status_code != 200:
+                        raise UserError(f"Slack answered {response.status_code} when the file was downloaded.")
+                    # Without a valid token Slack answers 200 with its HTML sign-in page, not a 401.
+                    if response.headers.get("content-type", "").startswith("text/html"):
+                        raise UserError("Slack did not hand the file over (the bot may lack the files:read scope)")
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise UserError(f"is larger than {max_bytes // (1024 * 1024)} MiB")
+                        chunks.append(chunk)
+        except httpx.HTTPError as exc:
+            raise UserError(f"the file could not be downloaded from Slack ({type(exc).__name__})") from exc
+        return b"".join(chunks)

@@ -1,0 +1,1 @@
+"""Test support: Slack-signed request bodies (`slack`) and in-loop HTTP servers (`servers`)."""
