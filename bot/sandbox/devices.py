@@ -1,0 +1,264 @@
+"""The sandbox's firmware catalogue and its deterministic, per-IMEI device facts.
+
+Nothing here is random: everything the sandbox says about a device follows from the IMEI
+alone, so a rehearsal gives the same answer every time and tests can pick IMEIs of the kind
+they need with `sandbox_imeis`.
+
+The rule
+--------
+Let ``digest = sha256(imei.encode("ascii"))`` and ``bucket = int.from_bytes(digest[0:4],
+"big") % 1000`` (a number from 0 to 999). The device's *kind* is:
+
+===========  ==============  =======  ==============================================================
+bucket       kind            share    what the sandbox does with it
+===========  ==============  =======  ==============================================================
+0–19         ``unknown``     2 %      not in the account: left out of ``POST /devices``; in a
+                                      campaign it ends ``RequestToFotaServerFailed``,
+                                      reason "Device not found in account"
+20–69        ``ineligible``  5 %      ``fotaEligible: false``; in a campaign it ends
+                                      ``RequestToFotaServerFailed``, reason "Device is not FOTA
+                                      eligible"
+70–119       ``unlicensed``  5 %      ``licenseAssigned: false``; upgrades like an eligible device,
+                                      except that an MRC-only account refuses to schedule it
+                                      (unless the request sets ``autoAssignLicenseFlag``)
+120–219      ``will_fail``   10 %     eligible, but the upgrade ends ``UpgradeFailed``
+220–999      ``eligible``    78 %     eligible, licensed: the upgrade ends ``UpgradeSuccess``
+===========  ==============  =======  ==============================================================
+
+An IMEI whose last digit is not its Luhn check digit is ``unknown`` whatever its bucket: no
+real device carries it.
+
+The failure reason of a ``will_fail`` device is ``FAILURE_REASONS[digest[4] % 3]``. Its make,
+model and current firmware are those of catalogue entry ``int.from_bytes(digest[5:7], "big") %
+len(catalogue)`` (the entry's ``firmwareFrom``); its MDN is ``"5"`` followed by
+``int.from_bytes(digest[7:11], "big") % 10**9`` on nine digits. The sandbox does not check a
+device's model against a campaign's firmware: the outcome depends on the kind only, so a
+rehearsal's counts are predictable from the IMEIs. Two fractions from ``digest[11:15]`` and
+``digest[15:19]`` (see `DeviceFacts`) spread the devices' progress over a campaign.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import NamedTuple
+
+PROTOCOLS = ("LWM2M", "OMA", "HTTP")
+
+FAILURE_REASONS = ("Device did not respond", "Firmware download failed", "Insufficient battery")
+NOT_IN_ACCOUNT_REASON = "Device not found in account"
+NOT_ELIGIBLE_REASON = "Device is not FOTA eligible"
+
+
+@dataclass(frozen=True)
+class FirmwareEntry:
+    """One item of `GET /firmware/{acc}`: an upgrade path from one version to another."""
+
+    firmware_name: str
+    firmware_from: str
+    firmware_to: str
+    make: str
+    model: str
+    protocol: str
+    launch_date: str
+    release_note: str
+
+    def as_thingspace(self) -> dict[str, str]:
+        return {
+            "firmwareName": self.firmware_name,
+            "firmwareFrom": self.firmware_from,
+            "firmwareTo": self.firmware_to,
+            "launchDate": self.launch_date,
+            "releaseNote": self.release_note,
+            "model": self.model,
+            "make": self.make,
+            "protocol": self.protocol,
+        }
+
+
+# The reference page's own example comes first, so its example request schedules as is.
+# "Quectel_BG96_BG96MAR04A02M1G" is listed twice with different `from` versions, the way one
+# target release is reachable from two older ones: a firmware name alone is then ambiguous.
+DEFAULT_CATALOGUE: tuple[FirmwareEntry, ...] = (
+    FirmwareEntry(
+        firmware_name="SEQUANSCommunications_GM01Q_SR1.2.0.0-10512_SR1.2.0.0-10657",
+        firmware_from="SR1.2.0.0-10512",
+        firmware_to="SR1.2.0.0-10657",
+        make="SEQUANS Communications",
+        model="GM01Q",
+        protocol="LWM2M",
+        launch_date="2021-09-01",
+        release_note="LTE-M power saving fixes",
+    ),
+    FirmwareEntry(
+        firmware_name="Telit_ME910C1-WW_M0B.020004_M0B.020008",
+        firmware_from="M0B.020004",
+        firmware_to="M0B.020008",
+        make="Telit",
+        model="ME910C1-WW",
+        protocol="LWM2M",
+        launch_date="2023-03-14",
+        release_note="Carrier certification update",
+    ),
+    FirmwareEntry(
+        firmware_name="Quectel_BG96_BG96MAR04A02M1G",
+        firmware_from="BG96MAR02A08M1G",
+        firmware_to="BG96MAR04A02M1G",
+        make="Quectel",
+        model="BG96",
+        protocol="LWM2M",
+        launch_date="2022-06-20",
+        release_note="Security fixes; PSM timer handling",
+    ),
+    FirmwareEntry(
+        firmware_name="Quectel_BG96_BG96MAR04A02M1G",
+        firmware_from="BG96MAR03A01M1G",
+        firmware_to="BG96MAR04A02M1G",
+        make="Quectel",
+        model="BG96",
+        protocol="LWM2M",
+        launch_date="2022-06-20",
+        release_note="Security fixes; PSM timer handling",
+    ),
+    FirmwareEntry(
+        firmware_name="SierraWireless_WP7702_R13.1_R14.0",
+        firmware_from="R13.1.0.002",
+        firmware_to="R14.0.1.004",
+        make="Sierra Wireless",
+        model="WP7702",
+        protocol="OMA",
+        launch_date="2022-11-02",
+        release_note="Legato 19.11 base",
+    ),
+)
+
+
+class DeviceKind(StrEnum):
+    UNKNOWN = "unknown"
+    INELIGIBLE = "ineligible"
+    UNLICENSED = "unlicensed"
+    WILL_FAIL = "will_fail"
+    ELIGIBLE = "eligible"
+
+
+# Upper bounds (exclusive) of each kind's bucket range, in the order of the table above.
+_KIND_BOUNDS = (
+    (20, DeviceKind.UNKNOWN),
+    (70, DeviceKind.INELIGIBLE),
+    (120, DeviceKind.UNLICENSED),
+    (220, DeviceKind.WILL_FAIL),
+    (1000, DeviceKind.ELIGIBLE),
+)
+
+
+# Luhn's doubled digit, digits summed: 0→0, 1→2, …, 5→1 (10), …, 9→9 (18).
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
+def luhn_check_digit(body: str) -> str:
+    """The check digit that makes `body` + digit pass the Luhn test."""
+    digits = [ord(char) - 48 for char in body]
+    # Counted from the right of the finished number, every second digit is doubled: that is
+    # the body's last digit and every other one before it.
+    total = sum(_DOUBLED[d] for d in digits[-1::-2]) + sum(digits[-2::-2])
+    return str((10 - total % 10) % 10)
+
+
+def is_imei(value: object) -> bool:
+    """Exactly 15 ASCII digits (the shape ThingSpace checks; not the check digit)."""
+    return isinstance(value, str) and len(value) == 15 and value.isascii() and value.isdigit()
+
+
+def luhn_valid(imei: str) -> bool:
+    return is_imei(imei) and luhn_check_digit(imei[:14]) == imei[14]
+
+
+class DeviceFacts(NamedTuple):
+    """What the sandbox knows about one IMEI. `spread` and `pace` lie in [0, 1).
+
+    A named tuple rather than a dataclass: a 100,000-device campaign builds one per device
+    while its schedule request waits.
+    """
+
+    imei: str
+    kind: DeviceKind
+    entry: FirmwareEntry
+    mdn: str
+    failure_reason: str | None
+    spread: float  # when, within the spread phase, the device begins upgrading
+    pace: float  # how much of the upgrade phase the device's upgrade takes
+
+    @property
+    def in_account(self) -> bool:
+        return self.kind is not DeviceKind.UNKNOWN
+
+    @property
+    def fota_eligible(self) -> bool:
+        return self.kind not in (DeviceKind.UNKNOWN, DeviceKind.INELIGIBLE)
+
+    @property
+    def license_assigned(self) -> bool:
+        return self.kind not in (DeviceKind.UNKNOWN, DeviceKind.UNLICENSED)
+
+
+def _kind_of(bucket: int) -> DeviceKind:
+    for bound, kind in _KIND_BOUNDS:
+        if bucket < bound:
+            return kind
+    raise AssertionError(bucket)  # bucket is always below 1000
+
+
+def device_facts(imei: str, catalogue: Sequence[FirmwareEntry] = DEFAULT_CATALOGUE) -> DeviceFacts:
+    """The facts for a 15-digit IMEI, by the rule in this module's docstring."""
+    digest = hashlib.sha256(imei.encode("ascii")).digest()
+    kind = _kind_of(int.from_bytes(digest[0:4], "big") % 1000)
+    if not luhn_valid(imei):
+        kind = DeviceKind.UNKNOWN
+    return DeviceFacts(
+        imei=imei,
+        kind=kind,
+        entry=catalogue[int.from_bytes(digest[5:7], "big") % len(catalogue)],
+        mdn="5" + f"{int.from_bytes(digest[7:11], 'big') % 10**9:09d}",
+        failure_reason=FAILURE_REASONS[digest[4] % 3] if kind is DeviceKind.WILL_FAIL else None,
+        spread=int.from_bytes(digest[11:15], "big") / 2**32,
+        pace=int.from_bytes(digest[15:19], "big") / 2**32,
+    )
+
+
+def device_kind(imei: str) -> DeviceKind:
+    return device_facts(imei).kind
+
+
+# The TAC (first 8 digits) of the reference page's example device, 354658090353977.
+_FIRST_BODY = 35465809_000000
+
+
+def iter_imeis(*, start: int = 0) -> Iterator[str]:
+    """Luhn-valid IMEIs in ascending order: TAC 35465809, serials from `start` upwards."""
+    body = _FIRST_BODY + start
+    while body < 10**14:
+        text = f"{body:014d}"
+        yield text + luhn_check_digit(text)
+        body += 1
+
+
+def sandbox_imeis(
+    n: int, *, kind: DeviceKind | str | None = DeviceKind.ELIGIBLE, start: int = 0
+) -> list[str]:
+    """`n` distinct Luhn-valid IMEIs of `kind` (None: any kind), ascending.
+
+    The same arguments always give the same IMEIs; different kinds never overlap, and a
+    different `start` (a serial offset) gives a further, independent set of one kind.
+    """
+    wanted = DeviceKind(kind) if kind is not None else None
+    found: list[str] = []
+    if n <= 0:
+        return found
+    for imei in iter_imeis(start=start):
+        if wanted is None or device_kind(imei) is wanted:
+            found.append(imei)
+            if len(found) == n:
+                return found
+    raise ValueError(f"only {len(found)} IMEIs of kind {wanted} exist from serial {start}")

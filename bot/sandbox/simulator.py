@@ -1,0 +1,836 @@
+"""The sandbox's pure model: a simulated clock, credentials, and ThingSpace's campaign state.
+
+No I/O and no asyncio here. Every method that reads or changes state takes the sandbox time
+`now` and first applies whatever was due by then, so a read always shows the state at `now`;
+the status changes it applies are kept in an outbox that `Sandbox.tick` drains and turns into
+callbacks.
+
+Campaign timeline (sandbox seconds; `SandboxTimings`, defaults in brackets)
+--------------------------------------------------------------------------
+A campaign accepted at time t0 with startDate S and endDate E moves:
+
+- ``CampaignRequestPending`` at t0 (the schedule answer; no callback for it),
+- ``CampaignRequestQueued`` at q = t0 + ``queue`` [2],
+- ``CampaignPreScheduled`` at p = q + ``pre_schedule`` [2],
+- ``CampaignScheduled`` at s = max(p + ``schedule`` [2], S 00:00 UTC): a future-dated
+  campaign waits for its start date in sandbox time, as ThingSpace starts those around
+  00:00 UTC; advance the clock (or speed it up) to get there,
+- each device then begins at s + spread × ``device_spread`` [10], moving ``UpgradePending``
+  → ``UpgradeScheduled``, and finishes ``(0.25 + 0.75 × pace) × upgrade`` [4] later with
+  ``UpgradeSuccess`` or ``UpgradeFailed`` (``spread``/``pace`` come from the IMEI, see
+  `bot.sandbox.devices`). Devices that are not in the account or not FOTA eligible go
+  straight from ``UpgradePending`` to ``RequestToFotaServerFailed`` when they would begin,
+- ``CampaignEnded`` ``end_grace`` [2] after the last device finished.
+
+With the defaults a campaign ends about 22 sandbox seconds after it was accepted. Nothing
+happens after the end of E (24:00 UTC): a device not finished by then ends ``UpgradeFailed``
+("Campaign end date reached before the device was upgraded") and the campaign ends.
+Time windows (``campaignTimeWindowList``) are validated but not enforced: rehearsals would
+otherwise wait for the window's hours.
+
+A campaign may be cancelled (``DELETE``) until it is ``CampaignScheduled``; it then becomes
+``CampaignCancelled`` and each of its devices ``CampaignCancelled`` (reason "Campaign
+cancelled"), each change announced by a callback. Cancelling a cancelled campaign answers
+success again, so a retried DELETE is harmless.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import re
+import secrets
+import time
+import uuid
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeGuard
+
+from bot.sandbox.devices import (
+    DEFAULT_CATALOGUE,
+    NOT_ELIGIBLE_REASON,
+    NOT_IN_ACCOUNT_REASON,
+    PROTOCOLS,
+    DeviceKind,
+    FirmwareEntry,
+    device_facts,
+    is_imei,
+)
+
+UTC = dt.UTC
+
+# --- Statuses -----------------------------------------------------------------------------------
+
+PENDING = "CampaignRequestPending"
+QUEUED = "CampaignRequestQueued"
+PRE_SCHEDULED = "CampaignPreScheduled"
+SCHEDULED = "CampaignScheduled"
+ENDED = "CampaignEnded"
+CANCELLED = "CampaignCancelled"
+CAMPAIGN_TERMINAL = frozenset({ENDED, CANCELLED, "CampaignAborted", "CampaignFailed",
+                               "CampaignRequestFailed"})
+CANCELLABLE = frozenset({PENDING, QUEUED, PRE_SCHEDULED})
+
+UPGRADE_PENDING = "UpgradePending"
+UPGRADE_SCHEDULED = "UpgradeScheduled"
+UPGRADE_SUCCESS = "UpgradeSuccess"
+UPGRADE_FAILED = "UpgradeFailed"
+REQUEST_FAILED = "RequestToFotaServerFailed"
+DEVICE_CANCELLED = "CampaignCancelled"
+DEVICE_FINAL = frozenset({UPGRADE_SUCCESS, UPGRADE_FAILED, REQUEST_FAILED, DEVICE_CANCELLED})
+
+END_DATE_REACHED_REASON = "Campaign end date reached before the device was upgraded"
+CANCELLED_REASON = "Campaign cancelled"
+
+REQUIRED_FIELDS = (
+    "firmwareName",
+    "firmwareFrom",
+    "firmwareTo",
+    "protocol",
+    "startDate",
+    "endDate",
+    "deviceList",
+)
+
+_ACCOUNT = re.compile(r"^[0-9-]*[0-9][0-9-]*$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+
+
+def iso(moment: dt.datetime | float) -> str:
+    """ISO 8601 in UTC with a Z, to the millisecond."""
+    if not isinstance(moment, dt.datetime):
+        moment = dt.datetime.fromtimestamp(moment, UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --- Clock --------------------------------------------------------------------------------------
+
+
+class SandboxClock:
+    """Sandbox time. Manual: moves only by `advance`. Real: runs `speed` times wall time.
+
+    `advance` works in both modes, so a demo can also jump to a campaign's start date.
+    """
+
+    def __init__(
+        self,
+        start: dt.datetime | None = None,
+        *,
+        manual: bool = True,
+        speed: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        if speed <= 0:
+            raise ValueError("speed must be above 0")
+        if start is None:
+            start = dt.datetime.now(UTC).replace(microsecond=0)
+        if start.tzinfo is None:
+            raise ValueError("start must be timezone-aware (UTC)")
+        self._start = start.astimezone(UTC)
+        self._offset = 0.0
+        self.manual = manual
+        self.speed = speed
+        self._monotonic = monotonic
+        self._origin = monotonic()
+
+    @classmethod
+    def manual_at(cls, start: dt.datetime | None = None) -> SandboxClock:
+        return cls(start, manual=True)
+
+    @classmethod
+    def real(
+        cls,
+        *,
+        speed: float = 1.0,
+        start: dt.datetime | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> SandboxClock:
+        return cls(start, manual=False, speed=speed, monotonic=monotonic)
+
+    def now(self) -> dt.datetime:
+        elapsed = self._offset
+        if not self.manual:
+            elapsed += (self._monotonic() - self._origin) * self.speed
+        return self._start + dt.timedelta(seconds=elapsed)
+
+    def today(self) -> dt.date:
+        return self.now().date()
+
+    def advance(self, seconds: float) -> dt.datetime:
+        if seconds < 0:
+            raise ValueError("the sandbox clock never goes back")
+        self._offset += seconds
+        return self.now()
+
+
+@dataclass(frozen=True)
+class SandboxTimings:
+    """Phase durations in sandbox seconds (see the module docstring for the timeline)."""
+
+    queue: float = 2.0
+    pre_schedule: float = 2.0
+    schedule: float = 2.0
+    device_spread: float = 10.0
+    upgrade: float = 4.0
+    end_grace: float = 2.0
+
+
+# --- Errors and events ---------------------------------------------------------------------------
+
+
+class SandboxError(Exception):
+    """An answer ThingSpace would give instead of success: HTTP status, errorCode, errorMessage."""
+
+    def __init__(self, status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None):
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+        super().__init__(f"{status} {code}: {message}")
+
+    def body(self) -> dict[str, str]:
+        return {"errorCode": self.code, "errorMessage": self.message}
+
+
+def invalid(message: str, code: str = "INVALID_PARAMETER") -> SandboxError:
+    return SandboxError(400, code, message)
+
+
+def unauthorized(message: str) -> SandboxError:
+    return SandboxError(401, "UNAUTHORIZED", message)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignChange:
+    account: str
+    campaign_id: str
+    status: str
+    at: dt.datetime
+
+    def payload(self) -> dict[str, str]:
+        return {
+            "accountName": self.account,
+            "campaignId": self.campaign_id,
+            "status": self.status,
+            "type": "CampaignStatus",
+            "timestamp": iso(self.at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChange:
+    account: str
+    campaign_id: str
+    device_id: str
+    status: str
+    reason: str
+    at: dt.datetime
+
+    def payload(self) -> dict[str, str]:
+        return {
+            "accountName": self.account,
+            "campaignId": self.campaign_id,
+            "deviceId": self.device_id,
+            "status": self.status,
+            "reason": self.reason,
+            "type": "DeviceStatus",
+            "timestamp": iso(self.at),
+        }
+
+
+SandboxEvent = CampaignChange | DeviceChange
+
+
+# --- Credentials ----------------------------------------------------------------------------------
+
+
+class AuthRegistry:
+    """OAuth tokens and M2M sessions, timed by sandbox time.
+
+    `clients`/`users` None: any non-empty key/secret or username/password is accepted; given,
+    only those. Five failed logins in a row lock a user, as ThingSpace does, so a client that
+    retries logins in a loop is caught in rehearsal.
+    """
+
+    MAX_FAILED_LOGINS = 5
+
+    def __init__(
+        self,
+        *,
+        clients: Mapping[str, str] | None = None,
+        users: Mapping[str, str] | None = None,
+        token_lifetime: float = 3600.0,
+        session_idle_timeout: float | None = 1200.0,
+    ):
+        self.clients = dict(clients) if clients is not None else None
+        self.users = dict(users) if users is not None else None
+        self.token_lifetime = token_lifetime
+        self.session_idle_timeout = session_idle_timeout
+        self._tokens: dict[str, tuple[str, float]] = {}  # token -> (client id, expires at)
+        self._token_of_client: dict[str, str] = {}
+        self._sessions: dict[str, tuple[str, float]] = {}  # session -> (user, last used)
+        self._failed_logins: dict[str, int] = {}
+        self.logins = 0  # successful logins, so tests can see a client re-login once
+
+    def issue_token(self, client_id: str, client_secret: str, now: dt.datetime) -> tuple[str, int]:
+        if not client_id or not client_secret:
+            raise ValueError("empty client credentials")
+        if self.clients is not None and self.clients.get(client_id) != client_secret:
+            raise ValueError("unknown client credentials")
+        t = now.timestamp()
+        # ThingSpace hands back the same token when asked again inside its lifetime.
+        current = self._token_of_client.get(client_id)
+        if current and current in self._tokens and self._tokens[current][1] > t:
+            return current, int(self._tokens[current][1] - t)
+        token = secrets.token_hex(16)
+        self._tokens[token] = (client_id, t + self.token_lifetime)
+        self._token_of_client[client_id] = token
+        return token, int(self.token_lifetime)
+
+    def token_valid(self, token: str, now: dt.datetime) -> bool:
+        entry = self._tokens.get(token)
+        return entry is not None and entry[1] > now.timestamp()
+
+    def expire_token(self, token: str | None = None) -> None:
+        """Expire one token, or all: the next call carrying it gets a 401."""
+        for key in [token] if token is not None else list(self._tokens):
+            if key in self._tokens:
+                self._tokens[key] = (self._tokens[key][0], float("-inf"))
+
+    def login(self, username: str, password: str, now: dt.datetime) -> str:
+        if self._failed_logins.get(username, 0) >= self.MAX_FAILED_LOGINS:
+            raise unauthorized(
+                f"User {username} is locked after {self.MAX_FAILED_LOGINS} failed logins in a row"
+            )
+        known = self.users is None or self.users.get(username) == password
+        if not username or not password or not known:
+            if username:
+                self._failed_logins[username] = self._failed_logins.get(username, 0) + 1
+            raise unauthorized("Invalid username or password")
+        self._failed_logins.pop(username, None)
+        session = secrets.token_hex(16)
+        self._sessions[session] = (username, now.timestamp())
+        self.logins += 1
+        return session
+
+    def session_valid(self, session: str, now: dt.datetime) -> bool:
+        """True, and the idle timer restarts, when `session` is current."""
+        entry = self._sessions.get(session)
+        if entry is None:
+            return False
+        t = now.timestamp()
+        if self.session_idle_timeout is not None and t - entry[1] > self.session_idle_timeout:
+            return False
+        self._sessions[session] = (entry[0], t)
+        return True
+
+    def expire_session(self, session: str | None = None) -> None:
+        for key in [session] if session is not None else list(self._sessions):
+            if key in self._sessions:
+                self._sessions[key] = (self._sessions[key][0], float("-inf"))
+
+    def logout(self, session: str) -> bool:
+        return self._sessions.pop(session, None) is not None
+
+    @property
+    def sessions(self) -> list[str]:
+        return list(self._sessions)
+
+    @property
+    def tokens(self) -> list[str]:
+        return list(self._tokens)
+
+
+# --- Campaign state -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DeviceState:
+    device_id: str
+    status: str
+    reason: str
+    updated: float
+    recent_attempt: float | None = None
+    next_attempt: float | None = None
+
+    def report(self) -> dict[str, str]:
+        return {
+            "deviceId": self.device_id,
+            "status": self.status,
+            "resultReason": self.reason,
+            "updatedTime": iso(self.updated),
+            "recentAttemptTime": iso(self.recent_attempt) if self.recent_attempt is not None else "",
+            "nextAttemptTime": iso(self.next_attempt) if self.next_attempt is not None else "",
+        }
+
+
+@dataclass
+class Campaign:
+    id: str
+    account: str
+    name: str
+    entry: FirmwareEntry
+    start_date: str
+    end_date: str
+    windows: list[dict[str, int]]
+    auto_assign_license: bool
+    auto_add_devices: bool
+    created: dt.datetime
+    devices: dict[str, DeviceState]
+    order: list[str]  # device ids, ascending, for paging
+    status: str = PENDING
+    history: list[tuple[str, dt.datetime]] = field(default_factory=list)
+
+    def answer(self) -> dict[str, Any]:
+        """The schedule answer's shape, exactly the reference page's fields."""
+        return {
+            "id": self.id,
+            "accountName": self.account,
+            "campaignName": self.name,
+            "firmwareName": self.entry.firmware_name,
+            "protocol": self.entry.protocol,
+            "firmwareFrom": self.entry.firmware_from,
+            "firmwareTo": self.entry.firmware_to,
+            "make": self.entry.make,
+            "model": self.entry.model,
+            "status": self.status,
+            "startDate": self.start_date,
+            "endDate": self.end_date,
+            "campaignTimeWindowList": [dict(w) for w in self.windows],
+        }
+
+    def info(self) -> dict[str, Any]:
+        """`GET /campaigns/{acc}/{id}`: the schedule answer's fields plus the two flags."""
+        return {
+            **self.answer(),
+            "autoAssignLicenseFlag": self.auto_assign_license,
+            "autoAddDevicesFlag": self.auto_add_devices,
+        }
+
+    def counts(self) -> dict[str, int]:
+        result: dict[str, int] = {}
+        for device in self.devices.values():
+            result[device.status] = result.get(device.status, 0) + 1
+        return result
+
+
+def check_account(account: str) -> str:
+    if not _ACCOUNT.match(account):
+        raise invalid(
+            f"Invalid account name '{account}': expected digits and dashes such as 0642233522-00001"
+        )
+    return account
+
+
+# A pending change: (time, sequence, campaign id, device id or None, status, reason).
+# The sequence keeps changes due at the same moment in the order they were planned.
+_Planned = tuple[float, int, str, str | None, str, str]
+
+
+class Simulator:
+    """ThingSpace's FOTA state for every account, in memory, driven by sandbox time."""
+
+    def __init__(
+        self,
+        *,
+        catalogue: Sequence[FirmwareEntry] = DEFAULT_CATALOGUE,
+        timings: SandboxTimings | None = None,
+        mrc_only: bool = False,
+        license_count: int = 100_000,
+        report_page_size: int = 1000,
+        campaign_page_size: int = 100,
+        created: dt.datetime | None = None,
+    ):
+        if not catalogue:
+            raise ValueError("the firmware catalogue must not be empty")
+        self.catalogue = tuple(catalogue)
+        self.timings = timings or SandboxTimings()
+        self.mrc_only = mrc_only
+        self.license_count = license_count
+        self.report_page_size = report_page_size
+        self.campaign_page_size = campaign_page_size
+        self.campaigns: dict[str, Campaign] = {}
+        self._callbacks: dict[str, str] = {}
+        self._planned: list[_Planned] = []
+        self._sequence = 0
+        self._outbox: list[SandboxEvent] = []
+        # Firmware a device runs after a successful sandbox upgrade, per (account, IMEI).
+        self._upgraded: dict[tuple[str, str], FirmwareEntry] = {}
+        self._licensed: dict[str, set[str]] = {}
+        self._licence_updated: dict[str, dt.datetime] = {}
+        self._created = created or dt.datetime.now(UTC)
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def advance(self, now: dt.datetime) -> None:
+        """Apply every change due at or before `now`, in time order, into the outbox."""
+        t = now.timestamp()
+        planned = self._planned
+        while planned and planned[0][0] <= t:
+            at, _, campaign_id, device_id, status, reason = heapq.heappop(planned)
+            campaign = self.campaigns[campaign_id]
+            if campaign.status == CANCELLED:
+                continue  # what was planned for a cancelled campaign never happens
+            moment = dt.datetime.fromtimestamp(at, UTC)
+            if device_id is None:
+                campaign.status = status
+                campaign.history.append((status, moment))
+                self._outbox.append(CampaignChange(campaign.account, campaign_id, status, moment))
+                continue
+            device = campaign.devices[device_id]
+            device.status = status
+            device.reason = reason
+            device.updated = at
+            if status == UPGRADE_SCHEDULED or status == REQUEST_FAILED:
+                device.recent_attempt = at
+            device.next_attempt = None
+            if status == UPGRADE_SUCCESS:
+                self._upgraded[(campaign.account, device_id)] = campaign.entry
+            self._outbox.append(
+                DeviceChange(campaign.account, campaign_id, device_id, status, reason, moment)
+            )
+
+    def drain(self) -> list[SandboxEvent]:
+        """The changes applied since the last drain, oldest first."""
+        events, self._outbox = self._outbox, []
+        return events
+
+    def next_due(self) -> dt.datetime | None:
+        """When the next planned change is due (it may belong to a cancelled campaign)."""
+        if not self._planned:
+            return None
+        return dt.datetime.fromtimestamp(self._planned[0][0], UTC)
+
+    # -- schedule ------------------------------------------------------------------------------
+
+    def schedule(self, account: str, body: object, now: dt.datetime) -> Campaign:
+        """Validate a schedule request by the reference page's rules and accept it."""
+        self.advance(now)
+        check_account(account)
+        request = _validate_schedule(body, now.date())
+        entry = self._firmware_entry(request)
+        devices: list[str] = sorted(set(request["deviceList"]))
+        facts = {imei: device_facts(imei, self.catalogue) for imei in devices}
+        auto_assign = bool(request.get("autoAssignLicenseFlag", False))
+        if self.mrc_only and not auto_assign:
+            unlicensed = [imei for imei in devices if facts[imei].in_account
+                          and not facts[imei].license_assigned]
+            if unlicensed:
+                shown = ", ".join(unlicensed[:5]) + (" …" if len(unlicensed) > 5 else "")
+                raise invalid(
+                    f"{len(unlicensed)} device(s) have no license assigned; this account has only an "
+                    f"MRC subscription, so assign licenses first or set autoAssignLicenseFlag: {shown}",
+                    code="LICENSE_NOT_ASSIGNED",
+                )
+        t0 = now.timestamp()
+        campaign = Campaign(
+            id=str(uuid.uuid4()),
+            account=account,
+            name=request.get("campaignName") or "",
+            entry=entry,
+            start_date=request["startDate"],
+            end_date=request["endDate"],
+            windows=[{"startTime": w["startTime"], "endTime": w["endTime"]}
+                     for w in request.get("campaignTimeWindowList") or []],
+            auto_assign_license=auto_assign,
+            auto_add_devices=bool(request.get("autoAddDevicesFlag", False)),
+            created=now,
+            devices={imei: DeviceState(imei, UPGRADE_PENDING, "", t0) for imei in devices},
+            order=devices,
+        )
+        campaign.history.append((PENDING, now))
+        self.campaigns[campaign.id] = campaign
+        licensed = self._licensed.setdefault(account, set())
+        licensed.update(i for i in devices if facts[i].in_account and (facts[i].license_assigned or auto_assign))
+        self._licence_updated[account] = now
+        self._plan(campaign, facts, t0)
+        return campaign
+
+    def _firmware_entry(self, request: Mapping[str, Any]) -> FirmwareEntry:
+        name, protocol = request["firmwareName"], request["protocol"]
+        named = [e for e in self.catalogue if e.firmware_name == name and e.protocol == protocol]
+        if not named:
+            raise invalid(f"Firmware '{name}' is not available for protocol {protocol}")
+        fitting = [e for e in named if e.firmware_from == request["firmwareFrom"]]
+        if not fitting:
+            expected = ", ".join(sorted({e.firmware_from for e in named}))
+            raise invalid(
+                f"firmwareFrom '{request['firmwareFrom']}' does not match firmware '{name}' "
+                f"(it upgrades from {expected})"
+            )
+        for entry in fitting:
+            if entry.firmware_to == request["firmwareTo"]:
+                return entry
+        expected = ", ".join(sorted({e.firmware_to for e in fitting}))
+        raise invalid(
+            f"firmwareTo '{request['firmwareTo']}' does not match firmware '{name}' "
+            f"(it upgrades to {expected})"
+        )
+
+    def _plan(self, campaign: Campaign, facts: Mapping[str, Any], t0: float) -> None:
+        """Lay out every status change of the campaign in advance (see the module docstring)."""
+        timing = self.timings
+        start = dt.datetime.combine(dt.date.fromisoformat(campaign.start_date), dt.time(), UTC)
+        end_date = dt.date.fromisoformat(campaign.end_date) + dt.timedelta(days=1)
+        cutoff = dt.datetime.combine(end_date, dt.time(), UTC).timestamp()
+        queued = t0 + timing.queue
+        pre_scheduled = queued + timing.pre_schedule
+        scheduled = max(pre_scheduled + timing.schedule, start.timestamp())
+        plan: list[tuple[float, str | None, str, str]] = [
+            (min(queued, cutoff), None, QUEUED, ""),
+            (min(pre_scheduled, cutoff), None, PRE_SCHEDULED, ""),
+            (min(scheduled, cutoff), None, SCHEDULED, ""),
+        ]
+        last = scheduled
+        for imei in campaign.order:
+            fact = facts[imei]
+            begin = scheduled + fact.spread * timing.device_spread
+            device = campaign.devices[imei]
+            device.next_attempt = min(begin, cutoff)
+            if not fact.fota_eligible:
+                reason = NOT_IN_ACCOUNT_REASON if not fact.in_account else NOT_ELIGIBLE_REASON
+                plan.append((min(begin, cutoff), imei, REQUEST_FAILED, reason))
+                last = max(last, min(begin, cutoff))
+                continue
+            finish = begin + (0.25 + 0.75 * fact.pace) * timing.upgrade
+            if begin < cutoff:
+                plan.append((begin, imei, UPGRADE_SCHEDULED, ""))
+            if finish > cutoff:
+                plan.append((cutoff, imei, UPGRADE_FAILED, END_DATE_REACHED_REASON))
+            elif fact.kind is DeviceKind.WILL_FAIL:
+                plan.append((finish, imei, UPGRADE_FAILED, fact.failure_reason or ""))
+            else:
+                plan.append((finish, imei, UPGRADE_SUCCESS, ""))
+            last = max(last, min(finish, cutoff))
+        plan.append((min(last + timing.end_grace, cutoff), None, ENDED, ""))
+        for at, device_id, status, reason in plan:
+            self._sequence += 1
+            self._planned.append((at, self._sequence, campaign.id, device_id, status, reason))
+        # One heapify for the whole campaign: 100,000 devices are planned in well under a second.
+        heapq.heapify(self._planned)
+
+    # -- reads and cancel ----------------------------------------------------------------------
+
+    def campaign(self, account: str, campaign_id: str, now: dt.datetime) -> Campaign:
+        self.advance(now)
+        check_account(account)
+        campaign = self.campaigns.get(campaign_id)
+        if campaign is None or campaign.account != account:
+            raise SandboxError(
+                404, "CAMPAIGN_NOT_FOUND", f"Campaign {campaign_id} not found in account {account}"
+            )
+        return campaign
+
+    def cancel(self, account: str, campaign_id: str, now: dt.datetime) -> None:
+        campaign = self.campaign(account, campaign_id, now)
+        if campaign.status == CANCELLED:
+            return
+        if campaign.status not in CANCELLABLE:
+            raise invalid(
+                f"Campaign {campaign_id} has already started (status {campaign.status}); "
+                "a campaign can only be cancelled before it starts",
+                code="CAMPAIGN_ALREADY_STARTED",
+            )
+        campaign.status = CANCELLED
+        campaign.history.append((CANCELLED, now))
+        self._outbox.append(CampaignChange(account, campaign_id, CANCELLED, now))
+        t = now.timestamp()
+        for imei in campaign.order:
+            device = campaign.devices[imei]
+            if device.status in DEVICE_FINAL:
+                continue
+            device.status, device.reason, device.updated = DEVICE_CANCELLED, CANCELLED_REASON, t
+            device.next_attempt = None
+            self._outbox.append(
+                DeviceChange(account, campaign_id, imei, DEVICE_CANCELLED, CANCELLED_REASON, now)
+            )
+
+    def device_report(
+        self, account: str, campaign_id: str, last_seen: str | None, now: dt.datetime
+    ) -> dict[str, Any]:
+        campaign = self.campaign(account, campaign_id, now)
+        last_seen = last_seen or "0"
+        if not (last_seen.isascii() and last_seen.isdigit() and len(last_seen) <= 15):
+            raise invalid(f"Invalid lastSeenDeviceId '{last_seen}': expected 0 or a device IMEI")
+        # Equal-length digit strings sort as numbers do.
+        first = bisect_right(campaign.order, last_seen.zfill(15))
+        page = campaign.order[first:first + self.report_page_size]
+        more = first + len(page) < len(campaign.order)
+        return {
+            "totalDevice": len(campaign.order),
+            "hasMoreData": more,
+            "lastSeenDeviceId": page[-1] if page else last_seen,
+            "maxPageSize": self.report_page_size,
+            "deviceList": [campaign.devices[imei].report() for imei in page],
+        }
+
+    def campaigns_by_status(
+        self, account: str, status: str | None, last_seen: str | None, now: dt.datetime
+    ) -> dict[str, Any]:
+        """Campaigns of `account` in `status` (None or empty: any), by id, paged."""
+        self.advance(now)
+        check_account(account)
+        chosen = sorted(
+            (c for c in self.campaigns.values()
+             if c.account == account and (not status or c.status == status)),
+            key=lambda c: c.id,
+        )
+        if last_seen and last_seen != "0":
+            chosen = [c for c in chosen if c.id > last_seen]
+        page = chosen[: self.campaign_page_size]
+        return {
+            "hasMoreData": len(chosen) > len(page),
+            "lastSeenCampaignId": page[-1].id if page else (last_seen or ""),
+            "campaignList": [c.info() for c in page],
+        }
+
+    # -- firmware, devices, subscription -------------------------------------------------------
+
+    def firmware(self, account: str, protocol: str | None) -> list[dict[str, str]]:
+        check_account(account)
+        protocol = protocol or "LWM2M"  # the parameter is documented with LWM2M as its example
+        if protocol not in PROTOCOLS:
+            raise invalid(f"Invalid protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}")
+        return [e.as_thingspace() for e in self.catalogue if e.protocol == protocol]
+
+    def device_info(self, account: str, body: object, now: dt.datetime) -> dict[str, Any]:
+        """`POST /devices/{acc}`: devices not in the account are left out (about 2 %)."""
+        self.advance(now)
+        check_account(account)
+        if not isinstance(body, dict) or not isinstance(body.get("deviceList"), list):
+            raise invalid("deviceList is required: a list of device IMEIs")
+        device_ids = body["deviceList"]
+        if not device_ids:
+            raise invalid("deviceList must contain at least one device")
+        for device_id in device_ids:
+            if not is_imei(device_id):
+                raise invalid(f"Invalid device id format: {device_id}")
+        licensed = self._licensed.get(account, set())
+        listed: list[dict[str, Any]] = []
+        for imei in dict.fromkeys(device_ids):
+            fact = device_facts(imei, self.catalogue)
+            if not fact.in_account:
+                continue
+            upgraded = self._upgraded.get((account, imei))
+            entry = upgraded or fact.entry
+            listed.append(
+                {
+                    "deviceId": imei,
+                    "mdn": fact.mdn,
+                    "make": entry.make,
+                    "model": entry.model,
+                    "firmware": upgraded.firmware_to if upgraded else fact.entry.firmware_from,
+                    "fotaEligible": fact.fota_eligible,
+                    "licenseAssigned": fact.license_assigned or imei in licensed,
+                    "status": "Active",
+                    "protocol": entry.protocol,
+                }
+            )
+        return {"accountName": account, "deviceCount": len(listed), "deviceList": listed}
+
+    def subscription(self, account: str) -> dict[str, Any]:
+        check_account(account)
+        return {
+            "accountName": account,
+            "purchaseType": "TS-HFOTA-MRC" if self.mrc_only else "TS-HFOTA-EVNT,TS-HFOTA-MRC",
+            "licenseCount": self.license_count,
+            "licenseUsedCount": len(self._licensed.get(account, ())),
+            "updateTime": iso(self._licence_updated.get(account, self._created)),
+        }
+
+    # -- callback listeners --------------------------------------------------------------------
+
+    def callback_url(self, account: str) -> str | None:
+        return self._callbacks.get(account)
+
+    def get_callback(self, account: str) -> dict[str, str]:
+        check_account(account)
+        url = self._callbacks.get(account)
+        if url is None:
+            raise SandboxError(404, "CALLBACK_NOT_FOUND", f"No callback listener registered for {account}")
+        return {"accountName": account, "url": url}
+
+    def set_callback(self, account: str, body: object) -> dict[str, str]:
+        """Register or replace the account's one listener. Plain http is allowed in the sandbox."""
+        check_account(account)
+        url = body.get("url") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not _URL.match(url):
+            raise invalid("url is required: an absolute http:// or https:// URL")
+        self._callbacks[account] = url
+        return {"accountName": account, "url": url}
+
+    def delete_callback(self, account: str) -> None:
+        check_account(account)
+        if self._callbacks.pop(account, None) is None:
+            raise SandboxError(404, "CALLBACK_NOT_FOUND", f"No callback listener registered for {account}")
+
+
+# --- Schedule validation ------------------------------------------------------------------------
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_schedule(body: object, today: dt.date) -> dict[str, Any]:
+    """The request if it keeps every rule of the schedule page, else the first rule broken.
+
+    ThingSpace answers one error at a time; the checks run in the order of the page.
+    """
+    if not isinstance(body, dict):
+        raise invalid("Request body must be a JSON object")
+    for name in REQUIRED_FIELDS:
+        if body.get(name) is None or body.get(name) == "":
+            raise invalid(f"{name} is required")
+    for name in REQUIRED_FIELDS[:-1]:
+        if not isinstance(body[name], str):
+            raise invalid(f"{name} must be a string")
+    if body.get("campaignName") is not None and not isinstance(body["campaignName"], str):
+        raise invalid("campaignName must be a string")
+    if body["protocol"] not in PROTOCOLS:
+        raise invalid(f"Invalid protocol '{body['protocol']}': expected one of {', '.join(PROTOCOLS)}")
+    dates: dict[str, dt.date] = {}
+    for name in ("startDate", "endDate"):
+        try:
+            if not _DATE.match(body[name]):
+                raise ValueError
+            dates[name] = dt.date.fromisoformat(body[name])
+        except ValueError:
+            raise invalid(f"Invalid {name} '{body[name]}': expected a date as YYYY-MM-DD") from None
+    if dates["startDate"] < today:
+        raise invalid(
+            f"startDate {body['startDate']} is in the past (today is {today.isoformat()} UTC)"
+        )
+    if dates["endDate"] < dates["startDate"]:
+        raise invalid(f"endDate {body['endDate']} is before startDate {body['startDate']}")
+    windows = body.get("campaignTimeWindowList")
+    if windows is not None:
+        if not isinstance(windows, list):
+            raise invalid("campaignTimeWindowList must be a list of {startTime, endTime}")
+        for index, window in enumerate(windows):
+            where = f"campaignTimeWindowList[{index}]"
+            if not isinstance(window, dict):
+                raise invalid(f"{where} must be an object with startTime and endTime")
+            start, end = window.get("startTime"), window.get("endTime")
+            if not _is_int(start) or not 0 <= start <= 23:
+                raise invalid(f"{where}.startTime must be an hour from 0 to 23, not {start}")
+            if not _is_int(end) or not 1 <= end <= 24:
+                raise invalid(f"{where}.endTime must be an hour from 1 to 24, not {end}")
+            if end - start < 4:
+                raise invalid(
+                    f"{where}.endTime {end} must be at least 4 hours after startTime {start}"
+                )
+    devices = body["deviceList"]
+    if not isinstance(devices, list):
+        raise invalid("deviceList must be a list of device IMEIs")
+    if not devices:
+        raise invalid("deviceList must contain at least one device")
+    for device_id in devices:
+        if not is_imei(device_id):
+            raise invalid(f"Invalid device id format: {device_id}")
+    for flag in ("autoAssignLicenseFlag", "autoAddDevicesFlag"):
+        if flag in body and not isinstance(body[flag], bool):
+            raise invalid(f"{flag} must be true or false")
+    return body
