@@ -1,0 +1,323 @@
+"""The schedule modal: its view, and its submission -> ScheduleRequest (pure).
+
+Block ids are the schedule keys (plus `devices_file`), so `RequestError.by_key()`
+is directly the `errors` of a `response_action: errors` answer. The fields go
+through the same `parse_schedule_fields` as the slash command: the same input
+gives the same request either way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from commands.imei import bad_imeis_problem, count_problems, scan_imeis
+from commands.parse import (
+    DEFAULT_PROTOCOL,
+    MAX_ACCOUNT_LENGTH,
+    MAX_FIRMWARE_LENGTH,
+    MAX_NAME_LENGTH,
+    SCHEDULE_KEYS,
+    check_schedule_fields,
+    parse_schedule_fields,
+)
+from commands.requests import PROTOCOLS, Problem, RequestError, ScheduleRequest
+
+SCHEDULE_CALLBACK_ID = "fota_schedule"
+DEVICES_FILE = "devices_file"
+BLOCK_IDS = (*SCHEDULE_KEYS, DEVICES_FILE)
+FILE_TYPES = ("csv", "txt")
+# Slack: plain_text_input max_length is at most 3000 -- about 180 IMEIs with
+# separators, hence the file input for anything bigger.
+MAX_PASTED = 3000
+_FILE_KEYS = ("id", "name", "title", "size", "filetype", "mimetype", "url_private_download")
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def _text_input(
+    key: str,
+    label: str,
+    *,
+    hint: str,
+    placeholder: str = "",
+    optional: bool = True,
+    max_length: int | None = None,
+    multiline: bool = False,
+    prefill: Mapping[str, str],
+) -> dict[str, Any]:
+    element: dict[str, Any] = {"type": "plain_text_input", "action_id": key}
+    if multiline:
+        element["multiline"] = True
+    if max_length:
+        element["max_length"] = max_length
+    if placeholder:
+        element["placeholder"] = _plain(placeholder)
+    initial = (prefill.get(key) or "").strip()
+    # Slack refuses an initial_value longer than max_length; leave it out rather than cut it.
+    if initial and (max_length is None or len(initial) <= max_length):
+        element["initial_value"] = initial
+    return {
+        "type": "input",
+        "block_id": key,
+        "optional": optional,
+        "label": _plain(label),
+        "hint": _plain(hint),
+        "element": element,
+    }
+
+
+def _option(value: str) -> dict[str, Any]:
+    return {"text": _plain(value), "value": value}
+
+
+def build_schedule_modal(
+    *, prefill: Mapping[str, str] | None = None, private_metadata: str = ""
+) -> dict[str, Any]:
+    """The `/fota schedule` modal, optionally with fields filled in."""
+    given: Mapping[str, str] = prefill or {}
+    protocol = (given.get("protocol") or DEFAULT_PROTOCOL).strip().upper()
+    if protocol not in PROTOCOLS:
+        protocol = DEFAULT_PROTOCOL
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": "Dates and hours are UTC. Approvers see the request before anything "
+                    "reaches ThingSpace. Same fields as `/fota schedule key=value …`.",
+                }
+            ],
+        },
+        _text_input(
+            "firmware",
+            "Firmware",
+            hint="The firmware name exactly as /fota firmware lists it.",
+            placeholder="e.g. SEQUANSCommunications_GM01Q_SR1.2.0.0-10512_SR1.2.0.0-10657",
+            optional=False,
+            max_length=MAX_FIRMWARE_LENGTH,
+            prefill=given,
+        ),
+        _text_input(
+            "from",
+            "From version",
+            hint="The version on the devices now. Leave From and To both empty to take them "
+            "from the firmware list; give both otherwise, different from each other.",
+            placeholder="e.g. SR1.2.0.0-10512",
+            max_length=MAX_FIRMWARE_LENGTH,
+            prefill=given,
+        ),
+        _text_input(
+            "to",
+            "To version",
+            hint="The version to install. Required with From, and different from it.",
+            placeholder="e.g. SR1.2.0.0-10657",
+            max_length=MAX_FIRMWARE_LENGTH,
+            prefill=given,
+        ),
+        {
+            "type": "input",
+            "block_id": "protocol",
+            "label": _plain("Protocol"),
+            "hint": _plain("LWM2M unless your devices use OMA-DM or HTTP."),
+            "element": {
+                "type": "static_select",
+                "action_id": "protocol",
+                "options": [_option(p) for p in PROTOCOLS],
+                "initial_option": _option(protocol),
+            },
+        },
+        _text_input(
+            "start",
+            "Start date",
+            hint="YYYY-MM-DD, today, tomorrow or +Nd (N days from today), UTC; not in the past. "
+            "Empty: today.",
+            placeholder="today",
+            max_length=20,
+            prefill=given,
+        ),
+        _text_input(
+            "end",
+            "End date",
+            hint="Same forms as the start; not before the start. Empty: start + 7 days.",
+            placeholder="+7d",
+            max_length=20,
+            prefill=given,
+        ),
+        _text_input(
+            "window",
+            "Time windows (UTC hours)",
+            hint="START-END hours, comma-separated: start 0–23, end 1–24, at least 4 hours long, "
+            "not overlapping, not across midnight (use 20-24,0-4). Empty: any time of day.",
+            placeholder="18-22 or 18-22,2-6",
+            max_length=100,
+            prefill=given,
+        ),
+        _text_input(
+            "devices",
+            "Devices (IMEIs)",
+            hint="15-digit IMEIs separated by commas, spaces or new lines; duplicates are dropped. "
+            "This box holds 3,000 characters (about 180 IMEIs): upload longer lists as a file "
+            "below. Paste here, upload a file, or both.",
+            placeholder="354658090353977, 490154203237518",
+            max_length=MAX_PASTED,
+            multiline=True,
+            prefill=given,
+        ),
+        {
+            "type": "input",
+            "block_id": DEVICES_FILE,
+            "optional": True,
+            "label": _plain("Devices file (CSV or text)"),
+            "hint": _plain(
+                "A CSV with a column headed imei, deviceId or device (else the first column is "
+                "used), or a text file with IMEIs separated by commas, spaces or new lines."
+            ),
+            "element": {
+                "type": "file_input",
+                "action_id": DEVICES_FILE,
+                "filetypes": list(FILE_TYPES),
+                "max_files": 1,
+            },
+        },
+        _text_input(
+            "name",
+            "Campaign name",
+            hint=f"Up to {MAX_NAME_LENGTH} characters, without [ or ]. Sent to ThingSpace as "
+            "NAME [FB-12], or fota-bot FB-12 when empty.",
+            placeholder="e.g. Q3 modem rollout",
+            max_length=MAX_NAME_LENGTH,
+            prefill=given,
+        ),
+        _text_input(
+            "account",
+            "Account",
+            hint="ThingSpace billing account: digits and dashes, leading zeros kept. "
+            "Empty: the bot's default account.",
+            placeholder="e.g. 0642233522-00001",
+            max_length=MAX_ACCOUNT_LENGTH,
+            prefill=given,
+        ),
+    ]
+    return {
+        "type": "modal",
+        "callback_id": SCHEDULE_CALLBACK_ID,
+        "title": _plain("Schedule firmware"),
+        "submit": _plain("Request approval"),
+        "close": _plain("Cancel"),
+        "private_metadata": private_metadata,
+        "blocks": blocks,
+    }
+
+
+def _actions(values: Any, block_id: str) -> list[Mapping[str, Any]]:
+    block = values.get(block_id) if isinstance(values, Mapping) else None
+    if not isinstance(block, Mapping):
+        return []
+    return [action for action in block.values() if isinstance(action, Mapping)]
+
+
+def fields_from_view_state(values: dict[str, Any]) -> dict[str, str]:
+    """`view["state"]["values"]` -> {schedule key: text typed or chosen}; empty inputs left out.
+
+    The file input is not a field: see `uploaded_files`.
+    """
+    fields: dict[str, str] = {}
+    for key in SCHEDULE_KEYS:
+        for action in _actions(values, key):
+            kind = action.get("type")
+            value: Any = None
+            if kind == "plain_text_input":
+                value = action.get("value")
+            elif kind in ("static_select", "radio_buttons"):
+                option = action.get("selected_option")
+                value = option.get("value") if isinstance(option, Mapping) else None
+            elif kind == "datepicker":
+                value = action.get("selected_date")
+            if isinstance(value, str) and value.strip():
+                fields[key] = value
+                break
+    return fields
+
+
+def uploaded_files(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The files of the devices file input: id, name, size, url_private_download, …"""
+    files: list[dict[str, Any]] = []
+    for action in _actions(values, DEVICES_FILE):
+        for file in action.get("files") or ():
+            if isinstance(file, Mapping):
+                files.append({k: file[k] for k in _FILE_KEYS if k in file})
+    return files
+
+
+def _device_problems(pasted: str, file_text: str, *, max_devices: int) -> list[Problem]:
+    """Device problems put under the input they come from: pasted box or file."""
+    pasted_good, pasted_bad, _ = scan_imeis(pasted)
+    file_good, file_bad, _ = scan_imeis(file_text)
+    problems: list[Problem] = []
+    if pasted_bad:
+        problems.append(bad_imeis_problem(pasted_bad, key="devices"))
+    if file_bad:
+        problems.append(bad_imeis_problem(file_bad, key=DEVICES_FILE))
+    total = len(dict.fromkeys(pasted_good + file_good))
+    if not total and not problems:
+        problems.append(
+            Problem(DEVICES_FILE, "", "has no IMEIs: upload a CSV or text file of IMEIs")
+        )
+    key = "devices" if pasted.strip() else DEVICES_FILE
+    return problems + count_problems(total, max_devices=max_devices, key=key)
+
+
+def parse_schedule_submission(
+    values: dict[str, Any], *, today: dt.date, max_devices: int, file_text: str | None
+) -> ScheduleRequest:
+    """A view_submission's state values (+ the uploaded file's text) -> ScheduleRequest.
+
+    `file_text` is the file already downloaded and decoded by `devices_from_file`;
+    its IMEIs are added after the pasted ones. Every problem's key is a block id.
+    """
+    fields = fields_from_view_state(values)
+    if file_text is None:
+        try:
+            return parse_schedule_fields(fields, today=today, max_devices=max_devices)
+        except RequestError as exc:
+            raise RequestError([_modal_wording(p) for p in exc.problems]) from None
+    pasted = fields.get("devices", "")
+    merged = {**fields, "devices": f"{pasted}\n{file_text}"}
+    request, problems = check_schedule_fields(merged, today=today, max_devices=max_devices)
+    if request is not None:
+        return request
+    if any(p.key == "devices" for p in problems):
+        at = next(i for i, p in enumerate(problems) if p.key == "devices")
+        others = [p for p in problems if p.key != "devices"]
+        problems = [
+            *others[:at],
+            *_device_problems(pasted, file_text, max_devices=max_devices),
+            *others[at:],
+        ]
+    raise RequestError(problems)
+
+
+def _modal_wording(problem: Problem) -> Problem:
+    if problem.key == "devices" and not problem.value and problem.rule.startswith("is required"):
+        return Problem("devices", "", "is required: paste IMEIs here or upload a CSV or text file")
+    return problem
+
+
+def view_errors(error: RequestError) -> dict[str, str]:
+    """`errors` for a `response_action: errors` answer, from any RequestError.
+
+    Slack shows these strings as plain text under the blocks, so the backticks of
+    `Problem.__str__` go; a key that is not a block id (a file problem raised with
+    key `devices` by `devices_from_file` is, already) lands under `firmware`.
+    """
+    errors: dict[str, str] = {}
+    for key, text in error.by_key().items():
+        block = key if key in BLOCK_IDS else "firmware"
+        plain = text.replace("`", "")
+        errors[block] = f"{errors[block]} {plain}" if block in errors else plain
+    return errors
