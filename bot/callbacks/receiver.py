@@ -1,0 +1,208 @@
+"""`POST /thingspace/callbacks/{token}`: keep ThingSpace's callback, answer, wake the processor.
+
+SPEC §8. Checks, in this order: the path token (404, as for any unknown path), the
+optional source allow-list (403), the body size (413), JSON (400). Then the raw body
+is committed to the database and only then answered 200, so a 200 always means the
+row is on disk; the processor is woken after the answer has gone out. Nothing here
+calls the network or applies the update: ThingSpace's delivery retries are not
+documented, so answering fast and never losing an acknowledged payload is the job.
+
+v3 callbacks carry no signature (reference, "Callbacks"): the secret path token and
+Verizon's published source addresses are all there is to check.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from contextlib import aclosing
+
+from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from bot.settings import IPNetwork
+from storage.store import Store
+
+log = logging.getLogger("bot.callbacks")
+
+CALLBACK_PATH = "/thingspace/callbacks/{token}"
+MAX_BODY = 1024 * 1024
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_JSON = "application/json"
+_OK = b'{"ok":true}'
+_FORBIDDEN = b'{"error":"source address not allowed"}'
+_TOO_LARGE = b'{"error":"body too large"}'
+_NOT_JSON = b'{"error":"body is not JSON"}'
+_UNAVAILABLE = b'{"error":"storage unavailable"}'
+_INTERNAL = b'{"error":"internal error"}'
+
+
+def callback_route(
+    *,
+    token: str,
+    store: Store,
+    allowed_networks: tuple[IPNetwork, ...] = (),
+    trusted_proxies: tuple[IPNetwork, ...] = (),
+    on_stored: Callable[[], None] = lambda: None,
+    max_body: int = MAX_BODY,
+) -> Route:
+    """The callback endpoint, ready to mount.
+
+    `on_stored` is called once per stored callback, after the answer was sent, on the
+    event loop: it must be cheap (an `asyncio.Event.set()`).
+    """
+    if not token:
+        raise ValueError("the callback token must not be empty")
+    expected = token.encode("utf-8")
+
+    async def wake() -> None:
+        try:
+            on_stored()
+        except Exception:
+            # The row is committed and acknowledged; the processor's own timer finds it.
+            log.exception("waking the callback processor failed")
+
+    async def receive_callback(request: Request) -> Response:
+        given = request.path_params.get("token", "")
+        # surrogatepass: a path can decode to any code point; never let encoding fail.
+        if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected):
+            log.info(
+                "callback refused: wrong token, from %s", client_address(request, trusted_proxies)
+            )
+            # Starlette's own answer for a path it does not know: a wrong token tells a
+            # prober nothing, and never echoes the token it tried.
+            return PlainTextResponse("Not Found", status_code=404)
+
+        remote = client_address(request, trusted_proxies)
+        if allowed_networks and not address_in(remote, allowed_networks):
+            # WARNING: when this is Verizon, FOTA_CALLBACK_ALLOWED_IPS is losing callbacks.
+            log.warning(
+                "callback refused: %s is not in the allowed source networks", remote or "(unknown)"
+            )
+            return Response(_FORBIDDEN, status_code=403, media_type=_JSON)
+
+        try:
+            body = await _read_body(request, max_body)
+        except ClientDisconnect:
+            log.debug("callback sender from %s went away mid-body", remote)
+            return Response(_NOT_JSON, status_code=400, media_type=_JSON)
+        if body is None:
+            log.warning("callback refused: body over %d bytes, from %s", max_body, remote)
+            return Response(_TOO_LARGE, status_code=413, media_type=_JSON)
+
+        try:
+            # utf-8-sig: a leading BOM (some senders add one) is not part of the JSON.
+            text = body.decode("utf-8-sig")
+            json.loads(text)
+        except (ValueError, RecursionError):
+            # ValueError covers bad UTF-8 and bad JSON; RecursionError absurdly deep nesting.
+            log.info("callback refused: %d bytes from %s are not JSON", len(body), remote)
+            return Response(_NOT_JSON, status_code=400, media_type=_JSON)
+
+        try:
+            # On the event loop, not in a thread: the store's one SQLite connection is shared
+            # with the rest of the app, and a transaction from another thread could take this
+            # insert with it on rollback after we answered 200. The commit takes ~50 µs (WAL).
+            store.store_callbacks([(text, remote or None)])
+        except sqlite3.Error:
+            # 503, not 200: ThingSpace may retry, and we must not acknowledge what we lost.
+            log.exception("callback not stored: the database is unusable")
+            return Response(_UNAVAILABLE, status_code=503, media_type=_JSON)
+        except Exception:
+            log.exception("callback not stored: unexpected error")
+            return Response(_INTERNAL, status_code=500, media_type=_JSON)
+
+        log.debug("callback stored: %d bytes from %s", len(body), remote)
+        return Response(_OK, status_code=200, media_type=_JSON, background=BackgroundTask(wake))
+
+    return Route(CALLBACK_PATH, receive_callback, methods=["POST"], name="thingspace_callbacks")
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it is over `limit`; never holds more than limit + one chunk."""
+    declared = request.headers.get("content-length")
+    declared = declared.strip() if declared is not None else ""
+    # isascii: "²" is a digit to str.isdigit() but not to int().
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    # A sender can lie in Content-Length or send chunked: count what actually arrives.
+    async with aclosing(request.stream()) as stream:
+        async for chunk in stream:
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def client_address(request: Request, trusted_proxies: Sequence[IPNetwork]) -> str:
+    """The address the request came from; "" when the server does not know it.
+
+    The connection's peer, unless that peer is one of our `trusted_proxies`: then the
+    right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries to
+    its left were written by the sender and can be forged). A header from anyone else
+    is ignored. Addresses come back in canonical form, an IPv4-mapped IPv6 peer as
+    plain IPv4, so they compare with the allow-list.
+    """
+    peer = request.client.host if request.client else ""
+    peer_ip = parse_address(peer)
+    canonical_peer = str(peer_ip) if peer_ip is not None else peer
+    if not trusted_proxies or peer_ip is None or not _in_networks(peer_ip, trusted_proxies):
+        return canonical_peer
+    hops = [
+        hop.strip()
+        for header in request.headers.getlist("x-forwarded-for")
+        for hop in header.split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(hops):
+        hop_ip = parse_address(hop)
+        if hop_ip is None:
+            # Garbage where an address should be: stop and report it, so an allow-list
+            # refuses it rather than trusting anything further left.
+            return hop
+        if not _in_networks(hop_ip, trusted_proxies):
+            return str(hop_ip)
+    # Every hop is one of our proxies: the furthest one is the best we know.
+    if hops:
+        first = parse_address(hops[0])
+        return str(first) if first is not None else hops[0]
+    return canonical_peer
+
+
+def parse_address(text: str) -> IPAddress | None:
+    """An IP from a peer or X-Forwarded-For entry (`1.2.3.4`, `1.2.3.4:80`, `[::1]:80`), or None."""
+    text = text.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        text = text[1:end] if end > 0 else text
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]  # IPv4 with a port
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def address_in(address: str, networks: Sequence[IPNetwork]) -> bool:
+    """Whether `address` (as from `client_address`) is inside any of `networks`."""
+    parsed = parse_address(address)
+    return parsed is not None and _in_networks(parsed, networks)
+
+
+def _in_networks(address: IPAddress, networks: Sequence[IPNetwork]) -> bool:
+    # An IPv4 address is never "in" an IPv6 network (and back): ipaddress answers False.
+    return any(address in network for network in networks)
