@@ -1,0 +1,327 @@
+"""The one place that wires everything (STYLE: bolt-python's App.__init__).
+
+`build_runtime` takes the settings and the few seams tests replace (clock, the
+ThingSpace transport, the Slack base URL via settings) and hands every piece
+its collaborators. No module-level singletons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from bot import metrics
+from bot.background import Background
+from bot.callbacks.receiver import callback_route
+from bot.notify.sender import OutboxSender
+from bot.notify.thread import ThreadNotifier, ThreadRenderer
+from bot.sandbox import Sandbox, create_sandbox_app
+from bot.scheduler import Jobs
+from bot.secrets import Secret
+from bot.settings import Settings
+from bot.slack_files import SlackFiles
+from bot.thingspace.client import ThingSpaceClient
+from bot.workflow.approvers import Directory
+from bot.workflow.campaigns import CampaignService
+from bot.workflow.operations import Operations
+from bot.workflow.rollout import Rollout
+from bot.workflow.submission import Submitter
+from commands.listeners import Services, register_listeners
+from storage.records import Campaign
+from storage.states import CampaignState
+from storage.store import Store, utcnow
+
+log = logging.getLogger("bot.app")
+
+# The host the in-process sandbox posts callbacks to; it never leaves the process.
+IN_PROCESS_BOT_URL = "http://fota-bot.in-process"
+SANDBOX_CREDENTIAL = Secret("sandbox")
+WATCHDOG_SECONDS = 60.0
+
+
+class Timers:
+    """Scheduler jobs for one runtime: approval expiry and reminder, retries, re-reads.
+
+    Built before the services that use it, then bound to them (they need each other).
+    """
+
+    def __init__(self, jobs: Jobs, clock: Callable[[], dt.datetime]):
+        self.jobs = jobs
+        self.clock = clock
+
+    def bind(self, *, service: CampaignService, submitter: Submitter, rollout: Rollout) -> None:
+        self.service = service
+        self.submitter = submitter
+        self.rollout = rollout
+
+    def schedule_approval_timers(self, campaign: Campaign) -> None:
+        ttl = campaign.expires_at - campaign.created_at
+        self.jobs.at(f"expire:{campaign.id}", campaign.expires_at, self.service.expire, campaign.id)
+        self.jobs.at(f"remind:{campaign.id}", campaign.created_at + ttl / 2, self.service.remind, campaign.id)
+
+    def cancel_approval_timers(self, campaign_id: int) -> None:
+        self.jobs.cancel(f"expire:{campaign_id}")
+        self.jobs.cancel(f"remind:{campaign_id}")
+
+    def retry_submission(self, campaign_id: int, delay: float) -> None:
+        when = self.clock() + dt.timedelta(seconds=delay)
+        self.jobs.at(f"submit:{campaign_id}", when, self.submitter.submit, campaign_id)
+
+    def reconcile_soon(self, campaign_id: int, delay: float) -> None:
+        job_id = f"reconcile:{campaign_id}"
+        if self.jobs.scheduler.get_job(job_id) is not None:
+            return  # debounced: one re-read already waits
+        when = self.clock() + dt.timedelta(seconds=delay)
+        self.jobs.at(job_id, when, self.rollout.reconcile, campaign_id)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    clock: Callable[[], dt.datetime]
+    thingspace: ThingSpaceClient
+    slack: AsyncWebClient
+    bolt: AsyncApp
+    jobs: Jobs
+    background: Background
+    notifier: ThreadNotifier
+    sender: OutboxSender
+    directory: Directory
+    submitter: Submitter
+    service: CampaignService
+    operations: Operations
+    rollout: Rollout
+    callback_token: str
+    timers: Timers
+    sandbox: Sandbox | None = None
+    asgi: Starlette = field(init=False)
+    _workers: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def mode(self) -> str:
+        return "sandbox" if self.sandbox is not None else "live"
+
+    async def start(self, *, workers: bool = True) -> None:
+        """Start-up: jobs rebuilt from the database, interrupted work resumed."""
+        self.jobs.start()
+        self.rebuild_jobs()
+        if self.sandbox is not None:
+            await self.thingspace.register_callback(
+                self.settings.thingspace_account,
+                f"{IN_PROCESS_BOT_URL}/thingspace/callbacks/{self.callback_token}",
+            )
+        if workers:
+            loop = asyncio.get_running_loop()
+            self._workers.append(loop.create_task(self.sender.run(), name="outbox sender"))
+            self._workers.append(loop.create_task(self.rollout.run(), name="callback applier"))
+            if self.sandbox is not None:
+                self._workers.append(loop.create_task(self.sandbox.run_forever(), name="sandbox clock"))
+        self.background.spawn(self.submitter.resume_all(), name="resume submissions")
+        self.sender.wake()
+        self.rollout.wake()
+
+    def rebuild_jobs(self) -> None:
+        for campaign in self.store.campaigns_in((CampaignState.PENDING_APPROVAL,)):
+            self.timers.schedule_approval_timers(campaign)
+        self.jobs.every("watchdog", WATCHDOG_SECONDS, self.rollout.watchdog)
+        self.jobs.every("expire-overdue", WATCHDOG_SECONDS, self.service.expire_overdue)
+
+    async def stop(self) -> None:
+        """SIGTERM: finish what is in flight, stop the scheduler, close the database."""
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers.clear()
+        try:
+            await asyncio.wait_for(self.background.idle(), 10)
+        except TimeoutError:
+            await self.background.cancel_all()
+        self.jobs.shutdown()
+        await self.thingspace.aclose()
+        if self.sandbox is not None:
+            await self.sandbox.aclose()
+        self.store.close()
+
+    async def settle(self, rounds: int = 50) -> None:
+        """Tests and the demo: run every piece of pending work until nothing moves."""
+        for _ in range(rounds):
+            await self.background.idle()
+            moved = self.rollout.process_pending()
+            moved += await self.sender.drain()
+            await self.background.idle()
+            if not moved and not len(self.background):
+                return
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    clock: Callable[[], dt.datetime] = utcnow,
+    thingspace_transport: httpx.AsyncBaseTransport | None = None,
+    sandbox: Sandbox | None = None,
+) -> Runtime:
+    store = Store.open(settings.db_path, clock=clock)
+    callback_token = (
+        settings.callback_token.reveal() if settings.callback_token else store.callback_token()
+    )
+    bot_token = settings.slack_bot_token.reveal() if settings.slack_bot_token else None
+    slack = AsyncWebClient(
+        token=bot_token,
+        base_url=settings.slack_api_url,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
+    )
+    bolt = AsyncApp(
+        client=slack,
+        signing_secret=settings.slack_signing_secret.reveal() if settings.slack_signing_secret else None,
+        process_before_response=False,
+    )
+
+    if settings.sandbox_mode:
+        # Sandbox mode is always the in-process simulator, never THINGSPACE_URL.
+        sandbox = sandbox or Sandbox()
+        if thingspace_transport is None:
+            thingspace_transport = httpx.ASGITransport(app=create_sandbox_app(sandbox))
+        credentials = dict.fromkeys(("client_id", "client_secret", "username", "password"), SANDBOX_CREDENTIAL)
+        base_url = "http://sandbox.in-process"
+    else:
+        credentials = {
+            "client_id": settings.thingspace_client_id,
+            "client_secret": settings.thingspace_client_secret,
+            "username": settings.thingspace_username,
+            "password": settings.thingspace_password,
+        }
+        base_url = settings.thingspace_url
+    thingspace = ThingSpaceClient(base_url=base_url, transport=thingspace_transport, **credentials)  # type: ignore[arg-type]
+
+    jobs = Jobs()
+    background = Background()
+    notifier = ThreadNotifier(
+        store=store,
+        approval_channel=settings.approval_channel or "",
+        update_interval=settings.update_interval,
+        clock=clock,
+    )
+    renderer = ThreadRenderer(store=store, required_approvals=settings.required_approvals, clock=clock)
+    sender = OutboxSender(store=store, client=slack, renderer=renderer, clock=clock)
+    notifier.wake = sender.wake
+    directory = Directory(slack, approvers=settings.approvers, requesters=settings.requesters)
+
+    timers = Timers(jobs, clock)
+    submitter = Submitter(
+        store=store,
+        client=thingspace,
+        events=notifier,
+        retries=timers,
+        required_approvals=settings.required_approvals,
+        clock=clock,
+    )
+    service = CampaignService(
+        settings=settings,
+        store=store,
+        thingspace=thingspace,
+        directory=directory,
+        submitter=submitter,
+        events=notifier,
+        timers=timers,
+        background=background,
+        clock=clock,
+    )
+    rollout = Rollout(
+        store=store,
+        client=thingspace,
+        events=notifier,
+        scheduler=timers,
+        clock=clock,
+        update_interval=settings.update_interval,
+    )
+    operations = Operations(
+        settings=settings, store=store, thingspace=thingspace, directory=directory, events=notifier, clock=clock
+    )
+    runtime = Runtime(
+        settings=settings,
+        store=store,
+        clock=clock,
+        thingspace=thingspace,
+        slack=slack,
+        bolt=bolt,
+        jobs=jobs,
+        background=background,
+        notifier=notifier,
+        sender=sender,
+        directory=directory,
+        submitter=submitter,
+        service=service,
+        operations=operations,
+        rollout=rollout,
+        callback_token=callback_token,
+        timers=timers,
+        sandbox=sandbox if settings.sandbox_mode else None,
+    )
+    timers.bind(service=service, submitter=submitter, rollout=rollout)
+    submitter.on_submitted = rollout.adopt_waiting_callbacks
+
+    register_listeners(
+        bolt,
+        Services(
+            settings=settings,
+            campaigns=service,
+            operations=operations,
+            background=background,
+            clock=clock,
+            download=SlackFiles(token=bot_token, api_url=settings.slack_api_url).download,
+        ),
+    )
+    runtime.asgi = _http_app(runtime)
+    if runtime.sandbox is not None:
+        # The in-process sandbox delivers its callbacks straight into this app.
+        runtime.sandbox.set_callback_transport(httpx.ASGITransport(app=runtime.asgi))
+    return runtime
+
+
+def _http_app(rt: Runtime) -> Starlette:
+    handler = AsyncSlackRequestHandler(rt.bolt)
+
+    async def slack_events(request: Request) -> Response:
+        return await handler.handle(request)
+
+    async def healthz(request: Request) -> Response:
+        database = "ok" if rt.store.healthy() else "unusable"
+        body = {
+            "status": "ok" if database == "ok" else "error",
+            "database": database,
+            "scheduler": "running" if rt.jobs.running else "stopped",
+            "thingspace": rt.mode,
+        }
+        return JSONResponse(body, status_code=200 if database == "ok" else 503)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return PlainTextResponse(metrics.render(rt), media_type=metrics.CONTENT_TYPE)
+
+    routes = [
+        Route("/slack/events", slack_events, methods=["POST"]),
+        callback_route(
+            token=rt.callback_token,
+            store=rt.store,
+            allowed_networks=rt.settings.callback_allowed_ips,
+            trusted_proxies=rt.settings.trusted_proxies,
+            on_stored=rt.rollout.wake,
+        ),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)

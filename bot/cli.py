@@ -1,0 +1,168 @@
+"""`fota-bot …` / `python -m bot …`: serve, sandbox, demo, check, campaigns, register-callback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.settings import Settings, SettingsError, load, read_environment
+
+log = logging.getLogger("bot.cli")
+
+SUBCOMMANDS = ("serve", "sandbox", "demo", "check", "campaigns", "register-callback")
+
+SANDBOX_BANNER = (
+    "SANDBOX MODE: no ThingSpace credentials are set, so fota-bot talks to its built-in "
+    "ThingSpace simulator. Nothing reaches real devices."
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fota-bot",
+        description="Schedule ThingSpace FOTA campaigns from Slack, behind human approval.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("serve", help="run the bot (HTTP app on FOTA_PORT; Socket Mode with SLACK_APP_TOKEN)")
+    sandbox = sub.add_parser("sandbox", help="run the built-in ThingSpace simulator on its own port")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8099)
+    sandbox.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    demo = sub.add_parser("demo", help="one whole rollout with no credentials, printed as it unfolds")
+    demo.add_argument("--devices", type=int, default=25)
+    demo.add_argument("--speed", type=float, default=20.0)
+    sub.add_parser("check", help="validate the configuration and reach Slack and ThingSpace")
+    campaigns = sub.add_parser("campaigns", help="operator views of the database")
+    views = campaigns.add_subparsers(dest="view", required=True, metavar="VIEW")
+    listing = views.add_parser("list", help="campaigns, newest first")
+    listing.add_argument("--all", action="store_true", help="include finished ones")
+    show = views.add_parser("show", help="one campaign with its audit trail")
+    show.add_argument("id")
+    export = views.add_parser("export", help="per-device CSV of one campaign")
+    export.add_argument("id")
+    export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    sub.add_parser("register-callback", help="register {FOTA_PUBLIC_URL}/thingspace/callbacks/{token} with ThingSpace")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    env = read_environment(os.environ)
+    try:
+        settings = load(env, for_serve=args.command == "serve")
+    except SettingsError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    from bot.logs import configure_logging
+
+    configure_logging(settings.log_level, _secret_values(settings))
+    try:
+        if args.command == "serve":
+            return asyncio.run(_serve(settings))
+        if args.command == "sandbox":
+            return asyncio.run(_sandbox(args.host, args.port, args.speed))
+        if args.command == "demo":
+            from bot.demo import run_demo
+
+            return asyncio.run(run_demo(devices=args.devices, speed=args.speed))
+        if args.command == "check":
+            from bot.check import run_check
+
+            return asyncio.run(run_check(settings))
+        if args.command == "campaigns":
+            from bot.operator import run_campaigns
+
+            return run_campaigns(settings, args)
+        if args.command == "register-callback":
+            from bot.check import register_callback
+
+            return asyncio.run(register_callback(settings))
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def _secret_values(settings: Settings) -> list[str]:
+    values = [
+        settings.slack_bot_token,
+        settings.slack_signing_secret,
+        settings.slack_app_token,
+        settings.callback_token,
+        settings.thingspace_client_id,
+        settings.thingspace_client_secret,
+        settings.thingspace_username,
+        settings.thingspace_password,
+    ]
+    return [v.reveal() for v in values if v]
+
+
+async def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from bot.app import build_runtime
+    from bot.logs import RedactSecrets
+
+    runtime = build_runtime(settings)
+    # The generated callback token is a secret too: mask it from here on.
+    for handler in logging.getLogger().handlers:
+        for flt in handler.filters:
+            if isinstance(flt, RedactSecrets):
+                flt.secrets = sorted({*flt.secrets, runtime.callback_token}, key=len, reverse=True)
+    if runtime.sandbox is not None:
+        log.warning("=" * 78)
+        log.warning(SANDBOX_BANNER)
+        log.warning("=" * 78)
+    await runtime.start()
+    if runtime.sandbox is None:
+        from bot.check import warn_if_callback_differs
+
+        await warn_if_callback_differs(settings, runtime)
+    socket_handler = None
+    if settings.slack_app_token is not None:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        socket_handler = AsyncSocketModeHandler(runtime.bolt, settings.slack_app_token.reveal())
+        await socket_handler.connect_async()
+        log.info("Slack over Socket Mode")
+    config = uvicorn.Config(
+        runtime.asgi,
+        host=settings.host,
+        port=settings.port,
+        lifespan="off",
+        log_level=settings.log_level.lower(),
+        access_log=False,  # an access log would print the callback URL, whose path is a secret
+        timeout_graceful_shutdown=20,
+    )
+    server = uvicorn.Server(config)
+    log.info("fota-bot listening on %s:%s (ThingSpace: %s)", settings.host, settings.port, runtime.mode)
+    try:
+        # uvicorn handles SIGTERM/SIGINT: it stops accepting and finishes requests in flight.
+        await server.serve()
+    finally:
+        if socket_handler is not None:
+            await socket_handler.close_async()
+        await runtime.stop()
+        log.info("fota-bot stopped")
+    return 0
+
+
+async def _sandbox(host: str, port: int, speed: float) -> int:
+    import uvicorn
+
+    from bot.sandbox import Sandbox, SandboxClock, create_sandbox_app
+
+    sandbox = Sandbox(clock=SandboxClock.real(speed=speed))
+    ticker = asyncio.get_running_loop().create_task(sandbox.run_forever())
+    log.warning("ThingSpace sandbox on http://%s:%s (speed x%s); point THINGSPACE_URL at it", host, port, speed)
+    server = uvicorn.Server(uvicorn.Config(create_sandbox_app(sandbox), host=host, port=port, lifespan="off"))
+    try:
+        await server.serve()
+    finally:
+        ticker.cancel()
+        await sandbox.aclose()
+    return 0

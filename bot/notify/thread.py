@@ -1,0 +1,224 @@
+"""The campaign's thread: what is said, and when (SPEC §6, §8).
+
+`ThreadNotifier` turns workflow events into outbox rows (never a Slack call);
+`ThreadRenderer` builds the messages from the database at send time, using the
+pure builders in `commands.blocks`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Callable
+from typing import Any
+
+from commands import blocks
+from storage.records import Campaign
+from storage.states import CampaignState
+from storage.store import Outbox, Store
+
+S = CampaignState
+
+# How many failed devices one thread reply names before "and N more" (Slack: 50 blocks/message).
+FAILURES_PER_REPLY = 20
+DEVICE_SAMPLE = 10
+
+
+class ThreadNotifier:
+    """Workflow events → outbox rows, then a wake-up for the sender."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        approval_channel: str,
+        update_interval: float,
+        clock: Callable[[], dt.datetime],
+        wake: Callable[[], None] = lambda: None,
+    ):
+        self.store = store
+        self.outbox = Outbox(store)
+        self.approval_channel = approval_channel
+        self.update_interval = dt.timedelta(seconds=update_interval)
+        self.clock = clock
+        self.wake = wake
+
+    # --- low level ---------------------------------------------------------------------------
+
+    def refresh_root(self, campaign: Campaign, *, now: bool = False) -> None:
+        """Edit the root card, at most once per FOTA_UPDATE_INTERVAL (milestones: at once)."""
+        key = f"root:{campaign.id}"
+        not_before = None
+        if not now:
+            last = self.outbox.last_sent_at(key)
+            if last is not None and last + self.update_interval > self.clock():
+                not_before = last + self.update_interval
+        self.outbox.enqueue("root_update", {}, campaign_id=campaign.id, coalesce_key=key, not_before=not_before)
+        if now:
+            # A milestone edit (a stamp) should not wait behind a throttled progress edit.
+            with self.store.db.atomic():
+                self.store.db.execute(
+                    "UPDATE outbox SET not_before = NULL WHERE coalesce_key = ? AND sent_at IS NULL", [key]
+                )
+        self.wake()
+
+    def reply(self, campaign: Campaign, message: dict[str, Any]) -> None:
+        self.outbox.enqueue("reply", {"message": message}, campaign_id=campaign.id)
+        self.wake()
+
+    def dm(self, campaign: Campaign, event: str, **args: Any) -> None:
+        self.outbox.enqueue("dm", {"user": campaign.requester, "event": event, **args}, campaign_id=campaign.id)
+        self.wake()
+
+    # --- requests and decisions (CampaignEvents) ---------------------------------------------
+
+    def requested(self, campaign: Campaign, response_url: str | None) -> None:
+        self.outbox.enqueue("root", {"channel": self.approval_channel}, campaign_id=campaign.id)
+        self.outbox.enqueue("confirm", {"response_url": response_url}, campaign_id=campaign.id)
+        self.wake()
+
+    def approval_recorded(self, campaign: Campaign, user: str) -> None:
+        self.refresh_root(campaign, now=True)
+
+    def approved(self, campaign: Campaign) -> None:
+        self.refresh_root(campaign, now=True)
+        self.reply(campaign, blocks.approved_reply(campaign, self.store.decisions(campaign.id)))
+        self.dm(campaign, "approved")
+
+    def rejected(self, campaign: Campaign, user: str, reason: str) -> None:
+        self.refresh_root(campaign, now=True)
+        self.reply(campaign, blocks.rejected_reply(campaign, user, reason))
+        self.dm(campaign, "rejected", by=user, reason=reason)
+
+    def withdrawn(self, campaign: Campaign, user: str) -> None:
+        self.refresh_root(campaign, now=True)
+        self.reply(campaign, blocks.withdrawn_reply(campaign))
+
+    def expired(self, campaign: Campaign) -> None:
+        self.refresh_root(campaign, now=True)
+        self.reply(campaign, blocks.expired_reply(campaign))
+        self.dm(campaign, "expired")
+
+    def reminder(self, campaign: Campaign) -> None:
+        self.reply(campaign, blocks.reminder_reply(campaign, campaign.expires_at))
+
+    # --- submission (SubmissionEvents) -------------------------------------------------------
+
+    def submitted(self, campaign: Campaign) -> None:
+        self.refresh_root(campaign, now=True)
+        self.reply(campaign, blocks.submitted_reply(campaign))
+        self.dm(campaign, "submitted")
+
+    def submit_failed(self, campaign: Campaign) -> None:
+        self.refresh_root(campaign, now=True)
+        self.reply(campaign, blocks.submit_failed_reply(campaign))
+        self.dm(campaign, "submit_failed")
+
+    def submit_delayed(self, campaign: Campaign, reason: str, retry_in: float) -> None:
+        self.reply(campaign, blocks.submit_delayed_reply(campaign, reason, retry_in))
+
+    # --- rollout -----------------------------------------------------------------------------
+
+    def progressed(self, campaign: Campaign) -> None:
+        self.refresh_root(campaign)
+
+    def status_changed(self, campaign: Campaign, old: str | None, new: str) -> None:
+        self.refresh_root(campaign, now=True)
+        self.reply(campaign, blocks.status_change_reply(campaign, old, new))
+
+    def devices_failed(self, campaign: Campaign) -> None:
+        """New failures: one batched reply per interval, rendered when it goes out."""
+        key = f"failures:{campaign.id}"
+        last = self.outbox.last_sent_at(key)
+        not_before = last + self.update_interval if last else None
+        self.outbox.enqueue("failures", {}, campaign_id=campaign.id, coalesce_key=key, not_before=not_before)
+        self.wake()
+
+    def finished(self, campaign: Campaign) -> None:
+        self.refresh_root(campaign, now=True)
+        self.outbox.enqueue("summary", {}, campaign_id=campaign.id, coalesce_key=f"summary:{campaign.id}")
+        self.outbox.enqueue(
+            "upload",
+            {"title": f"{campaign.ref} per-device report"},
+            campaign_id=campaign.id,
+            coalesce_key=f"upload:{campaign.id}",
+        )
+        self.dm(campaign, "finished")
+
+    def cancelled(self, campaign: Campaign, user: str) -> None:
+        self.refresh_root(campaign, now=True)
+        self.reply(campaign, blocks.cancelled_reply(campaign, user))
+
+    def cancel_refused(self, campaign: Campaign, code: str, message: str) -> None:
+        self.reply(campaign, blocks.cancel_refused_reply(campaign, code, message))
+
+
+class ThreadRenderer:
+    """Messages built at send time from what the database says now."""
+
+    def __init__(self, *, store: Store, required_approvals: int, clock: Callable[[], dt.datetime]):
+        self.store = store
+        self.required_approvals = required_approvals
+        self.clock = clock
+
+    def root_card(self, campaign: Campaign) -> dict[str, Any]:
+        decisions = self.store.decisions(campaign.id)
+        sample = [d.imei for d in self.store.devices(campaign.id, limit=DEVICE_SAMPLE)]
+        if campaign.state is S.PENDING_APPROVAL:
+            return blocks.approval_card(
+                campaign,
+                devices_sample=sample,
+                approvals=[d for d in decisions if d.decision == "approve"],
+                required_approvals=self.required_approvals,
+                sandbox=campaign.sandbox,
+            )
+        if campaign.state in (S.REJECTED, S.EXPIRED, S.WITHDRAWN, S.SUBMIT_FAILED, S.APPROVED, S.SUBMITTING):
+            return blocks.decided_card(
+                campaign,
+                decisions=decisions,
+                outcome=campaign.state.value,
+                devices_sample=sample,
+                sandbox=campaign.sandbox,
+            )
+        return blocks.campaign_card(
+            campaign,
+            counts=self.store.device_counts(campaign.id),
+            last_update=campaign.last_callback_at,
+            sandbox=campaign.sandbox,
+            decisions=decisions,
+        )
+
+    def dynamic(self, kind: str, campaign: Campaign, payload: dict[str, Any]) -> dict[str, Any] | None:
+        if kind == "failures":
+            failures, more = self.store.unreported_failures(campaign.id, FAILURES_PER_REPLY)
+            if not failures:
+                return None
+            self.store.mark_failures_reported(campaign.id)
+            return blocks.failures_reply(campaign, failures, more)
+        if kind == "summary":
+            return blocks.final_summary_reply(campaign, self.store.device_counts(campaign.id))
+        if kind == "confirm":
+            return blocks.request_confirmation(campaign, payload.get("permalink"))
+        if kind == "dm":
+            return blocks.requester_dm(
+                campaign,
+                payload["event"],
+                permalink=payload.get("permalink"),
+                by=payload.get("by"),
+                reason=payload.get("reason"),
+            )
+        raise ValueError(kind)
+
+    def csv(self, campaign: Campaign) -> tuple[str, str]:
+        return f"{campaign.ref}-devices.csv", devices_csv(self.store, campaign)
+
+
+def devices_csv(store: Store, campaign: Campaign, *, failed_only: bool = False) -> str:
+    """The per-device report: IMEI, status, reason, updated time."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["imei", "status", "reason", "updated_at"])
+    for device in store.devices(campaign.id, failed_only=failed_only):
+        writer.writerow([device.imei, device.status or "", device.reason or "", device.updated_at or ""])
+    return buffer.getvalue()

@@ -1,0 +1,62 @@
+"""`fota-bot campaigns list | show ID | export ID`: the operator's views of the database."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bot.notify.thread import devices_csv
+from bot.settings import Settings
+from storage.store import CampaignNotFound, Store
+
+
+def run_campaigns(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.db_path.exists():
+        print(f"No database at {settings.db_path} (FOTA_DB).", file=sys.stderr)
+        return 1
+    store = Store.open(settings.db_path)
+    try:
+        if args.view == "list":
+            campaigns = store.list_campaigns(scope="all" if args.all else "active", limit=1000)
+            if not campaigns:
+                print("No campaigns." if args.all else "No active campaigns (--all shows finished ones).")
+            for c in campaigns:
+                print(
+                    f"{c.ref:<8} {c.state.value:<24} {c.device_count:>7} devices  {c.firmware_to:<24} "
+                    f"account {c.account}  by {c.requester}  {c.created_at:%Y-%m-%d %H:%M}"
+                )
+            return 0
+        campaign = store.find_campaign(args.id)
+        if args.view == "show":
+            counts = store.device_counts(campaign.id)
+            print(f"{campaign.ref}  {campaign.state.value}")
+            for label, value in (
+                ("requester", campaign.requester),
+                ("account", campaign.account),
+                ("firmware", f"{campaign.firmware_name} ({campaign.firmware_from} -> {campaign.firmware_to})"),
+                ("protocol", campaign.protocol),
+                ("dates", f"{campaign.start_date} .. {campaign.end_date}"),
+                ("windows", ", ".join(str(w) for w in campaign.windows) or "any time"),
+                ("name at ThingSpace", campaign.thingspace_name),
+                ("ThingSpace id", campaign.thingspace_id or "-"),
+                ("devices", " · ".join(f"{k} {v}" for k, v in counts.items() if v) or "none"),
+                ("content hash", campaign.content_hash),
+            ):
+                print(f"  {label:<20} {value}")
+            print("  audit:")
+            for row in store.audit(campaign.id):
+                print(f"    {row['at']}  {row['from_state'] or '-':>22} -> {row['to_state']:<22} "
+                      f"{row['actor']}: {row['reason']}")
+            return 0
+        text = devices_csv(store, campaign)
+        if args.out:
+            args.out.write_text(text)
+            print(f"wrote {campaign.device_count} devices to {args.out}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+        return 0
+    except CampaignNotFound as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    finally:
+        store.close()

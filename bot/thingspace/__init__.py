@@ -1,0 +1,29 @@
+"""ThingSpace FOTA v3: the client and the errors it raises."""
+
+from bot.thingspace.client import (
+    ACTIVE_CAMPAIGN_STATUSES,
+    CAMPAIGN_STATUSES,
+    ENDED_CAMPAIGN_STATUSES,
+    ThingSpaceClient,
+)
+from bot.thingspace.errors import (
+    ThingSpaceAmbiguous,
+    ThingSpaceAuthError,
+    ThingSpaceError,
+    ThingSpaceNotFound,
+    ThingSpaceRejected,
+    ThingSpaceUnavailable,
+)
+
+__all__ = [
+    "ACTIVE_CAMPAIGN_STATUSES",
+    "CAMPAIGN_STATUSES",
+    "ENDED_CAMPAIGN_STATUSES",
+    "ThingSpaceAmbiguous",
+    "ThingSpaceAuthError",
+    "ThingSpaceClient",
+    "ThingSpaceError",
+    "ThingSpaceNotFound",
+    "ThingSpaceRejected",
+    "ThingSpaceUnavailable",
+]

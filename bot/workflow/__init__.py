@@ -1,0 +1,1 @@
+"""The campaign workflow: requests, approvals, the one submission path, reconciliation."""

@@ -1,0 +1,266 @@
+"""Campaign requests and decisions (SPEC §4, §6): the services the Slack listeners call."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from bot.background import Background
+from bot.settings import Settings
+from bot.thingspace.client import ThingSpaceClient
+from bot.thingspace.errors import ThingSpaceError
+from bot.workflow.approvers import Directory
+from bot.workflow.errors import UserError
+from bot.workflow.submission import Submitter
+from commands.requests import Problem, RequestError, ScheduleRequest
+from storage.records import Campaign
+from storage.states import CampaignState
+from storage.store import ApprovalOutcome, CampaignNotFound, NotApproved, Store
+
+log = logging.getLogger("bot.campaigns")
+
+S = CampaignState
+
+
+class CampaignEvents(Protocol):
+    """What the thread, the requester and the card are told (implemented by the notifier)."""
+
+    def requested(self, campaign: Campaign, response_url: str | None) -> None: ...
+
+    def approval_recorded(self, campaign: Campaign, user: str) -> None: ...
+
+    def approved(self, campaign: Campaign) -> None: ...
+
+    def rejected(self, campaign: Campaign, user: str, reason: str) -> None: ...
+
+    def withdrawn(self, campaign: Campaign, user: str) -> None: ...
+
+    def expired(self, campaign: Campaign) -> None: ...
+
+    def reminder(self, campaign: Campaign) -> None: ...
+
+
+class ApprovalTimers(Protocol):
+    def schedule_approval_timers(self, campaign: Campaign) -> None: ...
+
+    def cancel_approval_timers(self, campaign_id: int) -> None: ...
+
+
+class CampaignService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        thingspace: ThingSpaceClient,
+        directory: Directory,
+        submitter: Submitter,
+        events: CampaignEvents,
+        timers: ApprovalTimers,
+        background: Background,
+        clock: Callable[[], dt.datetime],
+    ):
+        self.settings = settings
+        self.store = store
+        self.thingspace = thingspace
+        self.directory = directory
+        self.submitter = submitter
+        self.events = events
+        self.timers = timers
+        self.background = background
+        self.clock = clock
+
+    def today(self) -> dt.date:
+        return self.clock().astimezone(dt.UTC).date()
+
+    # --- requests ----------------------------------------------------------------------------
+
+    async def request(self, *, user: str, request: ScheduleRequest, response_url: str | None) -> Campaign:
+        """Store a validated request and post it for approval. Raises UserError / RequestError."""
+        if not await self.directory.may_request(user):
+            raise UserError(
+                "You are not on the list of people who may request firmware campaigns "
+                "(FOTA_REQUESTERS). Nothing was created; ask the operator to add you."
+            )
+        account = request.account or self.settings.thingspace_account
+        firmware_from, firmware_to = request.firmware_from, request.firmware_to
+        if firmware_from is None or firmware_to is None:
+            firmware_from, firmware_to = await self._fill_from_catalogue(account, request)
+        campaign = self.store.create_campaign(
+            requester=user,
+            account=account,
+            firmware_name=request.firmware,
+            firmware_from=firmware_from,
+            firmware_to=firmware_to,
+            protocol=request.protocol,
+            start_date=request.start_date,
+            end_date=request.end_date,
+            windows=request.windows,
+            name=request.name,
+            devices=request.devices,
+            sandbox=self.settings.sandbox_mode,
+            expires_at=self.clock() + self.settings.approval_ttl,
+            notes=request.notes,
+            response_url=response_url,
+        )
+        log.info("%s requested by %s: %d devices", campaign.ref, user, campaign.device_count)
+        self.events.requested(campaign, response_url)
+        self.timers.schedule_approval_timers(campaign)
+        return campaign
+
+    async def _fill_from_catalogue(self, account: str, request: ScheduleRequest) -> tuple[str, str]:
+        try:
+            catalogue = await self.thingspace.list_firmware(account, request.protocol)
+        except ThingSpaceError as exc:
+            raise UserError(
+                f"`from` and `to` were left out, and ThingSpace's firmware list for account {account} "
+                f"could not be read ({exc}). Give `from=` and `to=` explicitly, or try again."
+            ) from exc
+        matches = [f for f in catalogue if f.get("firmwareName") == request.firmware]
+        if len(matches) == 1:
+            return str(matches[0]["firmwareFrom"]), str(matches[0]["firmwareTo"])
+        if not matches:
+            rule = (
+                f"is not in account {account}'s firmware list for {request.protocol}; "
+                "`/fota firmware` lists what the account may install"
+            )
+        else:
+            pairs = ", ".join(f"{m.get('firmwareFrom')} → {m.get('firmwareTo')}" for m in matches[:5])
+            rule = f"names {len(matches)} entries of the firmware list ({pairs}); give `from=` and `to=`"
+        raise RequestError([Problem("firmware", request.firmware, rule)])
+
+    # --- decisions ---------------------------------------------------------------------------
+
+    def _campaign(self, campaign_id: int) -> Campaign:
+        try:
+            return self.store.campaign(campaign_id)
+        except CampaignNotFound as exc:
+            raise UserError(str(exc)) from exc
+
+    async def check_may_decide(self, campaign_id: int, *, user: str) -> Campaign:
+        """Refuse early (before a modal opens) anyone who may not approve or reject."""
+        campaign = self._campaign(campaign_id)
+        if user == campaign.requester:
+            raise UserError(
+                f"You requested {campaign.ref}, so you cannot decide on it; withdraw it instead. Nothing changed."
+            )
+        if not await self.directory.may_approve(user):
+            raise UserError(
+                f"Only the approvers named in FOTA_APPROVERS may decide on {campaign.ref}, and you are not "
+                "one of them. Nothing changed."
+            )
+        if campaign.state is not S.PENDING_APPROVAL:
+            raise UserError(f"{campaign.ref} is {describe(campaign.state)} already; nothing changed.")
+        return campaign
+
+    async def approve(self, campaign_id: int, *, user: str, shown_hash: str) -> str:
+        """Record one approval; returns the sentence for the approver. Raises UserError."""
+        campaign = self._campaign(campaign_id)
+        if user == campaign.requester:
+            raise UserError(
+                f"You requested {campaign.ref}, so you cannot approve it; another approver must. Nothing changed."
+            )
+        if not await self.directory.may_approve(user):
+            raise UserError(
+                f"Only the approvers named in FOTA_APPROVERS may approve {campaign.ref}, and you are not "
+                "one of them. Nothing changed."
+            )
+        required = self.settings.required_approvals
+        try:
+            result = self.store.record_approval(campaign_id, user=user, shown_hash=shown_hash, required=required)
+        except NotApproved as exc:
+            raise UserError(f"{exc}. Nothing changed.") from exc
+        campaign = result.campaign
+        match result.outcome:
+            case ApprovalOutcome.STALE:
+                raise UserError(
+                    f"{campaign.ref} changed after this card was shown (the card says request hash "
+                    f"{shown_hash[:12]}, the request is now {campaign.content_hash[:12]}). Nothing was "
+                    "approved; look at the current card."
+                )
+            case ApprovalOutcome.CLOSED:
+                raise UserError(f"{campaign.ref} is {describe(campaign.state)} already; nothing changed.")
+            case ApprovalOutcome.DUPLICATE:
+                return f"You already approved {campaign.ref} ({result.approvals} of {required})."
+            case ApprovalOutcome.RECORDED:
+                self.events.approval_recorded(campaign, user)
+                return (
+                    f"Your approval of {campaign.ref} is recorded: {result.approvals} of {required}. "
+                    "It goes to ThingSpace when the last approver approves."
+                )
+            case ApprovalOutcome.APPROVED:
+                self.timers.cancel_approval_timers(campaign.id)
+                self.events.approved(campaign)
+                self.background.spawn(self.submitter.submit(campaign.id), name=f"submit {campaign.ref}")
+                return f"You approved {campaign.ref}; it is being sent to ThingSpace now."
+        raise AssertionError(result.outcome)
+
+    async def reject(self, campaign_id: int, *, user: str, shown_hash: str, reason: str) -> str:
+        campaign = await self.check_may_decide(campaign_id, user=user)
+        reason = reason.strip()
+        if not reason:
+            raise UserError("A rejection needs a reason, so the requester knows what to change.")
+        result = self.store.record_rejection(campaign_id, user=user, shown_hash=shown_hash, reason=reason)
+        if result.outcome is ApprovalOutcome.STALE:
+            raise UserError(f"{campaign.ref} changed after this card was shown; nothing was rejected.")
+        if result.outcome is ApprovalOutcome.CLOSED:
+            raise UserError(f"{campaign.ref} is {describe(result.campaign.state)} already; nothing changed.")
+        self.timers.cancel_approval_timers(campaign_id)
+        self.events.rejected(result.campaign, user, reason)
+        return f"You rejected {campaign.ref}."
+
+    async def withdraw(self, campaign_id: int, *, user: str) -> str:
+        campaign = self._campaign(campaign_id)
+        if user != campaign.requester:
+            raise UserError(f"Only the requester, <@{campaign.requester}>, may withdraw {campaign.ref}. Nothing changed.")
+        if campaign.state is not S.PENDING_APPROVAL:
+            raise UserError(f"{campaign.ref} is {describe(campaign.state)}; it can no longer be withdrawn.")
+        campaign = self.store.transition(campaign_id, S.WITHDRAWN, actor=user, reason="withdrawn by the requester")
+        self.timers.cancel_approval_timers(campaign_id)
+        self.events.withdrawn(campaign, user)
+        return f"You withdrew {campaign.ref}; nothing was sent to ThingSpace."
+
+    # --- timers ------------------------------------------------------------------------------
+
+    async def expire(self, campaign_id: int) -> None:
+        campaign = self.store.campaign(campaign_id)
+        if campaign.state is not S.PENDING_APPROVAL or self.clock() < campaign.expires_at:
+            return
+        campaign = self.store.transition(
+            campaign_id,
+            S.EXPIRED,
+            actor="fota-bot",
+            reason=f"not decided within {self.settings.approval_ttl}",
+        )
+        self.events.expired(campaign)
+
+    async def remind(self, campaign_id: int) -> None:
+        campaign = self.store.campaign(campaign_id)
+        if campaign.state is S.PENDING_APPROVAL and self.clock() < campaign.expires_at:
+            self.events.reminder(campaign)
+
+    async def expire_overdue(self) -> None:
+        """Safety net beside the per-campaign jobs: expire whatever is past its time."""
+        for campaign in self.store.campaigns_in((S.PENDING_APPROVAL,)):
+            if self.clock() >= campaign.expires_at:
+                await self.expire(campaign.id)
+
+
+_WORDS: dict[CampaignState, str] = {
+    S.PENDING_APPROVAL: "waiting for approval",
+    S.APPROVED: "approved",
+    S.SUBMITTING: "being sent to ThingSpace",
+    S.SUBMITTED: "submitted to ThingSpace",
+    S.REJECTED: "rejected",
+    S.EXPIRED: "expired",
+    S.WITHDRAWN: "withdrawn",
+    S.SUBMIT_FAILED: "refused by ThingSpace",
+}
+
+
+def describe(state: CampaignState) -> str:
+    return _WORDS.get(state, state.value)
+
+

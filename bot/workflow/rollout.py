@@ -1,0 +1,266 @@
+"""Following a campaign at ThingSpace (SPEC §8): callbacks applied, re-reads, the watchdog.
+
+Callbacks are hints. Each is stored raw by the receiver before anything else;
+this module applies the recognised ones idempotently (a duplicate or a
+reordered one changes nothing twice; a terminal campaign never moves), keeps
+the ones for campaigns not known yet until the schedule answer names them, and
+re-reads ThingSpace's report (the authority) after callbacks and when a
+campaign's callbacks go quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from bot.callbacks.parsing import DeviceUpdate, parse_callback
+from bot.thingspace.client import ThingSpaceClient
+from bot.thingspace.errors import ThingSpaceError
+from storage.records import Campaign
+from storage.states import ALLOWED, CampaignState, device_bucket, thingspace_state
+from storage.store import Store
+
+log = logging.getLogger("bot.rollout")
+
+S = CampaignState
+
+# A re-read fetches every report page (100 for 100,000 devices): never more often than this.
+RECONCILE_MIN_SECONDS = 30.0
+# An active campaign with no callback for this long is re-read by the watchdog.
+QUIET_SECONDS = 15 * 60
+# Report pages are applied in batches of this many devices, one transaction each.
+REPORT_BATCH = 1000
+
+
+class RolloutEvents(Protocol):
+    def progressed(self, campaign: Campaign) -> None: ...
+
+    def status_changed(self, campaign: Campaign, old: str | None, new: str) -> None: ...
+
+    def devices_failed(self, campaign: Campaign) -> None: ...
+
+    def finished(self, campaign: Campaign) -> None: ...
+
+
+class ReconcileScheduler(Protocol):
+    def reconcile_soon(self, campaign_id: int, delay: float) -> None: ...
+
+
+class Rollout:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        client: ThingSpaceClient,
+        events: RolloutEvents,
+        scheduler: ReconcileScheduler,
+        clock: Callable[[], dt.datetime],
+        update_interval: float,
+        quiet_seconds: float = QUIET_SECONDS,
+    ):
+        self.store = store
+        self.client = client
+        self.events = events
+        self.scheduler = scheduler
+        self.clock = clock
+        self.reconcile_delay = max(update_interval, RECONCILE_MIN_SECONDS)
+        self.quiet = dt.timedelta(seconds=quiet_seconds)
+        self._wake = asyncio.Event()
+        self._reconcile_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._last_seen_id = 0
+        self.applied_count = 0
+
+    # --- callbacks ---------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Forever: apply stored callbacks as they arrive."""
+        while True:
+            self._wake.clear()  # before reading: a wake-up during the read is not lost
+            try:
+                read = self.process_pending()
+            except Exception:
+                log.exception("applying callbacks failed; retrying shortly")
+                read = 0
+            if read:
+                await asyncio.sleep(0)  # let the receiver answer between batches
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), 5.0)
+            except TimeoutError:
+                pass
+
+    def process_pending(self, limit: int = 2000) -> int:
+        """Apply stored callbacks not seen yet; returns how many were read."""
+        rows = self.store.db.execute(
+            "SELECT id, body FROM callbacks WHERE applied = 0 AND id > ? ORDER BY id LIMIT ?",
+            [self._last_seen_id, limit],
+        ).fetchall()
+        if not rows:
+            return 0
+        self._last_seen_id = rows[-1][0]
+        self._apply_rows([(r[0], r[1]) for r in rows])
+        return len(rows)
+
+    def _apply_rows(self, rows: list[tuple[int, str]]) -> None:
+        device_updates: dict[str, list[DeviceUpdate]] = defaultdict(list)
+        status_updates: list[tuple[str, str]] = []
+        applied: list[int] = []
+        unrecognised: list[int] = []
+        waiting: dict[str, list[int]] = defaultdict(list)
+        accounts_to_reread: set[str | None] = set()
+        known: dict[str, Campaign | None] = {}
+
+        def campaign_for(thingspace_id: str) -> Campaign | None:
+            if thingspace_id not in known:
+                known[thingspace_id] = self.store.by_thingspace_id(thingspace_id)
+            return known[thingspace_id]
+
+        for callback_id, body in rows:
+            try:
+                parsed = parse_callback(json.loads(body))
+            except ValueError:
+                unrecognised.append(callback_id)
+                accounts_to_reread.add(None)
+                continue
+            if parsed.unrecognised:
+                accounts_to_reread.update(parsed.accounts or {None})
+            ids = {u.campaign_id for u in parsed.campaign_updates} | {u.campaign_id for u in parsed.device_updates}
+            missing = [i for i in ids if campaign_for(i) is None]
+            if missing:
+                # It can beat the schedule answer: keep it until the campaign is known.
+                waiting[missing[0]].append(callback_id)
+                continue
+            if not ids:
+                unrecognised.append(callback_id)
+                continue
+            for update in parsed.campaign_updates:
+                status_updates.append((update.campaign_id, update.status))
+            for device in parsed.device_updates:
+                device_updates[device.campaign_id].append(device)
+            applied.append(callback_id)
+
+        touched: set[int] = set()
+        for thingspace_id, devices in device_updates.items():
+            campaign = campaign_for(thingspace_id)
+            assert campaign is not None
+            self._apply_devices(campaign, ((d.device_id, d.status, d.reason, d.at) for d in devices))
+            touched.add(campaign.id)
+        for thingspace_id, status in status_updates:
+            campaign = campaign_for(thingspace_id)
+            assert campaign is not None
+            self.apply_status(campaign.id, status, actor="callback")
+            touched.add(campaign.id)
+
+        now = self.clock()
+        with self.store.db.atomic():
+            for campaign_id in touched:
+                self.store.db.execute(
+                    "UPDATE campaigns SET last_callback_at = ? WHERE id = ?", [now.isoformat(), campaign_id]
+                )
+        self.store.mark_callbacks(applied, parsed=True, applied=True)
+        self.store.mark_callbacks(unrecognised, parsed=False, applied=True)
+        for thingspace_id, ids in waiting.items():
+            self.store.mark_callbacks(ids, parsed=True, applied=False, thingspace_id=thingspace_id)
+        self.applied_count += len(applied)
+        for campaign_id in touched:
+            self.scheduler.reconcile_soon(campaign_id, self.reconcile_delay)
+        for account in accounts_to_reread:
+            for campaign in self.store.active_at_thingspace():
+                if account is None or campaign.account == account:
+                    self.scheduler.reconcile_soon(campaign.id, 0)
+
+    def adopt_waiting_callbacks(self, campaign: Campaign) -> int:
+        """Apply callbacks that arrived before ThingSpace's answer named this campaign."""
+        if not campaign.thingspace_id:
+            return 0
+        rows = self.store.db.execute(
+            "SELECT id, body FROM callbacks WHERE applied = 0 AND thingspace_id = ? ORDER BY id",
+            [campaign.thingspace_id],
+        ).fetchall()
+        if rows:
+            self._apply_rows([(r[0], r[1]) for r in rows])
+        return len(rows)
+
+    def _apply_devices(
+        self, campaign: Campaign, updates: Iterable[tuple[str, str, str | None, str | None]]
+    ) -> None:
+        changes = self.store.apply_device_updates(campaign.id, updates)
+        if not changes:
+            return
+        current = self.store.campaign(campaign.id)
+        self.events.progressed(current)
+        if any(device_bucket(new) == "failed" for _, _, new in changes):
+            self.events.devices_failed(current)
+
+    def apply_status(self, campaign_id: int, status: str, *, actor: str) -> Campaign:
+        """Move the campaign to ThingSpace's status when that is a step forward; else nothing."""
+        campaign = self.store.campaign(campaign_id)
+        new = thingspace_state(status)
+        if new is None:
+            if status and status != campaign.thingspace_status:
+                log.warning("%s: ThingSpace status %r is not one we know; kept, state unchanged", campaign.ref, status)
+                campaign = self.store.update_fields(campaign_id, thingspace_status=status[:100])
+            return campaign
+        if new is campaign.state or new not in ALLOWED[campaign.state]:
+            return campaign  # a duplicate, a late or reordered report: changes nothing
+        old = campaign.thingspace_status or campaign.state.value
+        campaign = self.store.transition(
+            campaign_id, new, actor=actor, reason=f"ThingSpace status {status}", thingspace_status=status
+        )
+        self.events.status_changed(campaign, old, new.value)
+        if new.is_terminal:
+            self.events.finished(campaign)
+        return campaign
+
+    # --- re-reads ----------------------------------------------------------------------------
+
+    async def reconcile(self, campaign_id: int) -> Campaign:
+        """Re-read the campaign and every device from ThingSpace, and apply what changed."""
+        async with self._reconcile_locks[campaign_id]:
+            campaign = self.store.campaign(campaign_id)
+            if not campaign.thingspace_id:
+                return campaign
+            try:
+                batch: list[tuple[str, str, str | None, str | None]] = []
+                async for device in self.client.campaign_devices(campaign.account, campaign.thingspace_id):
+                    batch.append(_report_row(device))
+                    if len(batch) >= REPORT_BATCH:
+                        self._apply_devices(campaign, batch)
+                        batch = []
+                if batch:
+                    self._apply_devices(campaign, batch)
+                info = await self.client.get_campaign(campaign.account, campaign.thingspace_id)
+            except ThingSpaceError as exc:
+                log.warning("%s: re-read from ThingSpace failed: %s", campaign.ref, exc)
+                return self.store.campaign(campaign_id)
+            status = str(info.get("status") or "")
+            if status and not campaign.state.is_terminal:
+                campaign = self.apply_status(campaign_id, status, actor="reconcile")
+            return self.store.campaign(campaign_id)
+
+    async def watchdog(self) -> None:
+        """Re-read every active campaign whose callbacks went quiet."""
+        now = self.clock()
+        for campaign in self.store.active_at_thingspace():
+            last = campaign.last_callback_at or campaign.created_at
+            if now - last >= self.quiet:
+                log.info("%s: no callback since %s; re-reading", campaign.ref, last.isoformat())
+                await self.reconcile(campaign.id)
+
+
+def _report_row(device: dict[str, Any]) -> tuple[str, str, str | None, str | None]:
+    reason = device.get("resultReason") or device.get("reason")
+    return (
+        str(device.get("deviceId")),
+        str(device.get("status") or ""),
+        str(reason)[:1000] if reason else None,
+        device.get("updatedTime"),
+    )

@@ -1,0 +1,183 @@
+"""The one path from an approved campaign to ThingSpace's schedule endpoint (SPEC §7).
+
+`Submitter.submit` is the only caller of `ThingSpaceClient.schedule_campaign`
+(a test checks this). It passes `Store.claim_for_submission` first: no recorded
+approvals, no request. A POST whose answer was lost (timeout, 500/502/504) may
+have created the campaign, so before any new POST the campaign is looked up by
+its name, which carries the bot's reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from bot.thingspace.client import ThingSpaceClient
+from bot.thingspace.errors import (
+    ThingSpaceAmbiguous,
+    ThingSpaceError,
+    ThingSpaceRejected,
+)
+from storage.records import Campaign
+from storage.states import CampaignState
+from storage.store import NotApproved, Store
+
+log = logging.getLogger("bot.submission")
+
+S = CampaignState
+
+# How many times an unanswered or unavailable submission is tried before it is given up.
+MAX_ATTEMPTS = 6
+# Seconds before each retry: ThingSpace may need a moment before a new campaign shows in reports.
+RETRY_DELAYS = (30, 60, 120, 300, 600)
+
+
+class SubmissionEvents(Protocol):
+    """What the thread and the requester are told."""
+
+    def submitted(self, campaign: Campaign) -> None: ...
+
+    def submit_failed(self, campaign: Campaign) -> None: ...
+
+    def submit_delayed(self, campaign: Campaign, reason: str, retry_in: float) -> None: ...
+
+
+class RetryScheduler(Protocol):
+    def retry_submission(self, campaign_id: int, delay: float) -> None: ...
+
+
+class Submitter:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        client: ThingSpaceClient,
+        events: SubmissionEvents,
+        retries: RetryScheduler,
+        required_approvals: int,
+        clock: Callable[[], dt.datetime],
+    ):
+        self.store = store
+        self.client = client
+        self.events = events
+        self.retries = retries
+        self.required_approvals = required_approvals
+        self.clock = clock
+        self._locks: dict[int, asyncio.Lock] = {}
+        # Called with the campaign once ThingSpace named it (early callbacks wait for this).
+        self.on_submitted: Callable[[Campaign], object] = lambda campaign: None
+
+    async def submit(self, campaign_id: int) -> Campaign | None:
+        """Send an approved campaign to ThingSpace once; safe to call again at any time."""
+        lock = self._locks.setdefault(campaign_id, asyncio.Lock())
+        async with lock:
+            try:
+                campaign = self.store.claim_for_submission(campaign_id, required=self.required_approvals)
+            except NotApproved as exc:
+                log.info("not submitting %s: %s", f"FB-{campaign_id}", exc)
+                return None
+            return await self._submit_claimed(campaign)
+
+    async def resume_all(self) -> None:
+        """At start-up: finish every submission a crash interrupted, by the same rules."""
+        for campaign in self.store.campaigns_in((S.APPROVED, S.SUBMITTING)):
+            log.info("resuming submission of %s (%s)", campaign.ref, campaign.state)
+            await self.submit(campaign.id)
+
+    async def _submit_claimed(self, campaign: Campaign) -> Campaign:
+        today = self.clock().astimezone(dt.UTC).date()
+        if campaign.start_date < today:
+            # Never move the date silently: the approvers approved that date.
+            return self._fail(
+                campaign,
+                "START_DATE_PASSED",
+                f"The start date {campaign.start_date.isoformat()} passed before the campaign could be "
+                f"sent (today is {today.isoformat()} UTC). Nothing was sent; please request it again.",
+            )
+        attempts = self._attempts(campaign)
+        if attempts > 0:
+            # An earlier POST may have reached ThingSpace: look before posting again.
+            found = await self._look_up(campaign)
+            if found is False:
+                return self.store.campaign(campaign.id)
+            if found is not None:
+                return self._succeeded(campaign, found, "found by name after an unanswered request")
+        if attempts >= MAX_ATTEMPTS:
+            return self._fail(
+                campaign,
+                "NO_ANSWER",
+                f"ThingSpace did not answer {attempts} attempts and has no campaign named "
+                f"“{campaign.thingspace_name}”. Nothing is running; please request it again.",
+            )
+        self._count_attempt(campaign)
+        body = campaign.schedule_body(self.store.device_ids(campaign.id))
+        try:
+            answer = await self.client.schedule_campaign(campaign.account, body)
+        except ThingSpaceRejected as exc:
+            return self._fail(campaign, exc.error_code, exc.error_message)
+        except ThingSpaceAmbiguous as exc:
+            found = await self._look_up(campaign)
+            if found is False:
+                return self.store.campaign(campaign.id)
+            if found is not None:
+                return self._succeeded(campaign, found, "found by name after an unanswered request")
+            return self._retry_later(campaign, f"ThingSpace did not answer clearly ({exc})")
+        except ThingSpaceError as exc:
+            return self._retry_later(campaign, str(exc))
+        return self._succeeded(campaign, answer, "scheduled")
+
+    async def _look_up(self, campaign: Campaign) -> dict[str, Any] | None | bool:
+        """The campaign at ThingSpace by name; None if absent; False if we could not look."""
+        try:
+            return await self.client.find_campaign_by_name(campaign.account, campaign.thingspace_name)
+        except ThingSpaceError as exc:
+            self._retry_later(campaign, f"could not look the campaign up at ThingSpace ({exc})")
+            return False
+
+    def _succeeded(self, campaign: Campaign, answer: dict[str, Any], why: str) -> Campaign:
+        status = str(answer.get("status") or "")
+        updated = self.store.transition(
+            campaign.id,
+            S.SUBMITTED,
+            actor="thingspace",
+            reason=why,
+            thingspace_id=str(answer.get("id") or answer.get("campaignId") or "") or None,
+            thingspace_status=status or None,
+            make=answer.get("make"),
+            model=answer.get("model"),
+        )
+        log.info("%s submitted: ThingSpace id %s, %s", updated.ref, updated.thingspace_id, status)
+        self.events.submitted(updated)
+        self.on_submitted(updated)
+        return updated
+
+    def _fail(self, campaign: Campaign, code: str, message: str) -> Campaign:
+        updated = self.store.transition(
+            campaign.id,
+            S.SUBMIT_FAILED,
+            actor="thingspace" if code not in ("START_DATE_PASSED", "NO_ANSWER") else "fota-bot",
+            reason=f"{code}: {message}",
+            error_code=code,
+            error_message=message,
+        )
+        log.warning("%s not submitted: %s", updated.ref, code)
+        self.events.submit_failed(updated)
+        return updated
+
+    def _retry_later(self, campaign: Campaign, reason: str) -> Campaign:
+        attempts = self._attempts(campaign)
+        delay = float(RETRY_DELAYS[min(max(attempts - 1, 0), len(RETRY_DELAYS) - 1)])
+        log.warning("%s submission delayed: %s; retrying in %.0f s", campaign.ref, reason, delay)
+        self.retries.retry_submission(campaign.id, delay)
+        self.events.submit_delayed(campaign, reason, delay)
+        return self.store.campaign(campaign.id)
+
+    def _attempts(self, campaign: Campaign) -> int:
+        return int(self.store.get_kv(f"submit_attempts:{campaign.id}") or 0)
+
+    def _count_attempt(self, campaign: Campaign) -> None:
+        # Committed before the POST leaves: after a crash we know a request may be out there.
+        self.store.set_kv(f"submit_attempts:{campaign.id}", str(self._attempts(campaign) + 1))

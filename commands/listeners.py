@@ -1,0 +1,262 @@
+"""Thin Slack listeners: ack, parse, call one service, answer (STYLE: the starter template).
+
+No SQL and no HTTP here. User mistakes are answered where the user looks: the
+slash command's ephemeral reply, the modal's fields, an ephemeral message for
+a button. Slack's 3-second limit: everything slow happens after the ack.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.background import Background
+from bot.settings import Settings
+from bot.workflow.campaigns import CampaignService
+from bot.workflow.errors import UserError
+from bot.workflow.operations import Operations
+from commands import blocks
+from commands.help import HELP_TEXT
+from commands.imei import devices_from_file
+from commands.modal import (
+    SCHEDULE_CALLBACK_ID,
+    build_schedule_modal,
+    parse_schedule_submission,
+    uploaded_files,
+    view_errors,
+)
+from commands.parse import (
+    Cancel,
+    Devices,
+    Firmware,
+    Help,
+    ListCampaigns,
+    OpenModal,
+    Schedule,
+    Status,
+    parse_command,
+    parse_schedule,
+)
+from commands.requests import Problem, RequestError
+
+log = logging.getLogger("bot.listeners")
+
+# Slack's file_input accepts big files; a device list is text: 100,000 IMEIs ≈ 1.6 MB.
+MAX_DEVICE_FILE_BYTES = 8 * 1024 * 1024
+
+Respond = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    campaigns: CampaignService
+    operations: Operations
+    background: Background
+    clock: Callable[[], dt.datetime]
+    download: Callable[[dict[str, Any], int], Awaitable[bytes]]
+
+
+def register_listeners(app: AsyncApp, services: Services) -> None:
+    @app.middleware
+    async def skip_redeliveries(
+        req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
+    ) -> BoltResponse:
+        # Slack re-sends a request it thinks timed out (X-Slack-Retry-Num); the first one acted.
+        if req.headers.get("x-slack-retry-num"):
+            return BoltResponse(status=200, body="")
+        return await next()
+
+    def today() -> dt.date:
+        return services.clock().astimezone(dt.UTC).date()
+
+    def later(work: Awaitable[Any], respond: Respond, name: str) -> None:
+        # Tracked before the ack goes out, so nothing after the ack runs unseen.
+        services.background.spawn(_answer_errors(respond, work), name=name)
+
+    @app.command("/fota")
+    async def fota(ack: Any, command: dict[str, Any], respond: Respond, client: AsyncWebClient) -> None:
+        user = command["user_id"]
+        try:
+            parsed = parse_command(command.get("text") or "")
+        except RequestError as exc:
+            await ack(**blocks.error_reply(exc.message()))
+            return
+        match parsed:
+            case Help():
+                await ack(text=HELP_TEXT)
+            case OpenModal(prefill=prefill):
+                # A trigger_id dies 3 s after the command: open the modal right after the ack.
+                view = build_schedule_modal(prefill=prefill)
+                later(client.views_open(trigger_id=command["trigger_id"], view=view), respond, "open modal")
+                await ack()
+            case Schedule(args=args):
+                try:
+                    request = parse_schedule(args, today=today(), max_devices=services.settings.max_devices)
+                except RequestError as exc:
+                    await ack(**blocks.error_reply(exc.message()))
+                    return
+                work = services.campaigns.request(user=user, request=request, response_url=command.get("response_url"))
+                later(work, respond, "schedule request")
+                await ack(text=f"Checking your request for {len(request.devices):,} devices…")
+            case Status(campaign=ident):
+                later(_status(services, ident, respond), respond, "status")
+                await ack()
+            case ListCampaigns(scope=scope):
+                later(_list(services, scope, user, None, respond), respond, "list")
+                await ack()
+            case Cancel(campaign=ident):
+                later(_cancel_prompt(services, ident, user, respond), respond, "cancel")
+                await ack()
+            case Firmware(account=account):
+                later(_firmware(services, account, respond), respond, "firmware")
+                await ack()
+            case Devices(campaign=ident, failed_only=failed_only):
+                later(_devices(services, ident, failed_only, respond, client, user), respond, "devices")
+                await ack()
+
+    @app.view(SCHEDULE_CALLBACK_ID)
+    async def schedule_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
+        user = body["user"]["id"]
+        values = view["state"]["values"]
+        try:
+            file_text = await _device_file_text(services, uploaded_files(values))
+            request = parse_schedule_submission(
+                values, today=today(), max_devices=services.settings.max_devices, file_text=file_text
+            )
+        except RequestError as exc:
+            await ack(response_action="errors", errors=view_errors(exc))
+            return
+
+        async def dm_errors(text: str, **_: Any) -> None:
+            # A modal has no response_url: problems found after it closed go to a direct message.
+            await client.chat_postMessage(channel=user, **blocks.error_reply(text, mentions=True))
+
+        async def submit() -> None:
+            try:
+                await services.campaigns.request(user=user, request=request, response_url=None)
+            except RequestError as exc:
+                await dm_errors(exc.message())
+            except UserError as exc:
+                await dm_errors(str(exc))
+
+        services.background.spawn(submit(), name="schedule request (modal)")
+        await ack()
+
+    @app.action(blocks.ACTION_APPROVE)
+    async def approve(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+        campaign_id, shown_hash = _action_value(action)
+        work = services.campaigns.approve(campaign_id, user=body["user"]["id"], shown_hash=shown_hash)
+        later(work, respond, "approve")
+        await ack()
+
+    @app.action(blocks.ACTION_REJECT)
+    async def reject_clicked(
+        ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: AsyncWebClient
+    ) -> None:
+        campaign_id, shown_hash = _action_value(action)
+
+        async def open_modal() -> None:
+            await services.campaigns.check_may_decide(campaign_id, user=body["user"]["id"])
+            await client.views_open(
+                trigger_id=body["trigger_id"], view=blocks.reject_reason_modal(campaign_id, shown_hash)
+            )
+
+        later(open_modal(), respond, "reject modal")
+        await ack()
+
+    @app.view(blocks.REJECT_MODAL_CALLBACK_ID)
+    async def reject_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        try:
+            campaign_id, shown_hash = blocks.parse_action_value(view.get("private_metadata") or "")
+            reason = view["state"]["values"]["reason"]["reason"]["value"] or ""
+        except (ValueError, KeyError, TypeError):
+            await ack(response_action="errors", errors={"reason": "This form is damaged; close it and try again."})
+            return
+        try:
+            await services.campaigns.reject(campaign_id, user=body["user"]["id"], shown_hash=shown_hash, reason=reason)
+        except UserError as exc:
+            await ack(response_action="errors", errors={"reason": str(exc)})
+            return
+        await ack()
+
+    @app.action(blocks.ACTION_WITHDRAW)
+    async def withdraw(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+        campaign_id, _ = _action_value(action)
+        later(services.campaigns.withdraw(campaign_id, user=body["user"]["id"]), respond, "withdraw")
+        await ack()
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> None:
+        # Never a traceback to a user: log it here; Bolt answers Slack with a plain failure.
+        log.error("unhandled error in a Slack listener: %s", type(error).__name__, exc_info=error)
+
+
+def _action_value(action: dict[str, Any]) -> tuple[int, str]:
+    try:
+        return blocks.parse_action_value(action.get("value") or "")
+    except ValueError:
+        return 0, ""
+
+
+async def _answer_errors(respond: Respond, work: Awaitable[Any]) -> None:
+    """Run a service call; tell the user in an ephemeral reply what it said, or what went wrong."""
+    try:
+        result = await work
+    except RequestError as exc:
+        await respond(response_type="ephemeral", replace_original=False, **blocks.error_reply(exc.message()))
+        return
+    except UserError as exc:
+        # Our own sentences carry <@U…> mentions of the requester; user text in them is ours to escape.
+        await respond(response_type="ephemeral", replace_original=False, **blocks.error_reply(str(exc), mentions=True))
+        return
+    if isinstance(result, str):
+        await respond(response_type="ephemeral", replace_original=False, text=result)
+
+
+async def _device_file_text(services: Services, files: list[dict[str, Any]]) -> str | None:
+    if not files:
+        return None
+    texts: list[str] = []
+    for file in files:
+        name = str(file.get("name") or "devices")
+        if int(file.get("size") or 0) > MAX_DEVICE_FILE_BYTES:
+            raise RequestError(
+                [Problem("devices_file", name, f"is larger than {MAX_DEVICE_FILE_BYTES // (1024 * 1024)} MiB")]
+            )
+        try:
+            content = await services.download(file, MAX_DEVICE_FILE_BYTES)
+        except UserError as exc:
+            raise RequestError([Problem("devices_file", name, str(exc))]) from exc
+        texts.append(devices_from_file(content, name))
+    return "\n".join(texts)
+
+
+async def _status(services: Services, ident: str, respond: Respond) -> None:
+    raise UserError("status: wired with the operator commands")
+
+
+async def _list(services: Services, scope: str, user: str, before: int | None, respond: Respond) -> None:
+    raise UserError("list: wired with the operator commands")
+
+
+async def _cancel_prompt(services: Services, ident: str, user: str, respond: Respond) -> None:
+    raise UserError("cancel: wired with the operator commands")
+
+
+async def _firmware(services: Services, account: str | None, respond: Respond) -> None:
+    raise UserError("firmware: wired with the operator commands")
+
+
+async def _devices(
+    services: Services, ident: str, failed_only: bool, respond: Respond, client: AsyncWebClient, user: str
+) -> None:
+    raise UserError("devices: wired with the operator commands")
