@@ -33,6 +33,14 @@ from commands.modal import (
     uploaded_files,
     view_errors,
 )
+from commands.operator_listeners import (
+    cancel_prompt,
+    register_operator_listeners,
+    show_devices,
+    show_firmware,
+    show_list,
+    show_status,
+)
 from commands.parse import (
     Cancel,
     Devices,
@@ -108,19 +116,19 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
                 later(work, respond, "schedule request")
                 await ack(text=f"Checking your request for {len(request.devices):,} devices…")
             case Status(campaign=ident):
-                later(_status(services, ident, respond), respond, "status")
+                later(show_status(services, ident, respond), respond, "status")
                 await ack()
             case ListCampaigns(scope=scope):
-                later(_list(services, scope, user, None, respond), respond, "list")
+                later(show_list(services, scope, user, None, respond), respond, "list")
                 await ack()
             case Cancel(campaign=ident):
-                later(_cancel_prompt(services, ident, user, respond), respond, "cancel")
+                later(cancel_prompt(services, ident, user, respond), respond, "cancel")
                 await ack()
             case Firmware(account=account):
-                later(_firmware(services, account, respond), respond, "firmware")
+                later(show_firmware(services, account, respond), respond, "firmware")
                 await ack()
             case Devices(campaign=ident, failed_only=failed_only):
-                later(_devices(services, ident, failed_only, respond, client, user), respond, "devices")
+                later(show_devices(services, ident, failed_only, respond, client, user), respond, "devices")
                 await ack()
 
     @app.view(SCHEDULE_CALLBACK_ID)
@@ -194,6 +202,8 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
         later(services.campaigns.withdraw(campaign_id, user=body["user"]["id"]), respond, "withdraw")
         await ack()
 
+    register_operator_listeners(app, services)
+
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:
         # Never a traceback to a user: log it here; Bolt answers Slack with a plain failure.
@@ -238,25 +248,3 @@ async def _device_file_text(services: Services, files: list[dict[str, Any]]) -> 
             raise RequestError([Problem("devices_file", name, str(exc))]) from exc
         texts.append(devices_from_file(content, name))
     return "\n".join(texts)
-
-
-async def _status(services: Services, ident: str, respond: Respond) -> None:
-    raise UserError("status: wired with the operator commands")
-
-
-async def _list(services: Services, scope: str, user: str, before: int | None, respond: Respond) -> None:
-    raise UserError("list: wired with the operator commands")
-
-
-async def _cancel_prompt(services: Services, ident: str, user: str, respond: Respond) -> None:
-    raise UserError("cancel: wired with the operator commands")
-
-
-async def _firmware(services: Services, account: str | None, respond: Respond) -> None:
-    raise UserError("firmware: wired with the operator commands")
-
-
-async def _devices(
-    services: Services, ident: str, failed_only: bool, respond: Respond, client: AsyncWebClient, user: str
-) -> None:
-    raise UserError("devices: wired with the operator commands")
