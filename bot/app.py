@@ -217,7 +217,10 @@ def build_runtime(
         clock=clock,
     )
     renderer = ThreadRenderer(store=store, required_approvals=settings.required_approvals, clock=clock)
-    sender = OutboxSender(store=store, client=slack, renderer=renderer, clock=clock)
+    # The outbox waits out Slack's 429s through the database (postponing every queued update),
+    # so its client must not also sleep inside slack_sdk's rate-limit retry handler.
+    outbox_client = AsyncWebClient(token=bot_token, base_url=settings.slack_api_url)
+    sender = OutboxSender(store=store, client=outbox_client, renderer=renderer, clock=clock)
     notifier.wake = sender.wake
     directory = Directory(slack, approvers=settings.approvers, requesters=settings.requesters)
 
