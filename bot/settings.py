@@ -326,6 +326,7 @@ def read_environment(environ: Mapping[str, str], dotenv_path: Path = Path(".env"
 
     merged: dict[str, str] = {}
     if dotenv_path.is_file():
-        merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        values = dotenv_values(dotenv_path)
+        merged.update({k: v for k, v in values.items() if v is not None and k in ENVIRONMENT_VARIABLES})
     merged.update({k: v for k, v in environ.items() if k in ENVIRONMENT_VARIABLES})
     return merged
