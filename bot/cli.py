@@ -106,6 +106,7 @@ async def _serve(settings: Settings) -> int:
 
     from bot.app import build_runtime
     from bot.logs import RedactSecrets
+    from bot.server import GracefulServer
 
     runtime = build_runtime(settings)
     # The generated callback token is a secret too: mask it from here on.
@@ -138,7 +139,7 @@ async def _serve(settings: Settings) -> int:
         access_log=False,  # an access log would print the callback URL, whose path is a secret
         timeout_graceful_shutdown=20,
     )
-    server = uvicorn.Server(config)
+    server = GracefulServer(config)
     log.info("fota-bot listening on %s:%s (ThingSpace: %s)", settings.host, settings.port, runtime.mode)
     try:
         # uvicorn handles SIGTERM/SIGINT: it stops accepting and finishes requests in flight.
@@ -154,12 +155,13 @@ async def _serve(settings: Settings) -> int:
 async def _sandbox(host: str, port: int, speed: float) -> int:
     import uvicorn
 
-    from bot.sandbox import Sandbox, SandboxClock, create_sandbox_app
+    from bot.sandbox import Sandbox
+    from bot.server import GracefulServer, SandboxClock, create_sandbox_app
 
     sandbox = Sandbox(clock=SandboxClock.real(speed=speed))
     ticker = asyncio.get_running_loop().create_task(sandbox.run_forever())
     log.warning("ThingSpace sandbox on http://%s:%s (speed x%s); point THINGSPACE_URL at it", host, port, speed)
-    server = uvicorn.Server(uvicorn.Config(create_sandbox_app(sandbox), host=host, port=port, lifespan="off"))
+    server = GracefulServer(uvicorn.Config(create_sandbox_app(sandbox), host=host, port=port, lifespan="off"))
     try:
         await server.serve()
     finally:
