@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     demo = sub.add_parser("demo", help="one whole rollout with no credentials, printed as it unfolds")
     demo.add_argument("--devices", type=int, default=25)
-    demo.add_argument("--speed", type=float, default=20.0)
+    demo.add_argument("--speed", type=float, default=4.0, help="simulated seconds per real second")
     sub.add_parser("check", help="validate the configuration and reach Slack and ThingSpace")
     campaigns = sub.add_parser("campaigns", help="operator views of the database")
     views = campaigns.add_subparsers(dest="view", required=True, metavar="VIEW")
@@ -60,7 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from bot.logs import configure_logging
 
-    configure_logging(settings.log_level, _secret_values(settings))
+    # The demo's output is the thread: only warnings unless FOTA_LOG_LEVEL asks for more.
+    level = "WARNING" if args.command == "demo" and "FOTA_LOG_LEVEL" not in env else settings.log_level
+    configure_logging(level, _secret_values(settings))
     try:
         if args.command == "serve":
             return asyncio.run(_serve(settings))

@@ -46,6 +46,9 @@ def configure_logging(level: str, secrets: Iterable[str]) -> RedactSecrets:
     root.addHandler(handler)
     root.setLevel(level)
     # Library chatter at DEBUG would repeat request bodies; keep it at INFO at most.
-    for noisy in ("httpx", "httpcore", "slack_bolt", "slack_sdk", "apscheduler", "aiohttp"):
+    for noisy in ("slack_bolt", "slack_sdk", "apscheduler", "aiohttp"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.INFO))
+    # httpx logs every request URL at INFO, and the callback URL's path is a secret.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     return redactor

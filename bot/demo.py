@@ -1,0 +1,159 @@
+"""`fota-bot demo`: one whole rollout with no credentials at all, printed as it unfolds.
+
+The real app, wired exactly as `serve` wires it, with a local stand-in for Slack's Web API
+(over real HTTP on 127.0.0.1) and the built-in ThingSpace sandbox on a sped-up clock. A
+requester types `/fota schedule …`, an approver clicks Approve (both as Slack-signed
+requests), and the thread is printed as messages arrive and the card changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from bot.app import Runtime, build_runtime
+from bot.sandbox import Sandbox, SandboxClock, SandboxTimings, sandbox_imeis
+from bot.server import serve_in_loop
+from bot.settings import load
+from bot.slack_standin import RecordedCall, SlackStandIn, create_slack_standin_app, render_message
+
+DEMO_SECRET = "demo-signing-secret"
+DEMO_TOKEN = "xoxb-0000-demo"
+CHANNEL = "C0DEMO"
+REQUESTER = "U0DEMOREQ"
+APPROVER = "U0DEMOAPP"
+FIRMWARE = "SEQUANSCommunications_GM01Q_SR1.2.0.0-10512_SR1.2.0.0-10657"
+# The demo ends by itself: a whole rollout takes well under this at the default speed.
+TIME_LIMIT = 55.0
+
+
+def _signed(body: bytes) -> dict[str, str]:
+    """Headers exactly as Slack signs a request (v0 HMAC-SHA256 of timestamp and body)."""
+    timestamp = str(int(time.time()))
+    base = b"v0:" + timestamp.encode() + b":" + body
+    signature = "v0=" + hmac.new(DEMO_SECRET.encode(), base, hashlib.sha256).hexdigest()
+    return {
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": signature,
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+class _Printer:
+    """Prints each new message, and each change of the card, once."""
+
+    def __init__(self, standin: SlackStandIn, write: Any = print):
+        self.standin = standin
+        self.write = write
+        self.started = time.monotonic()
+        self.last_card: list[str] = []
+
+    def __call__(self, call: RecordedCall) -> None:
+        if not call.ok or call.method not in ("chat.postMessage", "chat.update", "files.completeUploadExternal"):
+            return
+        message = self.standin.message_for(call)
+        if message is None:
+            return
+        stamp = f"[{time.monotonic() - self.started:5.1f}s]"
+        lines = render_message(message)
+        if message.channel != CHANNEL:
+            self.write(f"{stamp} direct message to the requester: {lines[0] if lines else ''}")
+        elif call.method == "chat.update" or (message.thread_ts in (None, message.ts) and call.method != "files.completeUploadExternal"):
+            if lines != self.last_card:
+                self.last_card = lines
+                self.write(f"{stamp} card {'updated' if call.method == 'chat.update' else 'posted'}:")
+                for line in lines:
+                    self.write(f"           │ {line}")
+        else:
+            self.write(f"{stamp} thread: " + "\n                   ".join(lines))
+
+
+async def run_demo(*, devices: int = 25, speed: float = 4.0, write: Any = print) -> int:
+    standin = SlackStandIn(bot_token=DEMO_TOKEN)
+    standin.on_call = _Printer(standin, write)
+    with tempfile.TemporaryDirectory(prefix="fota-demo-") as folder:
+        async with serve_in_loop(create_slack_standin_app(standin)) as slack_url:
+            standin.public_url = slack_url
+            settings = load(
+                {
+                    "SLACK_BOT_TOKEN": DEMO_TOKEN,
+                    "SLACK_SIGNING_SECRET": DEMO_SECRET,
+                    "FOTA_APPROVAL_CHANNEL": CHANNEL,
+                    "SLACK_API_URL": f"{slack_url}/api/",
+                    "FOTA_DB": str(Path(folder) / "demo.db"),
+                    "FOTA_UPDATE_INTERVAL": "1",
+                    "FOTA_APPROVERS": APPROVER,
+                }
+            )
+            sandbox = Sandbox(clock=SandboxClock.real(speed=speed), timings=SandboxTimings())
+            runtime = build_runtime(settings, sandbox=sandbox)
+            await runtime.start()
+            try:
+                return await _play(runtime, write, devices)
+            finally:
+                await runtime.stop()
+
+
+async def _play(rt: Runtime, write: Any, count: int) -> int:
+    imeis = sandbox_imeis(max(1, count - count // 5), kind="eligible") + sandbox_imeis(count // 5, kind="will_fail")
+    text = (
+        f"schedule firmware={FIRMWARE} from=SR1.2.0.0-10512 to=SR1.2.0.0-10657 start=today end=+2d "
+        f'window=0-24 devices={",".join(imeis)} name="Demo rollout"'
+    )
+    write("fota-bot demo: a local Slack stand-in, the ThingSpace sandbox and the real app. No credentials.\n")
+    write(f"<@{REQUESTER}> types: /fota {text[:110]}…")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=rt.asgi), base_url="http://fota-bot") as bot:
+        body = urlencode(
+            {"command": "/fota", "text": text, "user_id": REQUESTER, "channel_id": "C0DEMOREQ", "team_id": "T0FOTA",
+             "response_url": f"{rt.settings.slack_api_url.removesuffix('/api/')}/response/demo", "trigger_id": "demo.1"}
+        ).encode()
+        answer = await bot.post("/slack/events", content=body, headers=_signed(body))
+        write(f"fota-bot answers <@{REQUESTER}> (only they see it): {answer.text}")
+        campaign = await _wait(rt, lambda: rt.store.list_campaigns(scope="all", limit=1), "the approval card")
+        card = await _wait(rt, lambda: rt.store.campaign(campaign[0].id).thread_ts, "the card in Slack")
+        write(f"<@{APPROVER}> clicks Approve, and confirms.")
+        payload = {
+            "type": "block_actions",
+            "user": {"id": APPROVER},
+            "team": {"id": "T0FOTA"},
+            "channel": {"id": CHANNEL},
+            "container": {"type": "message", "message_ts": card, "channel_id": CHANNEL},
+            "trigger_id": "demo.2",
+            "response_url": f"{rt.settings.slack_api_url.removesuffix('/api/')}/response/demo2",
+            "actions": [
+                {"action_id": "fota_approve", "block_id": "actions", "type": "button", "action_ts": str(time.time()),
+                 "value": json.dumps({"campaign_id": campaign[0].id, "hash": rt.store.campaign(campaign[0].id).content_hash})}
+            ],
+        }
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        await bot.post("/slack/events", content=body, headers=_signed(body))
+        ended = await _wait(
+            rt,
+            lambda: rt.store.campaign(campaign[0].id).state.is_terminal
+            and rt.sender.outbox.pending_count() == 0,
+            "the end of the rollout",
+        )
+    final = rt.store.campaign(campaign[0].id)
+    write(f"\nDone: {final.ref} is {final.state.value}; the whole thread is above.")
+    return 0 if ended and final.state.value == "CampaignEnded" else 1
+
+
+async def _wait(rt: Runtime, probe: Any, what: str) -> Any:
+    deadline = time.monotonic() + TIME_LIMIT
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        await asyncio.sleep(0.1)  # real time passes in a demo: the sandbox clock runs on it
+    print(f"fota-bot demo: gave up waiting for {what}", file=sys.stderr)
+    raise SystemExit(1)
