@@ -130,6 +130,11 @@ _DEVICE_BUCKET_OF = {
     "DeviceRejected": "failed",
 }
 
+# The statuses counted as "failed", for finding devices to report in the thread.
+FAILED_DEVICE_STATUSES: tuple[str, ...] = tuple(
+    sorted(status for status, bucket in _DEVICE_BUCKET_OF.items() if status and bucket == "failed")
+)
+
 # Device statuses after which ThingSpace will not change the device again.
 DEVICE_FINAL = frozenset(
     {"UpgradeSuccess", "UpgradeFailed", "UpgradedFailed", "RequestToFotaServerFailed", "DeviceRejected",

@@ -30,6 +30,7 @@ from storage.states import (
     ACTIVE_AT_THINGSPACE,
     DEVICE_BUCKETS,
     DEVICE_FINAL,
+    FAILED_DEVICE_STATUSES,
     CampaignState,
     check_transition,
     device_bucket,
@@ -508,7 +509,7 @@ class Store:
 
     def unreported_failures(self, campaign_id: int, limit: int) -> tuple[list[tuple[str, str | None]], int]:
         """Failed devices not yet told in the thread (up to `limit`), and how many more there are."""
-        failed = [s for s, b in _known_statuses() if b == "failed"]
+        failed = FAILED_DEVICE_STATUSES
         marks = ",".join("?" * len(failed))
         rows = self.db.execute(
             f"""SELECT imei, reason FROM devices WHERE campaign_id = ? AND status IN ({marks})
@@ -518,7 +519,7 @@ class Store:
         return [(r[0], r[1]) for r in rows[:limit]], max(0, len(rows) - limit)
 
     def mark_failures_reported(self, campaign_id: int) -> None:
-        failed = [s for s, b in _known_statuses() if b == "failed"]
+        failed = FAILED_DEVICE_STATUSES
         marks = ",".join("?" * len(failed))
         with self.db.atomic():
             self.db.execute(
@@ -558,12 +559,6 @@ class Store:
 
     def callback_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM callbacks").fetchone()[0])
-
-
-def _known_statuses() -> list[tuple[str, str]]:
-    from storage.states import _DEVICE_BUCKET_OF
-
-    return [(s, b) for s, b in _DEVICE_BUCKET_OF.items() if s]
 
 
 @dataclass(frozen=True)
@@ -626,8 +621,12 @@ class Outbox:
         return [OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
 
     def next_due_at(self) -> dt.datetime | None:
+        # Only lane heads can go out next: an item queued behind a waiting head must not
+        # make the sender spin.
         row = self.db.execute(
-            "SELECT min(coalesce(not_before, created_at)) FROM outbox WHERE sent_at IS NULL"
+            """SELECT min(coalesce(not_before, created_at)) FROM outbox
+               WHERE id IN (SELECT min(id) FROM outbox WHERE sent_at IS NULL
+                            GROUP BY coalesce(campaign_id, -1), kind = 'root_update')"""
         ).fetchone()
         return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
 
