@@ -196,17 +196,24 @@ def build_runtime(
         sandbox = sandbox or Sandbox()
         if thingspace_transport is None:
             thingspace_transport = httpx.ASGITransport(app=create_sandbox_app(sandbox))
-        credentials = dict.fromkeys(("client_id", "client_secret", "username", "password"), SANDBOX_CREDENTIAL)
-        base_url = "http://sandbox.in-process"
+        thingspace = ThingSpaceClient(
+            base_url="http://sandbox.in-process",
+            client_id=SANDBOX_CREDENTIAL,
+            client_secret=SANDBOX_CREDENTIAL,
+            username=SANDBOX_CREDENTIAL,
+            password=SANDBOX_CREDENTIAL,
+            transport=thingspace_transport,
+        )
     else:
-        credentials = {
-            "client_id": settings.thingspace_client_id,
-            "client_secret": settings.thingspace_client_secret,
-            "username": settings.thingspace_username,
-            "password": settings.thingspace_password,
-        }
-        base_url = settings.thingspace_url
-    thingspace = ThingSpaceClient(base_url=base_url, transport=thingspace_transport, **credentials)  # type: ignore[arg-type]
+        # Settings refuse half a set of credentials, so all four are here in live mode.
+        thingspace = ThingSpaceClient(
+            base_url=settings.thingspace_url,
+            client_id=settings.thingspace_client_id or Secret(""),
+            client_secret=settings.thingspace_client_secret or Secret(""),
+            username=settings.thingspace_username or Secret(""),
+            password=settings.thingspace_password or Secret(""),
+            transport=thingspace_transport,
+        )
 
     jobs = Jobs()
     background = Background()

@@ -15,7 +15,7 @@ migrations = Migrations("fota-bot")
 
 @migrations()
 def m001_initial(db: Database) -> None:
-    db["campaigns"].create(
+    db.table("campaigns").create(
         {
             "id": int,
             "state": str,
@@ -67,11 +67,11 @@ def m001_initial(db: Database) -> None:
             "expires_at",
         },
     )
-    db["campaigns"].create_index(["state"])
-    db["campaigns"].create_index(["thingspace_id"], unique=True)
-    db["campaigns"].create_index(["requester"])
+    db.table("campaigns").create_index(["state"])
+    db.table("campaigns").create_index(["thingspace_id"], unique=True)
+    db.table("campaigns").create_index(["requester"])
 
-    db["devices"].create(
+    db.table("devices").create(
         {
             "campaign_id": int,
             "imei": str,
@@ -84,9 +84,9 @@ def m001_initial(db: Database) -> None:
         not_null={"campaign_id", "imei"},
         foreign_keys=[("campaign_id", "campaigns", "id")],
     )
-    db["devices"].create_index(["campaign_id", "status"])
+    db.table("devices").create_index(["campaign_id", "status"])
 
-    db["decisions"].create(
+    db.table("decisions").create(
         {
             "id": int,
             "campaign_id": int,
@@ -101,9 +101,9 @@ def m001_initial(db: Database) -> None:
         foreign_keys=[("campaign_id", "campaigns", "id")],
     )
     # One vote per person per campaign: a double click cannot count twice.
-    db["decisions"].create_index(["campaign_id", "user"], unique=True)
+    db.table("decisions").create_index(["campaign_id", "user"], unique=True)
 
-    db["audit"].create(
+    db.table("audit").create(
         {
             "id": int,
             "campaign_id": int,
@@ -117,9 +117,9 @@ def m001_initial(db: Database) -> None:
         not_null={"campaign_id", "to_state", "actor", "at"},
         foreign_keys=[("campaign_id", "campaigns", "id")],
     )
-    db["audit"].create_index(["campaign_id"])
+    db.table("audit").create_index(["campaign_id"])
 
-    db["callbacks"].create(
+    db.table("callbacks").create(
         {
             "id": int,
             "received_at": str,
@@ -132,9 +132,9 @@ def m001_initial(db: Database) -> None:
         pk="id",
         not_null={"received_at", "body"},
     )
-    db["callbacks"].create_index(["applied", "thingspace_id"])
+    db.table("callbacks").create_index(["applied", "thingspace_id"])
 
-    db["outbox"].create(
+    db.table("outbox").create(
         {
             "id": int,
             "campaign_id": int,
@@ -150,13 +150,13 @@ def m001_initial(db: Database) -> None:
         pk="id",
         not_null={"kind", "payload", "created_at", "attempts"},
     )
-    db["outbox"].create_index(["sent_at", "not_before"])
+    db.table("outbox").create_index(["sent_at", "not_before"])
     db.execute(
         "CREATE UNIQUE INDEX idx_outbox_pending_key ON outbox(coalesce_key) "
         "WHERE sent_at IS NULL AND coalesce_key IS NOT NULL"
     )
 
-    db["kv"].create({"key": str, "value": str}, pk="key", not_null={"value"})
+    db.table("kv").create({"key": str, "value": str}, pk="key", not_null={"value"})
 
 
 def apply(db: Database) -> None:

@@ -150,7 +150,7 @@ class OutboxSender:
             )
             return
         if kind in ("reply", "failures", "summary"):
-            assert campaign is not None
+            assert campaign is not None and campaign.approval_channel
             message = payload.get("message")
             if message is None:
                 # Rendered once, at the first attempt, and kept: a retry sends the same words.

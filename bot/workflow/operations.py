@@ -1,13 +1,23 @@
-"""Operator services behind `/fota status | list | cancel | firmware | devices`."""
+"""Operator services behind `/fota status | list | cancel | firmware | devices` and the App Home.
+
+The listeners in `commands/operator_listeners.py` call these and render the answers with the
+pure builders in `commands.blocks`. Slack I/O an answer needs (a permalink, the CSV shared in a
+direct message, the Home tab) is done here through the same Web API client Bolt uses, so the
+listeners stay thin.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.notify.thread import devices_csv
 from bot.settings import Settings
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError, ThingSpaceRejected
@@ -15,7 +25,7 @@ from bot.workflow.approvers import Directory
 from bot.workflow.campaigns import describe
 from bot.workflow.errors import UserError
 from storage.records import Campaign, Decision, Device
-from storage.states import CampaignState
+from storage.states import ACTIVE_AT_THINGSPACE, CampaignState, IllegalTransition
 from storage.store import CampaignNotFound, Store
 
 log = logging.getLogger("bot.operations")
@@ -26,6 +36,15 @@ S = CampaignState
 CANCELLABLE_AT_THINGSPACE = frozenset(
     {S.SUBMITTED, S.REQUEST_PENDING, S.REQUEST_QUEUED, S.PRE_SCHEDULED, S.SCHEDULED}
 )
+# On the Home tab: everything past the approval that has not ended.
+HOME_ACTIVE = frozenset({S.APPROVED, S.SUBMITTING, *ACTIVE_AT_THINGSPACE})
+DEVICE_SAMPLE = 10
+LIST_PAGE = 10
+
+# What a cancel confirmation promised: "withdraw" (never sent, nothing at ThingSpace) or
+# "thingspace" (DELETE at ThingSpace). A click is refused when the campaign moved from one to
+# the other since the prompt, as an approval is refused when the request changed.
+CancelKind = Literal["withdraw", "thingspace"]
 
 
 class CancelEvents(Protocol):
@@ -38,9 +57,22 @@ class CancelEvents(Protocol):
 
 @dataclass(frozen=True)
 class CampaignView:
+    """One campaign with what its cards show: device counts per state, decisions, a sample."""
+
     campaign: Campaign
     counts: dict[str, int]
     decisions: list[Decision]
+    sample: tuple[str, ...] = ()
+    permalink: str | None = None
+
+
+@dataclass(frozen=True)
+class ListPage:
+    scope: str
+    items: list[CampaignView]
+    # The `before_id` of the next page; None on the last page.
+    next_before: int | None
+    first_page: bool
 
 
 @dataclass(frozen=True)
@@ -49,6 +81,41 @@ class DeviceListing:
     counts: dict[str, int]
     devices: list[Device]
     total: int
+    failed_only: bool = False
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """The per-device CSV as shared with the user: its name and where to find it."""
+
+    name: str
+    rows: int
+    permalink: str | None
+    # Why Slack did not take it; the answer still shows the devices and says so.
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """What a cancel did: `withdrawn` (never sent), `cancelled` at ThingSpace, or `refused` by
+    ThingSpace with its errorCode and errorMessage, word for word."""
+
+    campaign: Campaign
+    result: Literal["withdrawn", "cancelled", "refused"]
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class Home:
+    """What one user's App Home shows."""
+
+    user: str
+    may_approve: bool
+    to_decide: list[CampaignView]
+    mine_waiting: list[CampaignView]
+    active: list[CampaignView]
+    totals: Mapping[str, int] = field(default_factory=dict)
 
 
 class Operations:
@@ -61,6 +128,7 @@ class Operations:
         directory: Directory,
         events: CancelEvents,
         clock: Callable[[], dt.datetime],
+        slack: AsyncWebClient | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -68,6 +136,9 @@ class Operations:
         self.directory = directory
         self.events = events
         self.clock = clock
+        self.slack = slack
+
+    # --- lookups -----------------------------------------------------------------------------
 
     def find(self, ident: str) -> Campaign:
         try:
@@ -75,17 +146,38 @@ class Operations:
         except CampaignNotFound as exc:
             raise UserError(str(exc)) from exc
 
-    def view(self, ident: str) -> CampaignView:
-        campaign = self.find(ident)
-        return CampaignView(campaign, self.store.device_counts(campaign.id), self.store.decisions(campaign.id))
+    def _view(self, campaign: Campaign, *, sample: bool = False) -> CampaignView:
+        return CampaignView(
+            campaign,
+            self.store.device_counts(campaign.id),
+            self.store.decisions(campaign.id),
+            tuple(d.imei for d in self.store.devices(campaign.id, limit=DEVICE_SAMPLE)) if sample else (),
+        )
 
-    def list(self, *, scope: str, user: str, before_id: int | None = None, limit: int = 10) -> list[Campaign]:
-        return self.store.list_campaigns(scope=scope, user=user, before_id=before_id, limit=limit)
+    def view(self, ident: str) -> CampaignView:
+        return self._view(self.find(ident), sample=True)
+
+    async def status(self, ident: str) -> CampaignView:
+        """`/fota status`: the campaign as its thread root shows it, and a link to the thread."""
+        view = self.view(ident)
+        return CampaignView(
+            view.campaign, view.counts, view.decisions, view.sample, await self.permalink(view.campaign)
+        )
+
+    def list(self, *, scope: str, user: str, before_id: int | None = None, limit: int = LIST_PAGE) -> ListPage:
+        """One page of `/fota list`, newest first; one row more than shown tells if there is a next."""
+        rows = self.store.list_campaigns(scope=scope, user=user, before_id=before_id, limit=limit + 1)
+        shown = rows[:limit]
+        next_before = shown[-1].id if len(rows) > limit else None
+        items = [CampaignView(c, self.store.device_counts(c.id), []) for c in shown]
+        return ListPage(scope, items, next_before, first_page=before_id is None)
 
     def devices(self, ident: str, *, failed_only: bool, limit: int = 20) -> DeviceListing:
         campaign = self.find(ident)
         devices = self.store.devices(campaign.id, failed_only=failed_only)
-        return DeviceListing(campaign, self.store.device_counts(campaign.id), devices[:limit], len(devices))
+        return DeviceListing(
+            campaign, self.store.device_counts(campaign.id), devices[:limit], len(devices), failed_only
+        )
 
     async def firmware(self, account: str | None, protocol: str = "LWM2M") -> tuple[str, list[dict[str, Any]]]:
         account = account or self.settings.thingspace_account
@@ -99,7 +191,10 @@ class Operations:
         except ThingSpaceError as exc:
             raise UserError(f"ThingSpace's firmware list for account {account} could not be read: {exc}") from exc
 
+    # --- cancel --------------------------------------------------------------------------------
+
     async def may_cancel(self, campaign: Campaign, user: str) -> bool:
+        # With FOTA_APPROVERS unset everybody "may approve"; that must not let anybody cancel.
         return user == campaign.requester or (
             bool(self.settings.approvers) and await self.directory.may_approve(user)
         )
@@ -121,36 +216,131 @@ class Operations:
             )
         return campaign
 
-    async def cancel(self, ident: str, *, user: str) -> str:
-        """Withdraw a request, or ask ThingSpace to cancel a campaign. Returns the sentence to show."""
+    @staticmethod
+    def cancel_kind(campaign: Campaign) -> CancelKind:
+        return "withdraw" if campaign.state is S.PENDING_APPROVAL else "thingspace"
+
+    async def cancel(self, ident: str, *, user: str, shown: CancelKind | None = None) -> CancelOutcome:
+        """Withdraw a request, or ask ThingSpace to cancel a campaign.
+
+        Authorization is checked again here, at the click, not only when the prompt was shown.
+        `shown` is what the confirmation promised; a campaign that moved from a request to a
+        ThingSpace campaign since is not cancelled on the strength of the old words.
+        """
         campaign = await self.check_cancel(ident, user)
-        if campaign.state is S.PENDING_APPROVAL:
-            campaign = self.store.transition(
-                campaign.id, S.WITHDRAWN, actor=user, reason="cancelled before approval"
+        kind = self.cancel_kind(campaign)
+        if shown is not None and shown != kind:
+            raise UserError(
+                f"{campaign.ref} was approved and sent to ThingSpace after you asked to cancel it, so "
+                f"nothing was cancelled. Run `/fota cancel {campaign.ref}` again to cancel it at ThingSpace."
             )
+        if kind == "withdraw":
+            try:
+                campaign = self.store.transition(
+                    campaign.id, S.WITHDRAWN, actor=user, reason="cancelled before approval"
+                )
+            except IllegalTransition as exc:
+                # Decided in the moment between the check and the write (another click, an expiry).
+                current = self.store.campaign(campaign.id)
+                raise UserError(f"{current.ref} is {describe(current.state)} now; nothing changed.") from exc
             self.events.withdrawn(campaign, user)
-            return f"{campaign.ref} was withdrawn before approval; nothing was sent to ThingSpace."
+            return CancelOutcome(campaign, "withdrawn")
         assert campaign.thingspace_id and campaign.state in CANCELLABLE_AT_THINGSPACE
         try:
             await self.thingspace.cancel_campaign(campaign.account, campaign.thingspace_id)
         except ThingSpaceRejected as exc:
             self.events.cancel_refused(campaign, exc.error_code, exc.error_message)
-            return (
-                f"ThingSpace refused to cancel {campaign.ref}: {exc.error_code}: {exc.error_message}. "
-                "The campaign goes on."
-            )
+            return CancelOutcome(campaign, "refused", exc.error_code, exc.error_message)
         except ThingSpaceError as exc:
             raise UserError(
                 f"ThingSpace could not be reached to cancel {campaign.ref} ({exc}). Nothing changed; try again."
             ) from exc
-        campaign = self.store.campaign(campaign.id)
-        if not campaign.state.is_terminal:
-            campaign = self.store.transition(
-                campaign.id,
-                S.CANCELLED,
-                actor=user,
-                reason="cancelled at ThingSpace",
-                thingspace_status=S.CANCELLED.value,
-            )
+        current = self.store.campaign(campaign.id)
+        if current.state.is_terminal:
+            # A second click, or ThingSpace's callback came first: say it once in the thread.
+            return CancelOutcome(current, "cancelled")
+        campaign = self.store.transition(
+            campaign.id,
+            S.CANCELLED,
+            actor=user,
+            reason="cancelled at ThingSpace",
+            thingspace_status=S.CANCELLED.value,
+        )
         self.events.cancelled(campaign, user)
-        return f"ThingSpace cancelled {campaign.ref}."
+        return CancelOutcome(campaign, "cancelled")
+
+    # --- App Home ------------------------------------------------------------------------------
+
+    async def home(self, user: str, *, limit: int = 10, active_limit: int = 15) -> Home:
+        """The user's Home tab: requests they may decide, their own waiting requests, and the
+        campaigns under way, newest first."""
+        may_approve = await self.directory.may_approve(user)
+        pending = list(reversed(self.store.campaigns_in((S.PENDING_APPROVAL,))))
+        decide = [c for c in pending if may_approve and c.requester != user]
+        mine = [c for c in pending if c.requester == user]
+        active = sorted(self.store.campaigns_in(HOME_ACTIVE), key=lambda c: c.id, reverse=True)
+        return Home(
+            user=user,
+            may_approve=may_approve,
+            to_decide=[self._view(c, sample=True) for c in decide[:limit]],
+            mine_waiting=[self._view(c) for c in mine[:limit]],
+            active=[self._view(c) for c in active[:active_limit]],
+            totals={"to_decide": len(decide), "mine_waiting": len(mine), "active": len(active)},
+        )
+
+    async def publish_home(self, user: str, view: dict[str, Any]) -> None:
+        """Publish `user`'s Home tab (views.publish replaces the whole tab)."""
+        await self._slack().views_publish(user_id=user, view=view)
+
+    # --- Slack side ----------------------------------------------------------------------------
+
+    def _slack(self) -> AsyncWebClient:
+        if self.slack is None:
+            raise RuntimeError("Operations was built without a Slack client")
+        return self.slack
+
+    async def permalink(self, campaign: Campaign) -> str | None:
+        """A link to the campaign's thread; None before the card is posted or when Slack fails
+        (the answer is still useful without it)."""
+        if not campaign.approval_channel or not campaign.thread_ts or self.slack is None:
+            return None
+        try:
+            answer = await self.slack.chat_getPermalink(
+                channel=campaign.approval_channel, message_ts=campaign.thread_ts
+            )
+        except SlackApiError as exc:
+            log.warning("%s: no permalink from Slack: %s", campaign.ref, exc.response.get("error"))
+            return None
+        link = answer.get("permalink")
+        return str(link) if link else None
+
+    async def share_devices_csv(self, listing: DeviceListing, user: str) -> SharedFile | None:
+        """The whole device list (or every failed device) as a CSV in the user's direct
+        message with the bot; None when there is nothing to send."""
+        if listing.total == 0:
+            return None
+        campaign = listing.campaign
+        suffix = "failed-devices" if listing.failed_only else "devices"
+        name = f"{campaign.ref}-{suffix}.csv"
+        content = devices_csv(self.store, campaign, failed_only=listing.failed_only)
+        slack = self._slack()
+        try:
+            # files_upload_v2 shares into a channel id; a user's DM id comes from conversations.open.
+            opened = await slack.conversations_open(users=user)
+            channel = opened["channel"]["id"]
+            answer = await slack.files_upload_v2(
+                channel=channel,
+                filename=name,
+                title=f"{campaign.ref} {'failed devices' if listing.failed_only else 'devices'}",
+                content=content,
+                initial_comment=f"Ref {campaign.ref}: {listing.total:,} "
+                f"{'failed ' if listing.failed_only else ''}device{'s' if listing.total != 1 else ''}, "
+                "as asked with /fota devices.",
+            )
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "no answer")
+            log.warning("%s: the devices CSV was not shared with %s: %s", campaign.ref, user, error)
+            return SharedFile(name, listing.total, None, error)
+        files = answer.get("files") or [answer.get("file") or {}]
+        permalink = files[0].get("permalink") if files and isinstance(files[0], dict) else None
+        return SharedFile(name, listing.total, str(permalink) if permalink else None)

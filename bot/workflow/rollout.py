@@ -167,8 +167,8 @@ class Rollout:
                 )
         self.store.mark_callbacks(applied, parsed=True, applied=True)
         self.store.mark_callbacks(unrecognised, parsed=False, applied=True)
-        for thingspace_id, ids in waiting.items():
-            self.store.mark_callbacks(ids, parsed=True, applied=False, thingspace_id=thingspace_id)
+        for thingspace_id, callback_ids in waiting.items():
+            self.store.mark_callbacks(callback_ids, parsed=True, applied=False, thingspace_id=thingspace_id)
         self.applied_count += len(applied)
         for campaign_id in touched:
             self.scheduler.reconcile_soon(campaign_id, self.reconcile_delay)

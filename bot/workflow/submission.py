@@ -88,23 +88,28 @@ class Submitter:
             await self.submit(campaign.id)
 
     async def _submit_claimed(self, campaign: Campaign) -> Campaign:
+        attempts = self._attempts(campaign)
+        try:
+            if attempts > 0:
+                # An earlier POST may have reached ThingSpace: look before posting again.
+                found = await self._look_up(campaign)
+                if found is not None:
+                    return self._succeeded(campaign, found, "found by name after an unanswered request")
+            return await self._post(campaign, attempts)
+        except _CouldNotLook as exc:
+            return self._retry_later(campaign, str(exc))
+
+    async def _post(self, campaign: Campaign, attempts: int) -> Campaign:
         today = self.clock().astimezone(dt.UTC).date()
         if campaign.start_date < today:
-            # Never move the date silently: the approvers approved that date.
+            # Never move the date silently: the approvers approved that date. (Checked only
+            # before a new POST: a campaign an earlier POST created was found above.)
             return self._fail(
                 campaign,
                 "START_DATE_PASSED",
                 f"The start date {campaign.start_date.isoformat()} passed before the campaign could be "
                 f"sent (today is {today.isoformat()} UTC). Nothing was sent; please request it again.",
             )
-        attempts = self._attempts(campaign)
-        if attempts > 0:
-            # An earlier POST may have reached ThingSpace: look before posting again.
-            found = await self._look_up(campaign)
-            if found is False:
-                return self.store.campaign(campaign.id)
-            if found is not None:
-                return self._succeeded(campaign, found, "found by name after an unanswered request")
         if attempts >= MAX_ATTEMPTS:
             return self._fail(
                 campaign,
@@ -120,8 +125,6 @@ class Submitter:
             return self._fail(campaign, exc.error_code, exc.error_message)
         except ThingSpaceAmbiguous as exc:
             found = await self._look_up(campaign)
-            if found is False:
-                return self.store.campaign(campaign.id)
             if found is not None:
                 return self._succeeded(campaign, found, "found by name after an unanswered request")
             return self._retry_later(campaign, f"ThingSpace did not answer clearly ({exc})")
@@ -129,42 +132,45 @@ class Submitter:
             return self._retry_later(campaign, str(exc))
         return self._succeeded(campaign, answer, "scheduled")
 
-    async def _look_up(self, campaign: Campaign) -> dict[str, Any] | None | bool:
-        """The campaign at ThingSpace by name; None if absent; False if we could not look."""
+    async def _look_up(self, campaign: Campaign) -> dict[str, Any] | None:
+        """The campaign at ThingSpace by name, or None; _CouldNotLook when ThingSpace cannot say."""
         try:
             return await self.client.find_campaign_by_name(campaign.account, campaign.thingspace_name)
         except ThingSpaceError as exc:
-            self._retry_later(campaign, f"could not look the campaign up at ThingSpace ({exc})")
-            return False
+            raise _CouldNotLook(f"could not look the campaign up at ThingSpace ({exc})") from exc
 
     def _succeeded(self, campaign: Campaign, answer: dict[str, Any], why: str) -> Campaign:
         status = str(answer.get("status") or "")
-        updated = self.store.transition(
-            campaign.id,
-            S.SUBMITTED,
-            actor="thingspace",
-            reason=why,
-            thingspace_id=str(answer.get("id") or answer.get("campaignId") or "") or None,
-            thingspace_status=status or None,
-            make=answer.get("make"),
-            model=answer.get("model"),
-        )
+        # One transaction with the thread's outbox rows: a crash in between would leave the
+        # campaign submitted with nobody told, and a submitted campaign is never resumed.
+        with self.store.db.atomic():
+            updated = self.store.transition(
+                campaign.id,
+                S.SUBMITTED,
+                actor="thingspace",
+                reason=why,
+                thingspace_id=str(answer.get("id") or answer.get("campaignId") or "") or None,
+                thingspace_status=status or None,
+                make=answer.get("make"),
+                model=answer.get("model"),
+            )
+            self.events.submitted(updated)
         log.info("%s submitted: ThingSpace id %s, %s", updated.ref, updated.thingspace_id, status)
-        self.events.submitted(updated)
         self.on_submitted(updated)
         return updated
 
     def _fail(self, campaign: Campaign, code: str, message: str) -> Campaign:
-        updated = self.store.transition(
-            campaign.id,
-            S.SUBMIT_FAILED,
-            actor="thingspace" if code not in ("START_DATE_PASSED", "NO_ANSWER") else "fota-bot",
-            reason=f"{code}: {message}",
-            error_code=code,
-            error_message=message,
-        )
+        with self.store.db.atomic():  # as in _succeeded: the outcome and its telling together
+            updated = self.store.transition(
+                campaign.id,
+                S.SUBMIT_FAILED,
+                actor="thingspace" if code not in ("START_DATE_PASSED", "NO_ANSWER") else "fota-bot",
+                reason=f"{code}: {message}",
+                error_code=code,
+                error_message=message,
+            )
+            self.events.submit_failed(updated)
         log.warning("%s not submitted: %s", updated.ref, code)
-        self.events.submit_failed(updated)
         return updated
 
     def _retry_later(self, campaign: Campaign, reason: str) -> Campaign:
@@ -181,3 +187,7 @@ class Submitter:
     def _count_attempt(self, campaign: Campaign) -> None:
         # Committed before the POST leaves: after a crash we know a request may be out there.
         self.store.set_kv(f"submit_attempts:{campaign.id}", str(self._attempts(campaign) + 1))
+
+
+class _CouldNotLook(Exception):
+    """ThingSpace could not tell whether the campaign exists: never post blind, retry later."""
