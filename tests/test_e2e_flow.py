@@ -14,7 +14,7 @@ import pytest
 
 from commands import blocks
 from storage.states import CampaignState
-from tests.support.stack import ANN, BOB, CHANNEL, EVE, FIRMWARE, REQUESTER, Stack, running_stack
+from tests.support.stack import ANN, BOB, EVE, FIRMWARE, REQUESTER, Stack, running_stack
 
 IMEIS = ["354658090353977", "490154203237518", "356938035643809"]
 SCHEDULE = (
