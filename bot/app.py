@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from bot.notify.thread import ThreadNotifier, ThreadRenderer
 from bot.sandbox import Sandbox, create_sandbox_app
 from bot.scheduler import Jobs
 from bot.secrets import Secret
-from bot.settings import Settings
+from bot.settings import IPNetwork, Settings
 from bot.slack_files import SlackFiles
 from bot.thingspace.client import ThingSpaceClient
 from bot.workflow.approvers import Directory
@@ -327,7 +328,7 @@ def _http_app(rt: Runtime) -> Starlette:
         callback_route(
             token=rt.callback_token,
             store=rt.store,
-            allowed_networks=rt.settings.callback_allowed_ips,
+            allowed_networks=_allowed_callback_sources(rt),
             trusted_proxies=rt.settings.trusted_proxies,
             on_stored=rt.rollout.wake,
         ),
@@ -335,3 +336,15 @@ def _http_app(rt: Runtime) -> Starlette:
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     return Starlette(routes=routes)
+
+
+def _allowed_callback_sources(rt: Runtime) -> tuple[IPNetwork, ...]:
+    """FOTA_CALLBACK_ALLOWED_IPS, plus loopback in sandbox mode when a list is set.
+
+    The in-process sandbox reaches the receiver through an ASGI transport that reports
+    127.0.0.1; refusing it would break a rehearsal configured with Verizon's addresses.
+    """
+    allowed = rt.settings.callback_allowed_ips
+    if allowed and rt.sandbox is not None:
+        return (*allowed, ipaddress.ip_network("127.0.0.1/32"))
+    return allowed

@@ -31,7 +31,10 @@ async def test_a_rollout_is_followed_to_its_end_with_a_summary_and_a_csv(tmp_pat
     imeis = sandbox_imeis(8, kind="eligible") + sandbox_imeis(2, kind="will_fail")
     async with running_stack(tmp_path) as stack:
         await approve_and_submit(stack, imeis)
-        await stack.run_sandbox(60, step=1.0)
+        await stack.run_sandbox(6, step=1.0)
+        # Callbacks arrived: one debounced re-read of ThingSpace's report is waiting.
+        assert stack.rt.jobs.run_date("reconcile:1") is not None
+        await stack.run_sandbox(54, step=1.0)
         stack.clock.advance(seconds=60)
         await stack.settle()
 
@@ -220,3 +223,10 @@ async def test_the_receiver_through_the_app_refuses_bad_bodies_and_keeps_unknown
         rows = list(stack.rt.store.db["callbacks"].rows)
         assert len(rows) == 1 and json.loads(rows[0]["body"]) == {"weird": ["shape"], "accountName": "0000000000-00001"}
         assert rows[0]["applied"] == 1 and rows[0]["parsed"] == 0
+
+
+async def test_an_allow_list_still_lets_the_in_process_sandbox_call_back(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, FOTA_CALLBACK_ALLOWED_IPS="3.87.163.45,54.197.62.209") as stack:
+        await approve_and_submit(stack, sandbox_imeis(2, kind="eligible"))
+        await stack.run_sandbox(40, step=2.0)
+        assert stack.rt.store.campaign(1).state is CampaignState.ENDED
