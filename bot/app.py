@@ -118,8 +118,13 @@ class Runtime:
         return "sandbox" if self.sandbox is not None else "live"
 
     async def start(self, *, workers: bool = True) -> None:
-        """Start-up: jobs rebuilt from the database, interrupted work resumed."""
-        self.jobs.start()
+        """Start-up: jobs rebuilt from the database, interrupted work resumed.
+
+        Without `workers` (tests) nothing runs by itself: not the outbox sender, not the
+        callback applier, not the scheduler; `settle()` and `jobs.run_due()` drive them.
+        """
+        if workers:
+            self.jobs.start()
         self.rebuild_jobs()
         if self.sandbox is not None:
             await self.thingspace.register_callback(
@@ -161,6 +166,7 @@ class Runtime:
     async def settle(self, rounds: int = 50) -> None:
         """Tests and the demo: run every piece of pending work until nothing moves."""
         for _ in range(rounds):
+            await self.jobs.run_due(self.clock())
             await self.background.idle()
             moved = self.rollout.process_pending()
             moved += await self.sender.drain()
@@ -261,7 +267,13 @@ def build_runtime(
         update_interval=settings.update_interval,
     )
     operations = Operations(
-        settings=settings, store=store, thingspace=thingspace, directory=directory, events=notifier, clock=clock
+        settings=settings,
+        store=store,
+        thingspace=thingspace,
+        directory=directory,
+        events=notifier,
+        clock=clock,
+        slack=slack,
     )
     runtime = Runtime(
         settings=settings,
