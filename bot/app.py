@@ -175,6 +175,19 @@ class Runtime:
                 return
 
 
+def live_thingspace_client(settings: Settings, **options: Any) -> ThingSpaceClient:
+    """The client for real ThingSpace (live mode), from the settings' credentials."""
+    # Settings refuse half a set of credentials, so all four are here in live mode.
+    return ThingSpaceClient(
+        base_url=settings.thingspace_url,
+        client_id=settings.thingspace_client_id or Secret(""),
+        client_secret=settings.thingspace_client_secret or Secret(""),
+        username=settings.thingspace_username or Secret(""),
+        password=settings.thingspace_password or Secret(""),
+        **options,
+    )
+
+
 def build_runtime(
     settings: Settings,
     *,
@@ -212,15 +225,7 @@ def build_runtime(
             transport=thingspace_transport,
         )
     else:
-        # Settings refuse half a set of credentials, so all four are here in live mode.
-        thingspace = ThingSpaceClient(
-            base_url=settings.thingspace_url,
-            client_id=settings.thingspace_client_id or Secret(""),
-            client_secret=settings.thingspace_client_secret or Secret(""),
-            username=settings.thingspace_username or Secret(""),
-            password=settings.thingspace_password or Secret(""),
-            transport=thingspace_transport,
-        )
+        thingspace = live_thingspace_client(settings, transport=thingspace_transport)
 
     jobs = Jobs()
     background = Background()

@@ -8,9 +8,7 @@ from typing import TYPE_CHECKING
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.secrets import Secret
 from bot.settings import Settings
-from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError
 from storage.store import Store
 
@@ -43,14 +41,9 @@ async def run_check(settings: Settings) -> int:
     if settings.sandbox_mode:
         _say(True, "ThingSpace: sandbox mode (no credentials set); the built-in simulator is used")
     else:
-        client_ts = ThingSpaceClient(
-            base_url=settings.thingspace_url,
-            client_id=settings.thingspace_client_id or Secret(""),
-            client_secret=settings.thingspace_client_secret or Secret(""),
-            username=settings.thingspace_username or Secret(""),
-            password=settings.thingspace_password or Secret(""),
-            max_retries=1,
-        )
+        from bot.app import live_thingspace_client
+
+        client_ts = live_thingspace_client(settings, max_retries=1)
         try:
             await client_ts.check()
             _say(True, f"ThingSpace: token and M2M session obtained from {settings.thingspace_url}")
@@ -82,13 +75,9 @@ async def register_callback(settings: Settings) -> int:
     store.close()
     url = settings.callback_url(token)
     assert url is not None
-    client = ThingSpaceClient(
-        base_url=settings.thingspace_url,
-        client_id=settings.thingspace_client_id or Secret(""),
-        client_secret=settings.thingspace_client_secret or Secret(""),
-        username=settings.thingspace_username or Secret(""),
-        password=settings.thingspace_password or Secret(""),
-    )
+    from bot.app import live_thingspace_client
+
+    client = live_thingspace_client(settings)
     try:
         await client.register_callback(settings.thingspace_account, url)
     except ThingSpaceError as exc:
