@@ -24,6 +24,7 @@ from bot.thingspace.errors import ThingSpaceError, ThingSpaceRejected
 from bot.workflow.approvers import Directory
 from bot.workflow.campaigns import describe
 from bot.workflow.errors import UserError
+from commands.blocks.operations import CancelKind
 from storage.records import Campaign, Decision, Device
 from storage.states import ACTIVE_AT_THINGSPACE, CampaignState, IllegalTransition
 from storage.store import CampaignNotFound, Store
@@ -41,10 +42,6 @@ HOME_ACTIVE = frozenset({S.APPROVED, S.SUBMITTING, *ACTIVE_AT_THINGSPACE})
 DEVICE_SAMPLE = 10
 LIST_PAGE = 10
 
-# What a cancel confirmation promised: "withdraw" (never sent, nothing at ThingSpace) or
-# "thingspace" (DELETE at ThingSpace). A click is refused when the campaign moved from one to
-# the other since the prompt, as an approval is refused when the request changed.
-CancelKind = Literal["withdraw", "thingspace"]
 
 
 class CancelEvents(Protocol):
@@ -64,6 +61,8 @@ class CampaignView:
     decisions: list[Decision]
     sample: tuple[str, ...] = ()
     permalink: str | None = None
+    # Who made the last state change (the audit's actor): a withdrawal's stamp names them.
+    last_actor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,11 +159,17 @@ class Operations:
     async def status(self, ident: str) -> CampaignView:
         """`/fota status`: the campaign as its thread root shows it, and a link to the thread."""
         view = self.view(ident)
+        audit = self.store.audit(view.campaign.id)
         return CampaignView(
-            view.campaign, view.counts, view.decisions, view.sample, await self.permalink(view.campaign)
+            view.campaign,
+            view.counts,
+            view.decisions,
+            view.sample,
+            await self.permalink(view.campaign),
+            audit[-1]["actor"] if audit else None,
         )
 
-    def list(self, *, scope: str, user: str, before_id: int | None = None, limit: int = LIST_PAGE) -> ListPage:
+    def list_campaigns(self, *, scope: str, user: str, before_id: int | None = None, limit: int = LIST_PAGE) -> ListPage:
         """One page of `/fota list`, newest first; one row more than shown tells if there is a next."""
         rows = self.store.list_campaigns(scope=scope, user=user, before_id=before_id, limit=limit + 1)
         shown = rows[:limit]
@@ -224,8 +229,10 @@ class Operations:
         """Withdraw a request, or ask ThingSpace to cancel a campaign.
 
         Authorization is checked again here, at the click, not only when the prompt was shown.
-        `shown` is what the confirmation promised; a campaign that moved from a request to a
-        ThingSpace campaign since is not cancelled on the strength of the old words.
+        `shown` is what the confirmation promised (`withdraw`: never sent; `thingspace`: a
+        DELETE at ThingSpace). A campaign that moved from one to the other since is not
+        cancelled on the strength of the old words, as an approval is refused when the request
+        changed.
         """
         campaign = await self.check_cancel(ident, user)
         kind = self.cancel_kind(campaign)
