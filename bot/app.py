@@ -39,6 +39,7 @@ from bot.thingspace.client import ThingSpaceClient
 from bot.workflow.approvers import Directory
 from bot.workflow.campaigns import CampaignService
 from bot.workflow.operations import Operations
+from bot.workflow.preflight import PreflightRunner
 from bot.workflow.rollout import Rollout
 from bot.workflow.submission import Submitter
 from commands.listeners import Services, register_listeners
@@ -110,6 +111,7 @@ class Runtime:
     callback_token: str
     timers: Timers
     sandbox: Sandbox | None = None
+    preflight: PreflightRunner | None = None
     asgi: Starlette = field(init=False)
     _workers: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -138,6 +140,8 @@ class Runtime:
             if self.sandbox is not None:
                 self._workers.append(loop.create_task(self.sandbox.run_forever(), name="sandbox clock"))
         self.background.spawn(self.submitter.resume_all(), name="resume submissions")
+        if self.preflight is not None:
+            self.preflight.resume_interrupted()
         self.sender.wake()
         self.rollout.wake()
 
@@ -252,6 +256,7 @@ def build_runtime(
         required_approvals=settings.required_approvals,
         clock=clock,
     )
+    preflight = PreflightRunner(store=store, thingspace=thingspace, events=notifier, background=background)
     service = CampaignService(
         settings=settings,
         store=store,
@@ -262,6 +267,7 @@ def build_runtime(
         timers=timers,
         background=background,
         clock=clock,
+        preflight=preflight,
     )
     rollout = Rollout(
         store=store,
@@ -299,6 +305,7 @@ def build_runtime(
         callback_token=callback_token,
         timers=timers,
         sandbox=sandbox if settings.sandbox_mode else None,
+        preflight=preflight,
     )
     timers.bind(service=service, submitter=submitter, rollout=rollout)
     submitter.on_submitted = rollout.adopt_waiting_callbacks
@@ -312,6 +319,7 @@ def build_runtime(
             background=background,
             clock=clock,
             download=SlackFiles(token=bot_token, api_url=settings.slack_api_url).download,
+            preflight=preflight,
         ),
     )
     runtime.asgi = _http_app(runtime)

@@ -23,6 +23,7 @@ from bot.settings import Settings
 from bot.workflow.campaigns import CampaignService
 from bot.workflow.errors import UserError
 from bot.workflow.operations import Operations
+from bot.workflow.preflight import PreflightRunner
 from commands import blocks
 from commands.help import HELP_TEXT
 from commands.imei import devices_from_file
@@ -71,6 +72,7 @@ class Services:
     background: Background
     clock: Callable[[], dt.datetime]
     download: Callable[[dict[str, Any], int], Awaitable[bytes]]
+    preflight: PreflightRunner | None = None
 
 
 def register_listeners(app: AsyncApp, services: Services) -> None:
@@ -164,6 +166,22 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
         campaign_id, shown_hash = _action_value(action)
         work = services.campaigns.approve(campaign_id, user=body["user"]["id"], shown_hash=shown_hash)
         later(work, respond, "approve")
+        await ack()
+
+    @app.action(blocks.ACTION_APPROVE_ELIGIBLE)
+    async def approve_eligible(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+        campaign_id, shown_hash = _action_value(action)
+        work = services.campaigns.approve(
+            campaign_id, user=body["user"]["id"], shown_hash=shown_hash, eligible_only=True
+        )
+        later(work, respond, "approve eligible only")
+        await ack()
+
+    @app.action(blocks.ACTION_PREFLIGHT_RETRY)
+    async def preflight_retry(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+        campaign_id, _ = _action_value(action)
+        if services.preflight is not None:
+            later(services.preflight.retry(campaign_id, user=body["user"]["id"]), respond, "pre-flight again")
         await ack()
 
     @app.action(blocks.ACTION_REJECT)

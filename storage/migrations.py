@@ -159,5 +159,46 @@ def m001_initial(db: Database) -> None:
     db.table("kv").create({"key": str, "value": str}, pk="key", not_null={"value"})
 
 
+@migrations()
+def m002_preflight(db: Database) -> None:
+    """Pre-flight results stored with each request (issue 6)."""
+    db.table("preflight").create(
+        {
+            "campaign_id": int,
+            "status": str,  # checking | done | failed
+            "attempts": int,
+            "started_at": str,
+            "finished_at": str,
+            "request_hash": str,  # hash of what will be sent; the content hash binds it to the digest
+            "digest": str,  # of the findings, shown on the card
+            "blocking": int,
+            "eligible": int,
+            "summary": str,  # JSON: counts, firmware, blast radius, conflicts, blocking reasons
+            "error": str,
+            "narrowed_by": str,  # who approved the eligible devices only
+            "narrowed_at": str,
+            "narrowed_from": int,  # device count before narrowing
+        },
+        pk="campaign_id",
+        not_null={"status", "attempts", "started_at", "request_hash"},
+        foreign_keys=[("campaign_id", "campaigns", "id")],
+    )
+    db.table("preflight").create_index(["status"])
+    db.table("preflight_devices").create(
+        {
+            "campaign_id": int,
+            "imei": str,
+            "findings": str,  # comma-separated Finding values
+            "excluded": int,  # 1: not eligible, left out by "Approve eligible only"
+            "dropped": int,  # 1: left out of the request when it was narrowed
+        },
+        pk=("campaign_id", "imei"),
+        not_null={"campaign_id", "imei", "findings", "excluded", "dropped"},
+        foreign_keys=[("campaign_id", "campaigns", "id")],
+    )
+    # Conflicts: which other campaigns hold this request's devices, one probe per device.
+    db.table("devices").create_index(["imei"])
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)

@@ -81,6 +81,13 @@ def content_hash(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _preflight_refusal(db: Database, campaign_id: int) -> str | None:
+    """Pre-flight's say in the guard: unfinished or blocking findings refuse (issue 6)."""
+    from storage.preflight import refusal  # storage.preflight builds on this module
+
+    return refusal(db, campaign_id)
+
+
 def open_database(path: Path | str) -> Database:
     """Open (creating with mode 0600) the SQLite file, in WAL mode, migrated."""
     path = Path(path)
@@ -385,9 +392,16 @@ class Store:
                 return ApprovalResult(ApprovalOutcome.STALE, campaign, self._valid_approvals(campaign))
             if user == campaign.requester:
                 raise NotApproved("the requester cannot approve their own request")
+            blocked = _preflight_refusal(self.db, campaign_id)
+            if blocked:
+                raise NotApproved(blocked)
+            # An approval of earlier content (before "Approve eligible only" narrowed the
+            # request) does not count; the same person approving the new content replaces it.
             inserted = self.db.execute(
                 """INSERT INTO decisions(campaign_id, user, decision, content_hash, reason, at)
-                   VALUES(?, ?, 'approve', ?, NULL, ?) ON CONFLICT(campaign_id, user) DO NOTHING""",
+                   VALUES(?, ?, 'approve', ?, NULL, ?) ON CONFLICT(campaign_id, user) DO UPDATE
+                   SET content_hash = excluded.content_hash, at = excluded.at
+                   WHERE decisions.decision = 'approve' AND decisions.content_hash != excluded.content_hash""",
                 [campaign_id, user, shown_hash, self.now()],
             ).rowcount
             count = self._valid_approvals(campaign)
@@ -434,6 +448,9 @@ class Store:
             campaign = self.campaign(campaign_id)
             if campaign.state not in (CampaignState.APPROVED, CampaignState.SUBMITTING):
                 raise NotApproved(f"{campaign.ref} is {campaign.state}, not approved")
+            blocked = _preflight_refusal(self.db, campaign_id)
+            if blocked:
+                raise NotApproved(blocked)
             approvals = self._valid_approvals(campaign)
             if approvals < required:
                 raise NotApproved(

@@ -134,7 +134,11 @@ async def test_a_click_on_a_card_whose_request_changed_is_refused(tmp_path: Path
         await request_campaign(stack)
         card = stack.root().to_slack()
         # The request changes behind the card (e.g. pre-flight narrowed the devices).
-        stack.rt.store.db.execute("UPDATE campaigns SET content_hash = 'f' || substr(content_hash, 2)")
+        # (Flip the first hex digit: prefixing a fixed 'f' changes nothing when the hash starts with f.)
+        stack.rt.store.db.execute(
+            "UPDATE campaigns SET content_hash = "
+            "(CASE WHEN substr(content_hash, 1, 1) = 'f' THEN 'e' ELSE 'f' END) || substr(content_hash, 2)"
+        )
         stack.rt.store.db.conn.commit()
         _, response_url = await stack.click(blocks.ACTION_APPROVE, user=ANN, message=card)
         await stack.settle()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from commands import blocks
+from storage import preflight
 from storage.records import Campaign
 from storage.states import CampaignState
 from storage.store import Outbox, Store
@@ -93,7 +94,8 @@ class ThreadNotifier:
 
     def withdrawn(self, campaign: Campaign, user: str) -> None:
         self.refresh_root(campaign, now=True)
-        self.reply(campaign, blocks.withdrawn_reply(campaign))
+        # `/fota cancel` lets an approver withdraw a request too: the reply names who did.
+        self.reply(campaign, blocks.withdrawn_reply(campaign, user))
 
     def expired(self, campaign: Campaign) -> None:
         self.refresh_root(campaign, now=True)
@@ -137,6 +139,11 @@ class ThreadNotifier:
 
     def finished(self, campaign: Campaign) -> None:
         self.refresh_root(campaign, now=True)
+        self._final_report(campaign)
+        self.dm(campaign, "finished")
+
+    def _final_report(self, campaign: Campaign) -> None:
+        """The end of a campaign at ThingSpace: a summary reply and the per-device CSV."""
         self.outbox.enqueue("summary", {}, campaign_id=campaign.id, coalesce_key=f"summary:{campaign.id}")
         self.outbox.enqueue(
             "upload",
@@ -144,14 +151,38 @@ class ThreadNotifier:
             campaign_id=campaign.id,
             coalesce_key=f"upload:{campaign.id}",
         )
-        self.dm(campaign, "finished")
+        self.wake()
 
     def cancelled(self, campaign: Campaign, user: str) -> None:
         self.refresh_root(campaign, now=True)
         self.reply(campaign, blocks.cancelled_reply(campaign, user))
+        self._final_report(campaign)
+        if user != campaign.requester:
+            # An approver cancelled it: the requester hears of every outcome (SPEC §7).
+            self.dm(campaign, "cancelled", by=user)
 
     def cancel_refused(self, campaign: Campaign, code: str, message: str) -> None:
         self.reply(campaign, blocks.cancel_refused_reply(campaign, code, message))
+
+    # --- pre-flight (PreflightEvents) --------------------------------------------------------
+
+    def preflight_updated(self, campaign: Campaign) -> None:
+        # Findings landed (or the checks failed, or run again): the card approvers decide on
+        # changed, so it is edited at once, not after the progress throttle.
+        self.refresh_root(campaign, now=True)
+
+    def narrowed(self, campaign: Campaign, user: str, narrowed: preflight.Narrowed) -> None:
+        self.refresh_root(campaign, now=True)
+        self.reply(
+            campaign,
+            blocks.narrowed_reply(
+                campaign,
+                user,
+                kept=narrowed.kept,
+                dropped=narrowed.dropped,
+                superseded=narrowed.superseded,
+            ),
+        )
 
 
 class ThreadRenderer:
@@ -166,20 +197,30 @@ class ThreadRenderer:
         decisions = self.store.decisions(campaign.id)
         sample = [d.imei for d in self.store.devices(campaign.id, limit=DEVICE_SAMPLE)]
         if campaign.state is S.PENDING_APPROVAL:
-            return blocks.approval_card(
+            # Pre-flight findings are part of what approvers decide on (issue 6); the buttons
+            # follow them: no Approve while checking or when a finding blocks.
+            checks = preflight.load(self.store, campaign.id)
+            card = blocks.approval_card(
                 campaign,
                 devices_sample=sample,
                 approvals=[d for d in decisions if d.decision == "approve"],
                 required_approvals=self.required_approvals,
                 sandbox=campaign.sandbox,
+                preflight_blocks=blocks.preflight_blocks(
+                    campaign, checks, today=self.clock().astimezone(dt.UTC).date()
+                ),
             )
+            return blocks.gate_decisions(card, campaign, checks)
         if campaign.state in (S.REJECTED, S.EXPIRED, S.WITHDRAWN, S.SUBMIT_FAILED, S.APPROVED, S.SUBMITTING):
+            # `/fota cancel` lets an approver withdraw a request too: the audit says who did.
+            by_user = self.store.audit(campaign.id)[-1]["actor"] if campaign.state is S.WITHDRAWN else None
             return blocks.decided_card(
                 campaign,
                 decisions=decisions,
                 outcome=campaign.state.value,
                 devices_sample=sample,
                 sandbox=campaign.sandbox,
+                by_user=by_user,
             )
         return blocks.campaign_card(
             campaign,

@@ -13,6 +13,7 @@ from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError
 from bot.workflow.approvers import Directory
 from bot.workflow.errors import UserError
+from bot.workflow.preflight import PreflightRunner
 from bot.workflow.submission import Submitter
 from commands.requests import Problem, RequestError, ScheduleRequest
 from storage.records import Campaign
@@ -61,8 +62,10 @@ class CampaignService:
         timers: ApprovalTimers,
         background: Background,
         clock: Callable[[], dt.datetime],
+        preflight: PreflightRunner | None = None,
     ):
         self.settings = settings
+        self.preflight = preflight
         self.store = store
         self.thingspace = thingspace
         self.directory = directory
@@ -106,6 +109,10 @@ class CampaignService:
             response_url=response_url,
         )
         log.info("%s requested by %s: %d devices", campaign.ref, user, campaign.device_count)
+        if self.preflight is not None:
+            # Marked "checking" before the card is posted, so no card ever offers Approve
+            # for content whose findings are not known yet; the checks run after the ack.
+            self.preflight.start(campaign)
         self.events.requested(campaign, response_url)
         self.timers.schedule_approval_timers(campaign)
         return campaign
@@ -139,37 +146,47 @@ class CampaignService:
         except CampaignNotFound as exc:
             raise UserError(str(exc)) from exc
 
-    async def check_may_decide(self, campaign_id: int, *, user: str) -> Campaign:
-        """Refuse early (before a modal opens) anyone who may not approve or reject."""
-        campaign = self._campaign(campaign_id)
+    async def _refuse_non_decider(self, campaign: Campaign, user: str, requester_cannot: str) -> None:
+        """The requester never decides on their own request; only approvers decide at all."""
         if user == campaign.requester:
-            raise UserError(
-                f"You requested {campaign.ref}, so you cannot decide on it; withdraw it instead. Nothing changed."
-            )
+            raise UserError(f"You requested {campaign.ref}, so you cannot {requester_cannot}. Nothing changed.")
         if not await self.directory.may_approve(user):
             raise UserError(
                 f"Only the approvers named in FOTA_APPROVERS may decide on {campaign.ref}, and you are not "
                 "one of them. Nothing changed."
             )
+
+    async def check_may_decide(self, campaign_id: int, *, user: str) -> Campaign:
+        """Refuse early (before a modal opens) anyone who may not approve or reject."""
+        campaign = self._campaign(campaign_id)
+        await self._refuse_non_decider(campaign, user, "decide on it; withdraw it instead")
         if campaign.state is not S.PENDING_APPROVAL:
             raise UserError(f"{campaign.ref} is {describe(campaign.state)} already; nothing changed.")
         return campaign
 
-    async def approve(self, campaign_id: int, *, user: str, shown_hash: str) -> str:
-        """Record one approval; returns the sentence for the approver. Raises UserError."""
+    async def approve(self, campaign_id: int, *, user: str, shown_hash: str, eligible_only: bool = False) -> str:
+        """Record one approval; returns the sentence for the approver. Raises UserError.
+
+        `eligible_only` (the card's "Approve eligible only"): narrow the request to the devices
+        pre-flight found eligible and approve that narrowed content, in one transaction.
+        Pre-flight's refusals (still checking, blocking findings) come from the store's guard.
+        """
         campaign = self._campaign(campaign_id)
-        if user == campaign.requester:
-            raise UserError(
-                f"You requested {campaign.ref}, so you cannot approve it; another approver must. Nothing changed."
-            )
-        if not await self.directory.may_approve(user):
-            raise UserError(
-                f"Only the approvers named in FOTA_APPROVERS may approve {campaign.ref}, and you are not "
-                "one of them. Nothing changed."
-            )
+        await self._refuse_non_decider(campaign, user, "approve it; another approver must")
         required = self.settings.required_approvals
+        scope = ""
         try:
-            result = self.store.record_approval(campaign_id, user=user, shown_hash=shown_hash, required=required)
+            if eligible_only:
+                if self.preflight is None:
+                    raise UserError("Pre-flight checks are not running here; use Approve. Nothing changed.")
+                narrowed = self.preflight.narrow_and_approve(
+                    campaign_id, user=user, shown_hash=shown_hash, required=required
+                )
+                result = narrowed.result
+                if narrowed.dropped:
+                    scope = f" (its {narrowed.kept:,} eligible devices; {narrowed.dropped:,} left out)"
+            else:
+                result = self.store.record_approval(campaign_id, user=user, shown_hash=shown_hash, required=required)
         except NotApproved as exc:
             raise UserError(f"{exc}. Nothing changed.") from exc
         campaign = result.campaign
@@ -187,14 +204,14 @@ class CampaignService:
             case ApprovalOutcome.RECORDED:
                 self.events.approval_recorded(campaign, user)
                 return (
-                    f"Your approval of {campaign.ref} is recorded: {result.approvals} of {required}. "
+                    f"Your approval of {campaign.ref}{scope} is recorded: {result.approvals} of {required}. "
                     "It goes to ThingSpace when the last approver approves."
                 )
             case ApprovalOutcome.APPROVED:
                 self.timers.cancel_approval_timers(campaign.id)
                 self.events.approved(campaign)
                 self.background.spawn(self.submitter.submit(campaign.id), name=f"submit {campaign.ref}")
-                return f"You approved {campaign.ref}; it is being sent to ThingSpace now."
+                return f"You approved {campaign.ref}{scope}; it is being sent to ThingSpace now."
         raise AssertionError(result.outcome)
 
     async def reject(self, campaign_id: int, *, user: str, shown_hash: str, reason: str) -> str:

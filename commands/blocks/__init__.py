@@ -30,8 +30,24 @@ from commands.blocks.cards import (
     progress_bar,
     state_label,
 )
+from commands.blocks.home import HOME_CALLBACK_ID, home_notice, home_view
 from commands.blocks.kit import Block, Message, escape, slack_date
 from commands.blocks.modals import reject_reason_modal
+from commands.blocks.operations import (
+    ACTION_CANCEL_CONFIRM,
+    ACTION_CANCEL_KEEP,
+    ACTION_FIRMWARE_SCHEDULE,
+    ACTION_LIST_PAGE,
+    cancel_outcome_reply,
+    cancel_prompt,
+    devices_reply,
+    firmware_reply,
+    list_reply,
+    parse_cancel_value,
+    parse_firmware_value,
+    parse_list_page_value,
+    status_reply,
+)
 from commands.blocks.replies import (
     approval_recorded_reply,
     approved_reply,
@@ -60,6 +76,22 @@ from commands.blocks.replies import (
 )
 
 __all__ = [
+    "ACTION_CANCEL_CONFIRM",
+    "ACTION_CANCEL_KEEP",
+    "ACTION_FIRMWARE_SCHEDULE",
+    "ACTION_LIST_PAGE",
+    "HOME_CALLBACK_ID",
+    "cancel_outcome_reply",
+    "cancel_prompt",
+    "devices_reply",
+    "firmware_reply",
+    "home_notice",
+    "home_view",
+    "list_reply",
+    "parse_cancel_value",
+    "parse_firmware_value",
+    "parse_list_page_value",
+    "status_reply",
     "ACTION_APPROVE",
     "ACTION_REJECT",
     "ACTION_WITHDRAW",
@@ -109,4 +141,23 @@ __all__ = [
     "submit_failed_reply",
     "submitted_reply",
     "withdrawn_reply",
+]
+
+# Pre-flight findings on the approval card (issue 6).
+from commands.blocks.preflight import (  # noqa: E402
+    ACTION_APPROVE_ELIGIBLE,
+    ACTION_PREFLIGHT_RETRY,
+    expected_start,
+    gate_decisions,
+    narrowed_reply,
+    preflight_blocks,
+)
+
+__all__ += [
+    "ACTION_APPROVE_ELIGIBLE",
+    "ACTION_PREFLIGHT_RETRY",
+    "expected_start",
+    "gate_decisions",
+    "narrowed_reply",
+    "preflight_blocks",
 ]

@@ -1,0 +1,636 @@
+"""Pre-flight results, stored with the request (issue 6), and the narrowing to eligible devices.
+
+One `preflight` row per campaign: `checking` from the moment the request is stored, then
+`done` (with the findings) or `failed` (with the reason). `preflight_devices` keeps, per device
+with a finding, what was found; when an approver narrows a request to its eligible devices,
+the devices left out are removed from `devices` (what `Submitter` sends) and stay here,
+marked `dropped`, so the record of what was asked for is never lost.
+
+The findings are part of the content an approval is bound to: when they are stored, the
+campaign's content hash becomes `bound_hash(request hash, findings digest)`, so any card shown
+before (the "checking…" card) is stale, and approvals are counted only for the findings the
+approvers saw. Narrowing changes the device list, hence the request hash, hence the content
+hash: approvals given to the full list stop counting in the same transaction.
+
+The record types here are shared by `bot.workflow.preflight` (which computes them) and
+`commands.blocks.preflight` (which renders them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sqlite_utils import Database
+
+from commands.requests import TimeWindow
+from storage.records import Campaign, ref_for
+from storage.states import CampaignState
+from storage.store import ApprovalResult, NotApproved, Store, content_hash
+
+S = CampaignState
+
+CHECKING = "checking"
+DONE = "done"
+FAILED = "failed"
+
+
+class Finding(StrEnum):
+    """What pre-flight can find about one device, in the order the card lists them."""
+
+    UNKNOWN = "unknown"  # absent from POST /devices: not in the account
+    INELIGIBLE = "ineligible"  # fotaEligible: false
+    UNLICENSED = "unlicensed"  # licenseAssigned: false on a monthly-only (MRC) subscription
+    DONE = "done"  # already runs firmwareTo
+    WRONG_FIRMWARE = "wrong_firmware"  # runs neither firmwareFrom nor firmwareTo
+    WRONG_MODEL = "wrong_model"  # make/model differ from the firmware's
+    IN_OTHER_CAMPAIGN = "in_other_campaign"  # already in another active campaign here
+
+
+# Findings that leave a device out of "eligible". These rest on ThingSpace's own per-device
+# answers (absent, fotaEligible, licenseAssigned) or mean there is nothing to do (done).
+# WRONG_FIRMWARE and WRONG_MODEL are warnings only: they compare strings from two endpoints
+# whose spellings ThingSpace does not promise to keep equal, and the sandbox gives devices
+# models at random; a string mismatch must not silently drop devices or block a request.
+# IN_OTHER_CAMPAIGN is a warning: the approver decides which campaign should win.
+EXCLUDING: frozenset[Finding] = frozenset(
+    {Finding.UNKNOWN, Finding.INELIGIBLE, Finding.UNLICENSED, Finding.DONE}
+)
+
+# Non-terminal states: a campaign in one of them may still touch its devices.
+ACTIVE_STATES: tuple[CampaignState, ...] = tuple(s for s in CampaignState if not s.is_terminal)
+
+
+# --- Records ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FirmwareCheck:
+    """Rule 1: is the firmware listed for the account and protocol, with this from → to?"""
+
+    listed: bool
+    make: str | None = None
+    model: str | None = None
+    problem: str | None = None  # the sentence approvers read when not listed
+
+
+@dataclass(frozen=True)
+class RadiusRow:
+    """One line of the blast radius: devices of one make/model on one current firmware."""
+
+    make: str
+    model: str
+    firmware: str
+    devices: int
+    target: bool  # the firmware's make/model, on firmwareFrom: the upgrade applies
+
+
+@dataclass(frozen=True)
+class ConflictFinding:
+    """Another active campaign in the database that shares devices with this one."""
+
+    campaign_id: int
+    state: str
+    shared: int
+    start_date: dt.date
+    end_date: dt.date
+    dates_overlap: bool
+    windows_overlap: bool
+
+    @property
+    def ref(self) -> str:
+        return ref_for(self.campaign_id)
+
+
+@dataclass(frozen=True)
+class PreflightSummary:
+    """What the card shows; its `digest` covers it and every device's findings."""
+
+    requested: int
+    eligible: int
+    on_target: int  # eligible, on firmwareFrom and of the firmware's make/model: no warning
+    counts: Mapping[str, int]  # Finding value -> devices with it
+    monthly_only: bool
+    firmware: FirmwareCheck
+    radius: tuple[RadiusRow, ...]
+    radius_other: int  # devices in the account on rows not shown
+    conflicts: tuple[ConflictFinding, ...]
+    blocking: tuple[str, ...]
+    digest: str = ""
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.blocking)
+
+    @property
+    def excluded(self) -> int:
+        return self.requested - self.eligible
+
+    def count(self, finding: Finding) -> int:
+        return int(self.counts.get(finding.value, 0))
+
+    def to_json(self, *, with_digest: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "requested": self.requested,
+            "eligible": self.eligible,
+            "on_target": self.on_target,
+            "counts": {f.value: self.count(f) for f in Finding if self.count(f)},
+            "monthly_only": self.monthly_only,
+            "firmware": {
+                "listed": self.firmware.listed,
+                "make": self.firmware.make,
+                "model": self.firmware.model,
+                "problem": self.firmware.problem,
+            },
+            "radius": [[r.make, r.model, r.firmware, r.devices, r.target] for r in self.radius],
+            "radius_other": self.radius_other,
+            "conflicts": [
+                {
+                    "campaign_id": c.campaign_id,
+                    "state": c.state,
+                    "shared": c.shared,
+                    "start_date": c.start_date.isoformat(),
+                    "end_date": c.end_date.isoformat(),
+                    "dates_overlap": c.dates_overlap,
+                    "windows_overlap": c.windows_overlap,
+                }
+                for c in self.conflicts
+            ],
+            "blocking": list(self.blocking),
+        }
+        if with_digest:
+            data["digest"] = self.digest
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PreflightSummary:
+        fw = data["firmware"]
+        return cls(
+            requested=int(data["requested"]),
+            eligible=int(data["eligible"]),
+            on_target=int(data["on_target"]),
+            counts={str(k): int(v) for k, v in data["counts"].items()},
+            monthly_only=bool(data["monthly_only"]),
+            firmware=FirmwareCheck(
+                fw["listed"], fw.get("make"), fw.get("model"), fw.get("problem")
+            ),
+            radius=tuple(
+                RadiusRow(r[0], r[1], r[2], int(r[3]), bool(r[4])) for r in data["radius"]
+            ),
+            radius_other=int(data["radius_other"]),
+            conflicts=tuple(
+                ConflictFinding(
+                    campaign_id=int(c["campaign_id"]),
+                    state=str(c["state"]),
+                    shared=int(c["shared"]),
+                    start_date=dt.date.fromisoformat(c["start_date"]),
+                    end_date=dt.date.fromisoformat(c["end_date"]),
+                    dates_overlap=bool(c["dates_overlap"]),
+                    windows_overlap=bool(c["windows_overlap"]),
+                )
+                for c in data["conflicts"]
+            ),
+            blocking=tuple(data["blocking"]),
+            digest=str(data.get("digest") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class Findings:
+    """The outcome of one evaluation: the summary and each device's findings."""
+
+    summary: PreflightSummary
+    # IMEI -> its findings; devices without any finding are not listed (most of them).
+    devices: Mapping[str, tuple[Finding, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OtherCampaign:
+    """Conflict input: another active campaign and the devices it shares with this request."""
+
+    campaign_id: int
+    state: str
+    start_date: dt.date
+    end_date: dt.date
+    windows: tuple[TimeWindow, ...]
+    shared: frozenset[str]
+
+
+@dataclass(frozen=True)
+class PreflightRecord:
+    campaign_id: int
+    status: str  # checking | done | failed
+    attempts: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    request_hash: str
+    summary: PreflightSummary | None
+    error: str | None
+    narrowed_by: str | None
+    narrowed_at: dt.datetime | None
+    narrowed_from: int | None  # device count before narrowing
+
+    @property
+    def approvable(self) -> bool:
+        return self.status == DONE and self.summary is not None and not self.summary.blocked
+
+    @property
+    def narrowed(self) -> bool:
+        return self.narrowed_at is not None
+
+
+def bound_hash(request_hash: str, digest: str) -> str:
+    """The content hash approvals are bound to once findings exist: request and findings."""
+    return content_hash({"request": request_hash, "preflight": digest})
+
+
+def request_hash(campaign: Campaign, devices: Sequence[str]) -> str:
+    """The hash of what will be sent, exactly as `Store.create_campaign` computes it."""
+    return content_hash({"account": campaign.account, **campaign.schedule_body(list(devices))})
+
+
+# --- Reads -----------------------------------------------------------------------------------
+
+
+def _when(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def load(store: Store, campaign_id: int) -> PreflightRecord | None:
+    row = store.db.execute(
+        """SELECT campaign_id, status, attempts, started_at, finished_at, request_hash, summary,
+                  error, narrowed_by, narrowed_at, narrowed_from
+           FROM preflight WHERE campaign_id = ?""",
+        [campaign_id],
+    ).fetchone()
+    if row is None:
+        return None
+    started = _when(row[3])
+    assert started is not None
+    return PreflightRecord(
+        campaign_id=row[0],
+        status=row[1],
+        attempts=row[2],
+        started_at=started,
+        finished_at=_when(row[4]),
+        request_hash=row[5],
+        summary=PreflightSummary.from_json(json.loads(row[6])) if row[6] else None,
+        error=row[7],
+        narrowed_by=row[8],
+        narrowed_at=_when(row[9]),
+        narrowed_from=row[10],
+    )
+
+
+def refusal(db: Database, campaign_id: int) -> str | None:
+    """Why the guard must refuse approving or submitting this campaign, or None.
+
+    Used by `Store.record_approval` and `Store.claim_for_submission` inside their
+    transactions. A campaign without a pre-flight row (stored before pre-flight existed, or
+    by a test straight through the store) is left to the approval rules alone; every request
+    made through `CampaignService` gets its row before its card is posted.
+    """
+    row = db.execute(
+        "SELECT status, summary, error FROM preflight WHERE campaign_id = ?", [campaign_id]
+    ).fetchone()
+    if row is None:
+        return None
+    status, summary, error = row
+    ref = ref_for(campaign_id)
+    if status == CHECKING:
+        return (
+            f"{ref} is still being checked against ThingSpace; it can be approved once the "
+            "pre-flight findings are on its card"
+        )
+    if status == FAILED:
+        return (
+            f"the pre-flight checks of {ref} could not finish ({error or 'no reason given'}); "
+            "they must pass before it can be approved"
+        )
+    blocking = json.loads(summary)["blocking"] if summary else []
+    if blocking:
+        return f"{ref} cannot be approved: " + " ".join(blocking)
+    return None
+
+
+def interrupted(store: Store) -> list[int]:
+    """Requests waiting for approval whose pre-flight never finished (or never started)."""
+    rows = store.db.execute(
+        """SELECT c.id FROM campaigns c LEFT JOIN preflight p ON p.campaign_id = c.id
+           WHERE c.state = ? AND (p.campaign_id IS NULL OR p.status IN (?, ?)) ORDER BY c.id""",
+        [S.PENDING_APPROVAL.value, CHECKING, FAILED],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def other_active_campaigns(store: Store, campaign: Campaign) -> list[OtherCampaign]:
+    """Active campaigns in the database sharing at least one device with `campaign`."""
+    states = [s.value for s in ACTIVE_STATES]
+    marks = ",".join("?" * len(states))
+    # devices(imei) is indexed (m002): one probe per device of this request.
+    rows = store.db.execute(
+        f"""SELECT o.campaign_id, o.imei FROM devices d
+            JOIN devices o ON o.imei = d.imei AND o.campaign_id != d.campaign_id
+            JOIN campaigns c ON c.id = o.campaign_id
+            WHERE d.campaign_id = ? AND c.state IN ({marks})""",
+        [campaign.id, *states],
+    ).fetchall()
+    shared: dict[int, set[str]] = {}
+    for other_id, imei in rows:
+        shared.setdefault(other_id, set()).add(imei)
+    result = []
+    for other_id in sorted(shared):
+        other = store.campaign(other_id)
+        result.append(
+            OtherCampaign(
+                campaign_id=other.id,
+                state=other.state.value,
+                start_date=other.start_date,
+                end_date=other.end_date,
+                windows=other.windows,
+                shared=frozenset(shared[other_id]),
+            )
+        )
+    return result
+
+
+def device_page(store: Store, campaign_id: int, after: int, limit: int) -> list[tuple[int, str]]:
+    """(rowid, IMEI) of the request's devices after `after`, in request order: a long list is
+    read a page at a time so the event loop is never held for all of it."""
+    rows = store.db.execute(
+        """SELECT rowid, imei FROM devices WHERE campaign_id = ? AND rowid > ?
+           ORDER BY rowid LIMIT ?""",
+        [campaign_id, after, limit],
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def device_findings(store: Store, campaign_id: int) -> dict[str, tuple[str, ...]]:
+    rows = store.db.execute(
+        "SELECT imei, findings FROM preflight_devices WHERE campaign_id = ? ORDER BY rowid",
+        [campaign_id],
+    ).fetchall()
+    return {imei: tuple(found.split(",")) for imei, found in rows}
+
+
+def dropped_devices(store: Store, campaign_id: int) -> list[str]:
+    """Devices an approver left out by approving the eligible ones only."""
+    rows = store.db.execute(
+        "SELECT imei FROM preflight_devices WHERE campaign_id = ? AND dropped = 1 ORDER BY rowid",
+        [campaign_id],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+# --- Writes ----------------------------------------------------------------------------------
+
+
+def begin(store: Store, campaign_id: int) -> int | None:
+    """Mark a pre-flight run as started; returns its attempt number.
+
+    None when there is nothing to run: the findings are already stored, or a run is in
+    progress (a double click on "Run checks again").
+    """
+    return _begin(store, campaign_id, force=False)
+
+
+def restart(store: Store, campaign_id: int) -> int | None:
+    """Like `begin`, but also takes over a run left `checking` by a process that died."""
+    return _begin(store, campaign_id, force=True)
+
+
+def _begin(store: Store, campaign_id: int, *, force: bool) -> int | None:
+    now = store.now()
+    with store.db.atomic():
+        campaign = store.campaign(campaign_id)
+        row = store.db.execute(
+            "SELECT status, attempts FROM preflight WHERE campaign_id = ?", [campaign_id]
+        ).fetchone()
+        if row is None:
+            store.db.execute(
+                """INSERT INTO preflight(campaign_id, status, attempts, started_at, request_hash)
+                   VALUES(?, ?, 1, ?, ?)""",
+                # Until findings exist the content hash is the request's own.
+                [campaign_id, CHECKING, now, campaign.content_hash],
+            )
+            return 1
+        status, attempts = row
+        if status == DONE or (status == CHECKING and not force):
+            return None
+        store.db.execute(
+            """UPDATE preflight SET status = ?, attempts = ?, started_at = ?, finished_at = NULL,
+               error = NULL WHERE campaign_id = ?""",
+            [CHECKING, attempts + 1, now, campaign_id],
+        )
+        return int(attempts) + 1
+
+
+def _current(store: Store, campaign_id: int, attempt: int) -> tuple[Any, ...] | None:
+    """The pre-flight row if run `attempt` is still the one in progress, else None."""
+    row = store.db.execute(
+        "SELECT status, attempts, request_hash FROM preflight WHERE campaign_id = ?", [campaign_id]
+    ).fetchone()
+    if row is None or row[0] != CHECKING or row[1] != attempt:
+        return None
+    return tuple(row)
+
+
+def _insert_device_findings(
+    store: Store, campaign_id: int, items: Iterable[tuple[str, Sequence[Finding]]]
+) -> None:
+    store.db.conn.executemany(
+        """INSERT INTO preflight_devices(campaign_id, imei, findings, excluded, dropped)
+           VALUES(?, ?, ?, ?, 0)""",
+        (
+            (
+                campaign_id,
+                imei,
+                ",".join(f.value for f in found),
+                int(any(f in EXCLUDING for f in found)),
+            )
+            for imei, found in items
+        ),
+    )
+
+
+def write_device_findings(
+    store: Store,
+    campaign_id: int,
+    attempt: int,
+    items: Sequence[tuple[str, Sequence[Finding]]],
+    *,
+    first: bool,
+) -> bool:
+    """One batch of per-device findings of run `attempt` (`first`: clear older ones first).
+
+    Large requests write in batches, each its own short transaction, so the event loop
+    (Slack acks, callbacks) is never held for the whole list; `finish` then publishes them.
+    Until then the row stays `checking` and nothing reads these rows. False when superseded.
+    """
+    with store.db.atomic():
+        if _current(store, campaign_id, attempt) is None:
+            return False
+        if first:
+            store.db.execute("DELETE FROM preflight_devices WHERE campaign_id = ?", [campaign_id])
+        _insert_device_findings(store, campaign_id, items)
+    return True
+
+
+def finish(
+    store: Store,
+    campaign_id: int,
+    attempt: int,
+    findings: Findings,
+    *,
+    devices_written: bool = False,
+) -> Campaign | None:
+    """Store the findings of run `attempt` and bind them into the content hash, atomically.
+
+    `devices_written`: the per-device findings went in already (`write_device_findings`).
+    Returns the campaign, or None when the run was superseded by a newer one (its results
+    are then dropped). A request decided meanwhile (withdrawn, expired) keeps its hash: it can
+    no longer be approved, and its decided card must keep the hash it was decided with.
+    """
+    summary = findings.summary
+    now = store.now()
+    with store.db.atomic():
+        row = _current(store, campaign_id, attempt)
+        if row is None:
+            return None
+        store.db.execute(
+            """UPDATE preflight SET status = ?, finished_at = ?, summary = ?, digest = ?,
+               blocking = ?, eligible = ? WHERE campaign_id = ?""",
+            [
+                DONE,
+                now,
+                json.dumps(summary.to_json(), separators=(",", ":")),
+                summary.digest,
+                int(summary.blocked),
+                summary.eligible,
+                campaign_id,
+            ],
+        )
+        if not devices_written:
+            store.db.execute("DELETE FROM preflight_devices WHERE campaign_id = ?", [campaign_id])
+            _insert_device_findings(store, campaign_id, findings.devices.items())
+        campaign = store.campaign(campaign_id)
+        if campaign.state is S.PENDING_APPROVAL:
+            store.db.execute(
+                "UPDATE campaigns SET content_hash = ?, updated_at = ? WHERE id = ?",
+                [bound_hash(row[2], summary.digest), now, campaign_id],
+            )
+    return store.campaign(campaign_id)
+
+
+def fail(store: Store, campaign_id: int, attempt: int, error: str) -> bool:
+    """Record that run `attempt` could not finish; False when a newer run superseded it."""
+    with store.db.atomic():
+        cursor = store.db.execute(
+            """UPDATE preflight SET status = ?, finished_at = ?, error = ?
+               WHERE campaign_id = ? AND status = ? AND attempts = ?""",
+            [FAILED, store.now(), error, campaign_id, CHECKING, attempt],
+        )
+        return cursor.rowcount > 0
+
+
+@dataclass(frozen=True)
+class Narrowed:
+    """What "Approve eligible only" did: the approval outcome and the device counts."""
+
+    result: ApprovalResult
+    kept: int
+    dropped: int
+    old_hash: str
+    superseded: tuple[str, ...]  # approvers whose approval of the full list stopped counting
+
+
+def narrow_and_approve(
+    store: Store, campaign_id: int, *, user: str, shown_hash: str, required: int
+) -> Narrowed:
+    """Narrow the request to its eligible devices and approve that, in one transaction.
+
+    The card's hash must be the campaign's current one (else STALE, nothing changes). The
+    devices left out are moved out of `devices` (kept in `preflight_devices`, `dropped`),
+    the request hash is recomputed over the list that will be sent, and the approval is
+    recorded for the new content hash through `Store.record_approval`, the same guard as
+    a plain approval. Approvals of the full list were bound to the old hash, so they no
+    longer count: with FOTA_REQUIRED_APPROVALS > 1 those approvers must approve again.
+    Raises NotApproved when the request cannot be narrowed.
+    """
+    with store.db.atomic():
+        campaign = store.campaign(campaign_id)
+        if campaign.state is not S.PENDING_APPROVAL or shown_hash != campaign.content_hash:
+            # Let the guard answer CLOSED or STALE in its own words; it changes nothing.
+            result = store.record_approval(
+                campaign_id, user=user, shown_hash=shown_hash, required=required
+            )
+            return Narrowed(result, campaign.device_count, 0, campaign.content_hash, ())
+        if user == campaign.requester:
+            raise NotApproved("the requester cannot approve their own request")
+        why = refusal(store.db, campaign_id)
+        if why:
+            raise NotApproved(why)
+        record = load(store, campaign_id)
+        if record is None or record.summary is None:
+            # Stored before pre-flight existed: nothing says which devices are eligible.
+            raise NotApproved(f"{campaign.ref} has no pre-flight findings to choose devices by")
+        before = campaign.device_count
+        dropped = store.db.execute(
+            """DELETE FROM devices WHERE campaign_id = ? AND imei IN
+               (SELECT imei FROM preflight_devices WHERE campaign_id = ? AND excluded = 1)""",
+            [campaign_id, campaign_id],
+        ).rowcount
+        if dropped == 0:
+            # Nothing to leave out (already narrowed): a plain approval of what is shown.
+            result = store.record_approval(
+                campaign_id, user=user, shown_hash=shown_hash, required=required
+            )
+            return Narrowed(result, before, 0, campaign.content_hash, ())
+        devices = store.device_ids(campaign_id)
+        if not devices:
+            raise NotApproved(f"{campaign.ref} has no eligible device left to send")
+        store.db.execute(
+            "UPDATE preflight_devices SET dropped = 1 WHERE campaign_id = ? AND excluded = 1",
+            [campaign_id],
+        )
+        new_request = request_hash(campaign, devices)
+        new_hash = bound_hash(new_request, record.summary.digest)
+        superseded = tuple(
+            r[0]
+            for r in store.db.execute(
+                """SELECT user FROM decisions WHERE campaign_id = ? AND decision = 'approve'
+                   AND content_hash = ? AND user != ? ORDER BY id""",
+                [campaign_id, campaign.content_hash, user],
+            ).fetchall()
+        )
+        now = store.now()
+        store.db.execute(
+            "UPDATE campaigns SET content_hash = ?, device_count = ?, updated_at = ? WHERE id = ?",
+            [new_hash, len(devices), now, campaign_id],
+        )
+        store.db.execute(
+            """UPDATE preflight SET request_hash = ?, narrowed_by = ?, narrowed_at = ?,
+               narrowed_from = ? WHERE campaign_id = ?""",
+            [new_request, user, now, before, campaign_id],
+        )
+        # The audit trail says who changed the request, from what to what, and whose
+        # approvals that voided; the state itself does not change.
+        reason = (
+            f"approved the eligible devices only: {len(devices):,} of {before:,} kept, "
+            f"{dropped:,} left out; content hash {campaign.content_hash[:12]} -> {new_hash[:12]}"
+        )
+        if superseded:
+            reason += "; approvals of the full list no longer count: " + ", ".join(superseded)
+        store.db.execute(
+            """INSERT INTO audit(campaign_id, from_state, to_state, actor, reason, at)
+               VALUES(?, ?, ?, ?, ?, ?)""",
+            [campaign_id, campaign.state.value, campaign.state.value, user, reason, now],
+        )
+        result = store.record_approval(
+            campaign_id, user=user, shown_hash=new_hash, required=required
+        )
+        return Narrowed(result, len(devices), dropped, campaign.content_hash, superseded)
