@@ -157,8 +157,8 @@ async def _serve(settings: Settings) -> int:
 async def _sandbox(host: str, port: int, speed: float) -> int:
     import uvicorn
 
-    from bot.sandbox import Sandbox
-    from bot.server import GracefulServer, SandboxClock, create_sandbox_app
+    from bot.sandbox import Sandbox, SandboxClock, create_sandbox_app
+    from bot.server import GracefulServer
 
     sandbox = Sandbox(clock=SandboxClock.real(speed=speed))
     ticker = asyncio.get_running_loop().create_task(sandbox.run_forever())

@@ -26,6 +26,7 @@ from bot.sandbox import Sandbox, SandboxClock, SandboxTimings, sandbox_imeis
 from bot.server import serve_in_loop
 from bot.settings import load
 from bot.slack_standin import RecordedCall, SlackStandIn, create_slack_standin_app, render_message
+from storage import preflight
 
 DEMO_SECRET = "demo-signing-secret"
 DEMO_TOKEN = "xoxb-0000-demo"
@@ -121,7 +122,9 @@ async def _play(rt: Runtime, write: Any, count: int) -> int:
         write(f"fota-bot answers <@{REQUESTER}> (only they see it): {answer.text}")
         campaign = await _wait(rt, lambda: rt.store.list_campaigns(scope="all", limit=1), "the approval card")
         card = await _wait(rt, lambda: rt.store.campaign(campaign[0].id).thread_ts, "the card in Slack")
-        write(f"<@{APPROVER}> clicks Approve, and confirms.")
+        # Approvers decide on the pre-flight findings: the card offers Approve only once they are in.
+        await _wait(rt, lambda: _checked(rt, campaign[0].id), "the pre-flight checks")
+        write(f"<@{APPROVER}> reads the checks, clicks Approve, and confirms.")
         payload = {
             "type": "block_actions",
             "user": {"id": APPROVER},
@@ -146,6 +149,11 @@ async def _play(rt: Runtime, write: Any, count: int) -> int:
     final = rt.store.campaign(campaign[0].id)
     write(f"\nDone: {final.ref} is {final.state.value}; the whole thread is above.")
     return 0 if ended and final.state.value == "CampaignEnded" else 1
+
+
+def _checked(rt: Runtime, campaign_id: int) -> bool:
+    record = preflight.load(rt.store, campaign_id)
+    return record is not None and record.status != preflight.CHECKING and rt.sender.outbox.pending_count() == 0
 
 
 async def _wait(rt: Runtime, probe: Any, what: str) -> Any:

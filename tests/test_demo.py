@@ -11,6 +11,7 @@ async def test_the_demo_runs_a_whole_rollout_and_prints_the_thread() -> None:
     assert await run_demo(devices=6, speed=40.0, write=lines.append) == 0
     output = "\n".join(lines)
     assert "card posted" in output and "clicks Approve" in output
+    assert "card updated" in output.split("clicks Approve")[0]  # the checks reached the card first
     assert "CampaignEnded" in output
     assert "FB-1-devices.csv" in output
     assert "Done: FB-1 is CampaignEnded" in output

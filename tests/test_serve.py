@@ -99,3 +99,36 @@ async def test_healthz_is_503_when_the_database_is_unusable(tmp_path: Path, rout
         import sqlite3
 
         stack.rt.store.db.conn = sqlite3.connect(":memory:")
+
+
+def test_the_sandbox_command_serves_thingspace_on_its_own_port(tmp_path: Path) -> None:
+    port = free_port()
+    with subprocess.Popen(
+        [sys.executable, "-m", "bot", "sandbox", "--port", str(port), "--speed", "10"],
+        env=clean_env(tmp_path),
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/ts/v1/oauth2/token",
+                data=b"grant_type=client_credentials",
+                headers={"Authorization": "Basic a2V5OnNlY3JldA==", "Content-Type": "application/x-www-form-urlencoded"},
+            )
+            answer: dict[str, object] = {}
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and process.poll() is None:
+                try:
+                    with urllib.request.urlopen(request, timeout=2) as response:
+                        answer = json.loads(response.read())
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            assert answer.get("access_token") and answer.get("expires_in") == 3600
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=20) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
