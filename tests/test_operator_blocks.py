@@ -126,6 +126,7 @@ class Facts:
     counts: dict[str, int] = field(default_factory=lambda: dict(COUNTS))
     decisions: list[Decision] = field(default_factory=list)
     sample: tuple[str, ...] = ("354658090353977", "490154203237518")
+    not_approvable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -594,6 +595,15 @@ def test_home_view_sections_in_order_with_the_card_buttons() -> None:
                      "`354658090353977`", "18–22", "fota-bot FB-5"):
         assert fragment in text
     assert SANDBOX_BANNER not in text
+
+
+def test_home_view_offers_no_approve_while_pre_flight_does_not_allow_it() -> None:
+    checking = "FB-5 is still being checked against ThingSpace"
+    view = home(to_decide=[Facts(make_campaign(id=5), not_approvable=checking)])
+    check_home(view)
+    assert not buttons(view, ACTION_APPROVE)
+    assert buttons(view, ACTION_REJECT)
+    assert checking in all_text(view)
 
 
 def test_home_view_for_someone_who_is_not_an_approver_or_who_approved_already() -> None:

@@ -25,6 +25,7 @@ from bot.workflow.approvers import Directory
 from bot.workflow.campaigns import describe
 from bot.workflow.errors import UserError
 from commands.blocks.operations import CancelKind
+from storage import preflight
 from storage.records import Campaign, Decision, Device
 from storage.states import ACTIVE_AT_THINGSPACE, CampaignState, IllegalTransition
 from storage.store import CampaignNotFound, Store
@@ -63,6 +64,8 @@ class CampaignView:
     permalink: str | None = None
     # Who made the last state change (the audit's actor): a withdrawal's stamp names them.
     last_actor: str | None = None
+    # Why pre-flight does not allow approving it now (checking, failed, blocked), or None.
+    not_approvable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,9 @@ class Operations:
             self.store.device_counts(campaign.id),
             self.store.decisions(campaign.id),
             tuple(d.imei for d in self.store.devices(campaign.id, limit=DEVICE_SAMPLE)) if sample else (),
+            not_approvable=preflight.refusal(self.store.db, campaign.id)
+            if campaign.state is S.PENDING_APPROVAL
+            else None,
         )
 
     def view(self, ident: str) -> CampaignView:

@@ -89,6 +89,11 @@ def _to_decide(facts: CampaignFacts, required_approvals: int, user_id: str) -> l
         blocks.append(context("You approved this; it waits for the other approvers."))
         return blocks
     value = action_value(c.id, c.content_hash)
+    if facts.not_approvable:
+        # Pre-flight decides whether Approve is offered at all, here as on the card.
+        blocks.append(context(f":hourglass: Not approvable now: {escape(facts.not_approvable)}."))
+        blocks.append({"type": "actions", "elements": [button("Reject", action_id=ACTION_REJECT, value=value, style="danger")]})
+        return blocks
     target = f"{c.device_count:,} devices to {clip(c.firmware_to, 60)} on account {clip(c.account, 40)}"
     blocks.append(
         {

@@ -85,6 +85,9 @@ class CampaignFacts(Protocol):
     @property
     def sample(self) -> Sequence[str]: ...
 
+    @property
+    def not_approvable(self) -> str | None: ...
+
 
 class SharedCsv(Protocol):
     """The per-device CSV as shared in a direct message (bot.workflow.operations.SharedFile)."""
