@@ -1,0 +1,268 @@
+"""Benchmark 2: callback ingestion over loopback HTTP (SPEC §9: ≥ 2,000/s sustained, p99 ≤ 100 ms,
+none lost).
+
+`fota-bot serve` (sandbox mode) follows a submitted 1,000-device campaign, requested and approved
+through signed Slack requests first. `senders` concurrent senders then POST `total` device-status
+callbacks about that campaign to `/thingspace/callbacks/{token}`, each sending its next one as
+soon as the last is answered. Every callback is a real change (the devices' statuses alternate,
+each newer than the last), so the bot's applier works on the same event loop while the receiver
+answers, as it would during a big rollout; the in-process sandbox sends its own callbacks too.
+
+Afterwards the callbacks table is counted: every callback answered 200 must be a row. The
+baseline is a bare Starlette endpoint answering 200, served by uvicorn the same way, fed by the
+same generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from bench.common import (
+    BOT_TOKEN,
+    CHANNEL,
+    FIRMWARE,
+    FIRMWARE_FROM,
+    FIRMWARE_TO,
+    SIGNING_SECRET,
+    Figure,
+    Request,
+    Section,
+    base_env,
+    closed_loop,
+    db_query,
+    free_port,
+    running,
+    spawn,
+    wait_for,
+)
+from bot.sandbox import sandbox_imeis
+from bot.settings import SANDBOX_ACCOUNT
+from commands.blocks import ACTION_APPROVE, action_value
+from tests.support.slack import block_action_body, sign, slash_command_body
+
+TARGET_RATE = 2_000.0
+TARGET_P99_MS = 100.0
+DEVICES = 1_000
+CALLBACK_TOKEN = "bench-callback-token-4f2a9c"
+STATUSES = ("UpgradeScheduled", "UpgradeInProgress")
+
+
+def callbacks(target: str, thingspace_id: str, imeis: list[str]) -> Callable[[int], Request]:
+    url = f"{target}/thingspace/callbacks/{CALLBACK_TOKEN}"
+    headers = {"Content-Type": "application/json"}
+    start = dt.datetime.now(dt.UTC)
+
+    def request(i: int) -> Request:
+        round_, device = divmod(i, len(imeis))
+        payload = {
+            "accountName": SANDBOX_ACCOUNT,
+            "campaignId": thingspace_id,
+            "deviceId": imeis[device],
+            "status": STATUSES[round_ % 2],
+            "reason": "",
+            "type": "DeviceStatus",
+            "timestamp": (start + dt.timedelta(milliseconds=i)).isoformat(timespec="milliseconds"),
+            "benchSeq": i,  # to count our rows apart from the sandbox's own callbacks
+        }
+        return "callback", url, json.dumps(payload).encode(), headers
+
+    return request
+
+
+async def run(*, total: int = 100_000, senders: int = 32) -> Section:
+    section = Section(f"2. Callback ingestion: {total:,} callbacks, {senders} concurrent senders")
+    with tempfile.TemporaryDirectory(prefix="fota-bench-ingest-") as tmp:
+        work = Path(tmp)
+        slack_port, bot_port, bare_port = free_port(), free_port(), free_port()
+        env = base_env()
+        standin = spawn(
+            "standin",
+            "bench.servers",
+            "standin",
+            "--port",
+            str(slack_port),
+            env=env,
+            port=slack_port,
+            workdir=work,
+        )
+        async with running(standin, "/bench/stats"):
+            db = work / "fota.db"
+            bot_env = base_env(
+                SLACK_BOT_TOKEN=BOT_TOKEN,
+                SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                FOTA_APPROVAL_CHANNEL=CHANNEL,
+                SLACK_API_URL=f"{standin.url}/api/",
+                FOTA_DB=str(db),
+                FOTA_HOST="127.0.0.1",
+                FOTA_PORT=str(bot_port),
+                FOTA_LOG_LEVEL="WARNING",
+                FOTA_CALLBACK_TOKEN=CALLBACK_TOKEN,
+            )
+            imeis = sandbox_imeis(DEVICES)
+            bare = spawn(
+                "bare-starlette",
+                "bench.servers",
+                "bare-starlette",
+                "--port",
+                str(bare_port),
+                env=env,
+                port=bare_port,
+                workdir=work,
+            )
+            async with running(bare):
+                baseline = await closed_loop(
+                    callbacks(bare.url, "not-a-campaign", imeis), concurrency=senders, total=total
+                )
+            bot = spawn("bot", "bot", "serve", env=bot_env, port=bot_port, workdir=work)
+            async with running(bot):
+                thingspace_id = await submitted_campaign(bot.url, standin.url, db, imeis)
+                before = _ours(db)
+                measured = await closed_loop(
+                    callbacks(bot.url, thingspace_id, imeis), concurrency=senders, total=total
+                )
+                stored, distinct = _ours(db)
+                applied_in = await wait_for(
+                    lambda: _unapplied(db) == 0,
+                    "the bot to apply every callback",
+                    within=300,
+                    step=0.2,
+                )
+                if bot.process.poll() is not None:
+                    raise RuntimeError(f"the bot died during the run:\n{bot.tail()}")
+    assert before == (0, 0)
+    ok = measured.statuses[200]
+    sustained = measured.slowest_window_rate(5.0)
+    section.add(
+        Figure(
+            "callbacks per second (whole run)",
+            measured.rate,
+            "/s",
+            baseline.rate,
+            target=f"≥ {TARGET_RATE:,.0f}/s",
+            ok=measured.rate >= TARGET_RATE,
+            digits=0,
+        ),
+        Figure(
+            "slowest 5-second window",
+            sustained,
+            "/s",
+            baseline.slowest_window_rate(5.0),
+            target=f"≥ {TARGET_RATE:,.0f}/s",
+            ok=sustained >= TARGET_RATE,
+            digits=0,
+        ),
+        Figure("latency p50", measured.ms(50), "ms", baseline.ms(50)),
+        Figure(
+            "latency p99",
+            measured.ms(99),
+            "ms",
+            baseline.ms(99),
+            target=f"≤ {TARGET_P99_MS:.0f} ms",
+            ok=measured.ms(99) <= TARGET_P99_MS,
+        ),
+        Figure("latency max", measured.ms(100), "ms", baseline.ms(100)),
+        Figure(
+            "answered 200",
+            ok,
+            "",
+            baseline.statuses[200],
+            target=f"{total:,}",
+            ok=ok == total,
+            digits=0,
+        ),
+        Figure(
+            "rows in the callbacks table",
+            stored,
+            "",
+            None,
+            target="= answered 200",
+            ok=stored == ok and distinct == ok,
+            digits=0,
+        ),
+        Figure("all applied, after the last answer", applied_in, "s", None),
+    )
+    section.note(
+        f"Every callback is a status change of one of the campaign's {DEVICES:,} devices, so the applier "
+        "really applies them (device rows, progress edits for the card) on the bot's loop meanwhile."
+    )
+    section.note(
+        "Closed loop over keep-alive connections (aiohttp); the generator runs in its own process. "
+        "Baseline: a bare Starlette endpoint reading the body and answering 200 (bench/servers.py)."
+    )
+    if measured.errors or baseline.errors:
+        section.note(
+            f"client errors: bot {dict(measured.errors)}, baseline {dict(baseline.errors)}"
+        )
+    return section
+
+
+def _ours(db: Path) -> tuple[int, int]:
+    row = db_query(
+        db,
+        "SELECT count(*), count(DISTINCT json_extract(body, '$.benchSeq')) FROM callbacks "
+        "WHERE json_extract(body, '$.benchSeq') IS NOT NULL",
+    )[0]
+    return int(row[0]), int(row[1])  # type: ignore[arg-type]
+
+
+def _unapplied(db: Path) -> int:
+    return int(db_query(db, "SELECT count(*) FROM callbacks WHERE applied = 0")[0][0])  # type: ignore[arg-type]
+
+
+async def submitted_campaign(bot_url: str, slack_url: str, db: Path, imeis: list[str]) -> str:
+    """Request a campaign of `imeis` with `/fota schedule`, approve it once its pre-flight is
+    done, and return ThingSpace's (the in-process sandbox's) id for it."""
+    text = (
+        f"schedule firmware={FIRMWARE} from={FIRMWARE_FROM} to={FIRMWARE_TO} start=today end=+3d "
+        f"devices={','.join(imeis)}"
+    )
+    async with aiohttp.ClientSession() as session:
+
+        async def post(body: bytes) -> None:
+            async with session.post(
+                f"{bot_url}/slack/events", data=body, headers=sign(body, SIGNING_SECRET)
+            ) as r:
+                assert r.status == 200, await r.text()
+
+        await post(
+            slash_command_body(text, user_id="U0BENCHREQ", response_url=f"{slack_url}/response/S1")
+        )
+        await wait_for(
+            lambda: bool(db_query(db, "SELECT 1 FROM campaigns WHERE thread_ts IS NOT NULL")),
+            "the approval card",
+            within=60,
+        )
+        # Approve until it takes: a click while pre-flight still runs is (rightly) refused.
+        for attempt in range(120):
+            campaign_id, content_hash, ts, state = db_query(
+                db, "SELECT id, content_hash, thread_ts, state FROM campaigns ORDER BY id LIMIT 1"
+            )[0]
+            if state != "pending_approval":
+                break
+            click = block_action_body(
+                ACTION_APPROVE,
+                action_value(int(campaign_id), str(content_hash)),  # type: ignore[arg-type]
+                user_id="U0BENCHAPPR",
+                channel_id=CHANNEL,
+                message_ts=str(ts),
+                response_url=f"{slack_url}/response/A{attempt}",
+            )
+            await post(click)
+            await asyncio.sleep(0.5)
+        else:
+            raise RuntimeError("the campaign could not be approved within 60 s")
+
+    def named() -> bool:
+        return bool(db_query(db, "SELECT 1 FROM campaigns WHERE thingspace_id IS NOT NULL"))
+
+    await wait_for(named, "ThingSpace's answer to the submission", within=60)
+    return str(
+        db_query(db, "SELECT thingspace_id FROM campaigns WHERE thingspace_id IS NOT NULL")[0][0]
+    )

@@ -1,0 +1,119 @@
+"""Run the benchmarks: `python -m bench.run [--only ack,ingest,economy,scale] [--quick] …`.
+
+Prints each figure beside its baseline and its SPEC §9 target, then appends the run, with a
+description of the machine, to bench/RESULTS.md (`--no-record` to skip). Loopback only; every
+run is bounded in requests and in time. Not part of the test suite: absolute times depend on
+the machine, which is why each figure has a baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import sys
+import time
+
+from bench.common import RESULTS, Section, append_results, machine
+
+BENCHMARKS = ("ack", "ingest", "economy", "scale")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--only", default=",".join(BENCHMARKS), help="comma-separated: " + ", ".join(BENCHMARKS)
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="short runs, to check the benchmarks work"
+    )
+    parser.add_argument(
+        "--ack-seconds", type=float, help="ack: seconds per server (default 30; quick 5)"
+    )
+    parser.add_argument("--ack-clients", type=int, default=20)
+    parser.add_argument(
+        "--callbacks", type=int, help="ingest: callbacks per server (default 100,000; quick 10,000)"
+    )
+    parser.add_argument("--senders", type=int, default=32)
+    parser.add_argument(
+        "--economy-seconds", type=float, help="economy: seconds of callbacks (default 60; quick 15)"
+    )
+    parser.add_argument(
+        "--economy-devices", type=int, help="economy: campaign size (default 10,000; quick 2,000)"
+    )
+    parser.add_argument(
+        "--economy-callbacks", type=int, help="economy: callbacks (default 30,000; quick 6,000)"
+    )
+    parser.add_argument(
+        "--scale-devices", type=int, help="scale: devices (default 100,000; quick 20,000)"
+    )
+    parser.add_argument("--no-record", action="store_true", help=f"do not append to {RESULTS.name}")
+    return parser
+
+
+async def _run(args: argparse.Namespace, selected: list[str]) -> list[Section]:
+    quick = args.quick
+    sections: list[Section] = []
+    for name in selected:
+        started = time.perf_counter()
+        if name == "ack":
+            from bench import ack
+
+            section = await ack.run(
+                seconds=args.ack_seconds or (5 if quick else 30), clients=args.ack_clients
+            )
+        elif name == "ingest":
+            from bench import ingest
+
+            section = await ingest.run(
+                total=args.callbacks or (10_000 if quick else 100_000), senders=args.senders
+            )
+        elif name == "economy":
+            from bench import economy
+
+            section = await economy.run(
+                seconds=args.economy_seconds or (15 if quick else 60),
+                devices=args.economy_devices or (2_000 if quick else 10_000),
+                callbacks=args.economy_callbacks or (6_000 if quick else 30_000),
+            )
+        else:
+            from bench import scale
+
+            section = await scale.run(devices=args.scale_devices or (20_000 if quick else 100_000))
+        section.seconds = time.perf_counter() - started
+        section.print()
+        sections.append(section)
+    return sections
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    selected = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in selected if name not in BENCHMARKS]
+    if unknown:
+        print(
+            f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}",
+            file=sys.stderr,
+        )
+        return 2
+    host = machine()  # before the load: the load average says how busy the machine already was
+    print("machine: " + "; ".join(f"{k} {v}" for k, v in host.items() if v))
+    sections = asyncio.run(_run(args, selected))
+    command = "python -m bench.run" + (
+        " " + shlex.join(argv if argv is not None else sys.argv[1:])
+        if (argv or sys.argv[1:])
+        else ""
+    )
+    if not args.no_record:
+        append_results(sections, command=command, host=host)
+        print(f"\nappended to {RESULTS}")
+    missed = [f.name for s in sections for f in s.figures if f.ok is False]
+    if missed:
+        print("targets missed: " + "; ".join(missed))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
