@@ -28,7 +28,7 @@ from starlette.routing import Route
 from bot import metrics
 from bot.background import Background
 from bot.callbacks.receiver import callback_route
-from bot.notify.sender import OutboxSender
+from bot.notify.sender import POST_SPACING, OutboxSender
 from bot.notify.thread import ThreadNotifier, ThreadRenderer
 from bot.sandbox import Sandbox, create_sandbox_app
 from bot.scheduler import Jobs
@@ -198,6 +198,7 @@ def build_runtime(
     clock: Callable[[], dt.datetime] = utcnow,
     thingspace_transport: httpx.AsyncBaseTransport | None = None,
     sandbox: Sandbox | None = None,
+    slack_post_spacing: float = POST_SPACING,
 ) -> Runtime:
     store = Store.open(settings.db_path, clock=clock)
     callback_token = (
@@ -243,7 +244,9 @@ def build_runtime(
     # The outbox waits out Slack's 429s through the database (postponing every queued update),
     # so its client must not also sleep inside slack_sdk's rate-limit retry handler.
     outbox_client = AsyncWebClient(token=bot_token, base_url=settings.slack_api_url)
-    sender = OutboxSender(store=store, client=outbox_client, renderer=renderer, clock=clock)
+    sender = OutboxSender(
+        store=store, client=outbox_client, renderer=renderer, clock=clock, post_spacing=slack_post_spacing
+    )
     notifier.wake = sender.wake
     directory = Directory(slack, approvers=settings.approvers, requesters=settings.requesters)
 

@@ -578,6 +578,10 @@ class Store:
         return int(self.db.execute("SELECT count(*) FROM callbacks").fetchone()[0])
 
 
+# Which lane an outbox row queues in, within its campaign (SQL over the row's kind).
+_LANE = "CASE WHEN kind IN ('root_update', 'confirm') THEN kind ELSE 'thread' END"
+
+
 @dataclass(frozen=True)
 class OutboxItem:
     id: int
@@ -590,9 +594,11 @@ class OutboxItem:
 class Outbox:
     """Pending Slack updates, written before they are sent (SPEC §8: nothing lost).
 
-    Items of one campaign go out in order, in two lanes: thread messages, and
-    the root card edit (one pending row per campaign, replaced by newer edits,
-    so a superseded edit is never sent).
+    Items of one campaign go out in order, in three lanes: thread messages
+    (replies, direct messages, the CSV), the root card edit (one pending row per
+    campaign, replaced by newer edits, so a superseded edit is never sent), and
+    the requester's confirmation (its response_url may be dead; that must not
+    hold the thread back).
     """
 
     def __init__(self, store: Store):
@@ -629,9 +635,9 @@ class Outbox:
     def due(self, now: dt.datetime, limit: int = 50) -> list[OutboxItem]:
         """The head of every lane, when its time has come."""
         rows = self.db.execute(
-            """SELECT id, campaign_id, kind, payload, attempts FROM outbox
+            f"""SELECT id, campaign_id, kind, payload, attempts FROM outbox
                WHERE id IN (SELECT min(id) FROM outbox WHERE sent_at IS NULL
-                            GROUP BY coalesce(campaign_id, -1), kind = 'root_update')
+                            GROUP BY coalesce(campaign_id, -1), {_LANE})
                AND (not_before IS NULL OR not_before <= ?) ORDER BY id LIMIT ?""",
             [iso(now), limit],
         ).fetchall()
@@ -641,9 +647,9 @@ class Outbox:
         # Only lane heads can go out next: an item queued behind a waiting head must not
         # make the sender spin.
         row = self.db.execute(
-            """SELECT min(coalesce(not_before, created_at)) FROM outbox
+            f"""SELECT min(coalesce(not_before, created_at)) FROM outbox
                WHERE id IN (SELECT min(id) FROM outbox WHERE sent_at IS NULL
-                            GROUP BY coalesce(campaign_id, -1), kind = 'root_update')"""
+                            GROUP BY coalesce(campaign_id, -1), {_LANE})"""
         ).fetchone()
         return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
 
@@ -656,6 +662,11 @@ class Outbox:
                 "UPDATE outbox SET sent_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ?",
                 [self.store.now(), error, item_id],
             )
+
+    def postpone(self, item_id: int, not_before: dt.datetime) -> None:
+        """Hold an item back without counting a failed attempt (pacing, not an error)."""
+        with self.db.atomic():
+            self.db.execute("UPDATE outbox SET not_before = ? WHERE id = ?", [iso(not_before), item_id])
 
     def retry_later(self, item_id: int, not_before: dt.datetime, error: str) -> None:
         with self.db.atomic():

@@ -230,3 +230,27 @@ async def test_an_allow_list_still_lets_the_in_process_sandbox_call_back(tmp_pat
         await approve_and_submit(stack, sandbox_imeis(2, kind="eligible"))
         await stack.run_sandbox(40, step=2.0)
         assert stack.rt.store.campaign(1).state is CampaignState.ENDED
+
+
+async def test_thread_posts_keep_slacks_pace_of_one_per_second_per_channel(tmp_path: Path) -> None:
+    imeis = sandbox_imeis(4, kind="eligible") + sandbox_imeis(2, kind="will_fail")
+    async with running_stack(tmp_path, post_spacing=1.0) as stack:
+        stack.standin.enforce_tiers = True
+        stack.standin.clock = lambda: stack.clock().timestamp()  # Slack's limits on the test's time
+        await stack.slash(schedule_text(imeis))
+        await stack.settle()
+        await stack.click(blocks.ACTION_APPROVE, user=ANN)
+        await stack.settle()
+        # The bot's clock stands still: one post into the approvals channel, the rest wait.
+        posted = [c for c in stack.standin.calls_to("chat.postMessage") if c.args.get("channel") == CHANNEL]
+        assert len(posted) == 1
+        for _ in range(90):
+            stack.sandbox_clock.advance(1)
+            await stack.sandbox.tick()
+            stack.clock.advance(seconds=1)
+            await stack.settle()
+        assert stack.rt.store.campaign(1).state is CampaignState.ENDED
+        assert stack.rt.sender.outbox.pending_count() == 0
+        posts = [c.at for c in stack.standin.calls_to("chat.postMessage") if c.args.get("channel") == CHANNEL]
+        assert len(posts) >= 6
+        assert stack.standin.rate_limited_count == 0

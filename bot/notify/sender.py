@@ -26,6 +26,12 @@ from storage.store import Outbox, OutboxItem, Store
 
 log = logging.getLogger("bot.outbox")
 
+# Slack's chat.postMessage allows about one message per second per channel (short bursts
+# tolerated); the sender keeps to one per second so a busy rollout never earns a 429.
+POST_SPACING = 1.0
+# Tries of a requester's confirmation through its response_url before giving it up.
+CONFIRM_ATTEMPTS = 5
+
 # Errors after which sending the same call again cannot succeed.
 _TRANSIENT_SLACK_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 
@@ -49,6 +55,7 @@ class OutboxSender:
         renderer: Renderer,
         clock: Callable[[], dt.datetime],
         max_backoff: float = 300.0,
+        post_spacing: float = POST_SPACING,
     ):
         self.store = store
         self.outbox = Outbox(store)
@@ -56,6 +63,8 @@ class OutboxSender:
         self.renderer = renderer
         self.clock = clock
         self.max_backoff = max_backoff
+        self.post_spacing = dt.timedelta(seconds=post_spacing)
+        self._last_post: dict[str, dt.datetime] = {}
         self._wake = asyncio.Event()
         self._permalinks: dict[tuple[str, str], str] = {}
         self.sent_count = 0
@@ -95,6 +104,18 @@ class OutboxSender:
 
     async def _send_one(self, item: OutboxItem) -> bool:
         """Send one item; True when Slack asked us to pause everything."""
+        channel = self._posts_to(item)
+        if channel is not None and self.post_spacing:
+            last = self._last_post.get(channel)
+            if last is not None and self.clock() < last + self.post_spacing:
+                # Keep Slack's chat.postMessage pace (1 per second per channel) rather than
+                # earn a 429: the item waits, its lane with it, other lanes go on.
+                self.outbox.postpone(item.id, last + self.post_spacing)
+                return False
+        if item.kind == "confirm" and item.attempts >= CONFIRM_ATTEMPTS:
+            # A response_url lives 30 minutes; past a few tries it is gone for good.
+            self.outbox.mark_sent(item.id, error="response_url unreachable; gave up")
+            return False
         try:
             await self._deliver(item)
         except SlackApiError as exc:
@@ -117,7 +138,19 @@ class OutboxSender:
             return False
         self.outbox.mark_sent(item.id)
         self.sent_count += 1
+        if channel is not None:
+            self._last_post[channel] = self.clock()
         return False
+
+    def _posts_to(self, item: OutboxItem) -> str | None:
+        """The channel an item posts a new message to (chat.postMessage), if it does."""
+        if item.kind == "root":
+            return str(item.payload.get("channel") or "") or None
+        if item.kind == "dm":
+            return str(item.payload.get("user") or "") or None
+        if item.kind in ("reply", "failures", "summary") and item.campaign_id is not None:
+            return self.store.campaign(item.campaign_id).approval_channel
+        return None
 
     def _backoff(self, item: OutboxItem, error: str) -> None:
         delay = min(self.max_backoff, 2.0 ** min(item.attempts, 8)) * random.uniform(0.5, 1.0)

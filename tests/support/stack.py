@@ -46,12 +46,19 @@ class Stack:
     thingspace: RecordingTransport
     clock: ManualClock
     env: dict[str, str]
+    post_spacing: float = 0.0
     rt: Runtime = field(init=False)
     http: httpx.AsyncClient = field(init=False)
 
     async def boot(self) -> None:
+        # Slack's per-channel pace is kept on the bot's clock, which tests hold still; only
+        # the test of that pacing turns it on.
         self.rt = build_runtime(
-            load(self.env), clock=self.clock, thingspace_transport=self.thingspace, sandbox=self.sandbox
+            load(self.env),
+            clock=self.clock,
+            thingspace_transport=self.thingspace,
+            sandbox=self.sandbox,
+            slack_post_spacing=self.post_spacing,
         )
         await self.rt.start(workers=False)
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.rt.asgi), base_url="http://bot")
@@ -133,7 +140,7 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(tmp_path: Path, **env: str) -> AsyncIterator[Stack]:
+async def running_stack(tmp_path: Path, *, post_spacing: float = 0.0, **env: str) -> AsyncIterator[Stack]:
     standin = SlackStandIn(bot_token=BOT_TOKEN)
     async with serve_app(create_slack_standin_app(standin)) as base:
         standin.public_url = base
@@ -150,7 +157,7 @@ async def running_stack(tmp_path: Path, **env: str) -> AsyncIterator[Stack]:
             "FOTA_UPDATE_INTERVAL": "5",
             **env,
         }
-        stack = Stack(standin, base, sandbox, sandbox_clock, recorder, ManualClock(START), settings_env)
+        stack = Stack(standin, base, sandbox, sandbox_clock, recorder, ManualClock(START), settings_env, post_spacing)
         await stack.boot()
         try:
             yield stack
