@@ -13,8 +13,10 @@ from commands.blocks.kit import (
     MAX_CONFIRM_TEXT,
     MAX_CONFIRM_TITLE,
     Block,
+    clip,
     plain,
 )
+from storage.records import Campaign
 
 ACTION_APPROVE = "fota_approve"
 ACTION_REJECT = "fota_reject"
@@ -101,3 +103,29 @@ def button(
     if confirm:
         element["confirm"] = confirm
     return element
+
+
+def decision_buttons(campaign: Campaign, *, sandbox: bool) -> list[Block]:
+    """Approve (behind Slack's confirm dialog) and Reject, bound to the content hash shown.
+
+    One builder for the card and the App Home, so the confirmation an approver reads
+    before firmware goes out is the same wherever they click.
+    """
+    value = action_value(campaign.id, campaign.content_hash)
+    target = f"{campaign.device_count:,} devices to {clip(campaign.firmware_to, 60)} on account {clip(campaign.account, 40)}"
+    return [
+        button(
+            "Approve",
+            action_id=ACTION_APPROVE,
+            value=value,
+            style="primary",
+            confirm=confirm_dialog(
+                title="Approve firmware campaign?",
+                text=f"{'SANDBOX. ' if sandbox else ''}Ref {campaign.ref}: upgrade {target}. "
+                "This cannot be undone once the campaign starts.",
+                confirm="Approve",
+                deny="Cancel",
+            ),
+        ),
+        button("Reject", action_id=ACTION_REJECT, value=value, style="danger"),
+    ]

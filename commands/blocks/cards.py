@@ -6,19 +6,17 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 
 from commands.blocks.actions import (
-    ACTION_APPROVE,
-    ACTION_REJECT,
     ACTION_WITHDRAW,
     ACTIONS_BLOCK_ID,
     action_value,
     button,
     confirm_dialog,
+    decision_buttons,
 )
 from commands.blocks.kit import (
     MAX_BLOCKS,
     Block,
     Message,
-    clip,
     code,
     context,
     escape,
@@ -236,25 +234,11 @@ def approval_card(
     so_far = f"*{len(counted)} of {plural(required_approvals, 'approval')}*"
     if counted:
         so_far += ": " + users(d.user for d in counted)
-    target = f"{campaign.device_count:,} devices to {clip(campaign.firmware_to, 60)} on account {clip(campaign.account, 40)}"
     actions: Block = {
         "type": "actions",
         "block_id": ACTIONS_BLOCK_ID,
         "elements": [
-            button(
-                "Approve",
-                action_id=ACTION_APPROVE,
-                value=value,
-                style="primary",
-                confirm=confirm_dialog(
-                    title="Approve firmware campaign?",
-                    text=f"{'SANDBOX. ' if sandbox else ''}Ref {campaign.ref}: upgrade {target}. "
-                    "This cannot be undone once the campaign starts.",
-                    confirm="Approve",
-                    deny="Cancel",
-                ),
-            ),
-            button("Reject", action_id=ACTION_REJECT, value=value, style="danger"),
+            *decision_buttons(campaign, sandbox=sandbox),
             button(
                 "Withdraw",
                 action_id=ACTION_WITHDRAW,

@@ -12,11 +12,10 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 
 from commands.blocks.actions import (
-    ACTION_APPROVE,
     ACTION_REJECT,
     action_value,
     button,
-    confirm_dialog,
+    decision_buttons,
 )
 from commands.blocks.cards import (
     HASH_SHOWN,
@@ -27,7 +26,6 @@ from commands.blocks.cards import (
 )
 from commands.blocks.kit import (
     Block,
-    clip,
     code,
     context,
     divider,
@@ -94,28 +92,7 @@ def _to_decide(facts: CampaignFacts, required_approvals: int, user_id: str) -> l
         blocks.append(context(f":hourglass: Not approvable now: {escape(facts.not_approvable)}."))
         blocks.append({"type": "actions", "elements": [button("Reject", action_id=ACTION_REJECT, value=value, style="danger")]})
         return blocks
-    target = f"{c.device_count:,} devices to {clip(c.firmware_to, 60)} on account {clip(c.account, 40)}"
-    blocks.append(
-        {
-            "type": "actions",
-            "elements": [
-                button(
-                    "Approve",
-                    action_id=ACTION_APPROVE,
-                    value=value,
-                    style="primary",
-                    confirm=confirm_dialog(
-                        title="Approve firmware campaign?",
-                        text=f"{'SANDBOX. ' if c.sandbox else ''}Ref {c.ref}: upgrade {target}. "
-                        "This cannot be undone once the campaign starts.",
-                        confirm="Approve",
-                        deny="Cancel",
-                    ),
-                ),
-                button("Reject", action_id=ACTION_REJECT, value=value, style="danger"),
-            ],
-        }
-    )
+    blocks.append({"type": "actions", "elements": decision_buttons(c, sandbox=c.sandbox)})
     return blocks
 
 
