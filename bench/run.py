@@ -1,4 +1,4 @@
-"""Run the benchmarks: `python -m bench.run [--only ack,ingest,economy,scale] [--quick] …`.
+"""Run the benchmarks: `python -m bench.run [--only ack,ingest,economy,scale,preflight] [--quick] …`.
 
 Prints each figure beside its baseline and its SPEC §9 target, then appends the run, with a
 description of the machine, to bench/RESULTS.md (`--no-record` to skip). Loopback only; every
@@ -16,7 +16,7 @@ import time
 
 from bench.common import RESULTS, Section, append_results, machine
 
-BENCHMARKS = ("ack", "ingest", "economy", "scale")
+BENCHMARKS = ("ack", "ingest", "economy", "scale", "preflight")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,6 +57,8 @@ async def _run(args: argparse.Namespace, selected: list[str]) -> list[Section]:
     quick = args.quick
     sections: list[Section] = []
     for name in selected:
+        if name == "preflight":
+            continue  # its own report format: run by main() after the others
         started = time.perf_counter()
         if name == "ack":
             from bench import ack
@@ -109,6 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_record:
         append_results(sections, command=command, host=host)
         print(f"\nappended to {RESULTS}")
+    if "preflight" in selected:
+        from bench import bench_preflight
+
+        rows = asyncio.run(bench_preflight.main([1_000] if args.quick else [1_000, 100_000]))
+        text = bench_preflight.report(rows)
+        print(text)
+        if not args.no_record:
+            with RESULTS.open("a", encoding="utf-8") as out:
+                out.write(text)
     missed = [f.name for s in sections for f in s.figures if f.ok is False]
     if missed:
         print("targets missed: " + "; ".join(missed))
