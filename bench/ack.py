@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import (
-    BOT_TOKEN,
     CHANNEL,
     FIRMWARE,
     FIRMWARE_FROM,
@@ -38,7 +37,11 @@ from bench.common import (
     free_port,
     running,
     spawn,
+    spawn_standin,
     wait_for,
+)
+from bench.common import (
+    bot_env as bot_env_for,
 )
 from bot.sandbox import sandbox_imeis
 from commands.blocks import ACTION_APPROVE, action_value
@@ -108,29 +111,11 @@ async def run(*, seconds: float = 30.0, clients: int = 20) -> Section:
         work = Path(tmp)
         slack_port, bot_port, bare_port = free_port(), free_port(), free_port()
         env = base_env()
-        standin = spawn(
-            "standin",
-            "bench.servers",
-            "standin",
-            "--port",
-            str(slack_port),
-            env=env,
-            port=slack_port,
-            workdir=work,
-        )
+        standin = spawn_standin(work, slack_port)
         async with running(standin, "/bench/stats"):
             slack_url = standin.url
             db = work / "fota.db"
-            bot_env = base_env(
-                SLACK_BOT_TOKEN=BOT_TOKEN,
-                SLACK_SIGNING_SECRET=SIGNING_SECRET,
-                FOTA_APPROVAL_CHANNEL=CHANNEL,
-                SLACK_API_URL=f"{slack_url}/api/",
-                FOTA_DB=str(db),
-                FOTA_HOST="127.0.0.1",
-                FOTA_PORT=str(bot_port),
-                FOTA_LOG_LEVEL="WARNING",
-            )
+            bot_env = bot_env_for(slack_url=slack_url, db=db, port=bot_port)
             bare = spawn(
                 "bare-bolt",
                 "bench.servers",

@@ -373,3 +373,24 @@ async def closed_loop(
         await asyncio.gather(*(client() for _ in range(concurrency)))
     load.elapsed = time.perf_counter() - started
     return load
+
+
+def spawn_standin(work: Path, port: int) -> Server:
+    """The Slack stand-in in its own process (`python -m bench.servers standin`)."""
+    return spawn("standin", "bench.servers", "standin", "--port", str(port), env=base_env(), port=port, workdir=work)
+
+
+def bot_env(*, slack_url: str, db: Path, port: int, **extra: str) -> dict[str, str]:
+    """The environment `fota-bot serve` runs with in a benchmark: the three Slack settings,
+    the stand-in as Slack, its own database and port, quiet logs."""
+    return base_env(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        FOTA_APPROVAL_CHANNEL=CHANNEL,
+        SLACK_API_URL=f"{slack_url}/api/",
+        FOTA_DB=str(db),
+        FOTA_HOST="127.0.0.1",
+        FOTA_PORT=str(port),
+        FOTA_LOG_LEVEL="WARNING",
+        **extra,
+    )

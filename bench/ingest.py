@@ -25,7 +25,6 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import (
-    BOT_TOKEN,
     CHANNEL,
     FIRMWARE,
     FIRMWARE_FROM,
@@ -40,7 +39,11 @@ from bench.common import (
     free_port,
     running,
     spawn,
+    spawn_standin,
     wait_for,
+)
+from bench.common import (
+    bot_env as bot_env_for,
 )
 from bot.sandbox import sandbox_imeis
 from bot.settings import SANDBOX_ACCOUNT
@@ -82,27 +85,10 @@ async def run(*, total: int = 100_000, senders: int = 32) -> Section:
         work = Path(tmp)
         slack_port, bot_port, bare_port = free_port(), free_port(), free_port()
         env = base_env()
-        standin = spawn(
-            "standin",
-            "bench.servers",
-            "standin",
-            "--port",
-            str(slack_port),
-            env=env,
-            port=slack_port,
-            workdir=work,
-        )
+        standin = spawn_standin(work, slack_port)
         async with running(standin, "/bench/stats"):
             db = work / "fota.db"
-            bot_env = base_env(
-                SLACK_BOT_TOKEN=BOT_TOKEN,
-                SLACK_SIGNING_SECRET=SIGNING_SECRET,
-                FOTA_APPROVAL_CHANNEL=CHANNEL,
-                SLACK_API_URL=f"{standin.url}/api/",
-                FOTA_DB=str(db),
-                FOTA_HOST="127.0.0.1",
-                FOTA_PORT=str(bot_port),
-                FOTA_LOG_LEVEL="WARNING",
+            bot_env = bot_env_for(slack_url=standin.url, db=db, port=bot_port,
                 FOTA_CALLBACK_TOKEN=CALLBACK_TOKEN,
             )
             imeis = sandbox_imeis(DEVICES)

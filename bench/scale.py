@@ -55,6 +55,9 @@ from bench.common import (
     wait_for,
     wait_ready,
 )
+from bench.common import (
+    bot_env as bot_env_for,
+)
 from bot.sandbox import sandbox_imeis
 from commands.blocks import ACTION_APPROVE, action_value
 from commands.imei import devices_from_file, parse_imeis
@@ -363,15 +366,7 @@ async def _memory(section: Section, imeis: list[str]) -> None:
         )
         async with running(standin, "/bench/stats"), running(sandbox):
             db = work / "fota.db"
-            bot_env = base_env(
-                SLACK_BOT_TOKEN=BOT_TOKEN,
-                SLACK_SIGNING_SECRET=SIGNING_SECRET,
-                FOTA_APPROVAL_CHANNEL=CHANNEL,
-                SLACK_API_URL=f"{standin.url}/api/",
-                FOTA_DB=str(db),
-                FOTA_HOST="127.0.0.1",
-                FOTA_PORT=str(bot_port),
-                FOTA_LOG_LEVEL="WARNING",
+            bot_env = bot_env_for(slack_url=standin.url, db=db, port=bot_port,
                 FOTA_PUBLIC_URL=f"http://127.0.0.1:{bot_port}",
                 THINGSPACE_URL=sandbox.url,
                 THINGSPACE_CLIENT_ID="bench-key",
