@@ -9,8 +9,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.settings import Settings, SettingsError, load, read_environment
+
+if TYPE_CHECKING:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    from bot.app import Runtime
 
 log = logging.getLogger("bot.cli")
 
@@ -121,37 +127,68 @@ async def _serve(settings: Settings) -> int:
         log.warning(SANDBOX_BANNER)
         log.warning("=" * 78)
     await runtime.start()
-    if runtime.sandbox is None:
-        from bot.check import warn_if_callback_differs
-
-        await warn_if_callback_differs(settings, runtime)
     socket_handler = None
-    if settings.slack_app_token is not None:
-        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-        socket_handler = AsyncSocketModeHandler(runtime.bolt, settings.slack_app_token.reveal())
-        await socket_handler.connect_async()
-        log.info("Slack over Socket Mode")
-    config = uvicorn.Config(
-        runtime.asgi,
-        host=settings.host,
-        port=settings.port,
-        lifespan="off",
-        log_level=settings.log_level.lower(),
-        access_log=False,  # an access log would print the callback URL, whose path is a secret
-        timeout_graceful_shutdown=20,
-    )
-    server = GracefulServer(config)
-    log.info("fota-bot listening on %s:%s (ThingSpace: %s)", settings.host, settings.port, runtime.mode)
     try:
+        if runtime.sandbox is None:
+            from bot.check import warn_if_callback_differs
+
+            await warn_if_callback_differs(settings, runtime)
+        if settings.slack_app_token is not None:
+            socket_handler = await connect_socket_mode(runtime, settings.slack_app_token.reveal())
+            log.info("Slack over Socket Mode")
+        config = uvicorn.Config(
+            runtime.asgi,
+            host=settings.host,
+            port=settings.port,
+            lifespan="off",
+            log_level=settings.log_level.lower(),
+            access_log=False,  # an access log would print the callback URL, whose path is a secret
+            timeout_graceful_shutdown=20,
+        )
+        server = GracefulServer(config)
+        log.info("fota-bot listening on %s:%s (ThingSpace: %s)", settings.host, settings.port, runtime.mode)
         # uvicorn handles SIGTERM/SIGINT: it stops accepting and finishes requests in flight.
         await server.serve()
+    except SocketModeError as exc:
+        log.error("%s", exc)
+        return 1
     finally:
         if socket_handler is not None:
             await socket_handler.close_async()
         await runtime.stop()
         log.info("fota-bot stopped")
     return 0
+
+
+class SocketModeError(Exception):
+    """Socket Mode could not start; the message says why in plain words."""
+
+
+async def connect_socket_mode(runtime: Runtime, app_token: str) -> AsyncSocketModeHandler:
+    """Slack over Socket Mode: the WebSocket that brings commands, clicks and events to the
+    runtime's Bolt app (the same listeners as `POST /slack/events`). Close it with
+    ``await handler.close_async()``.
+
+    The WebSocket URL is asked for here first (``apps.connections.open``, with `app_token`), so
+    that a refused token or an unreachable Slack is a `SocketModeError` at start-up, where
+    slack_sdk's own connect() would log and retry it forever.
+    """
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_sdk.errors import SlackApiError
+
+    handler = AsyncSocketModeHandler(runtime.bolt, app_token)
+    try:
+        handler.client.wss_uri = await handler.client.issue_new_wss_url()
+    except SlackApiError as exc:
+        await handler.close_async()
+        raise SocketModeError(f"Slack refused SLACK_APP_TOKEN: {exc.response.get('error')}") from exc
+    except Exception as exc:  # any network failure is the message here
+        await handler.close_async()
+        raise SocketModeError(
+            f"Slack could not be reached at {runtime.settings.slack_api_url}: {type(exc).__name__}"
+        ) from exc
+    await handler.connect_async()
+    return handler
 
 
 async def _sandbox(host: str, port: int, speed: float) -> int:

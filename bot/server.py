@@ -56,10 +56,14 @@ class _InLoopServer(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def serve_in_loop(
-    app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "auto"
+    app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "auto", websockets: bool = False
 ) -> AsyncIterator[str]:
     """Run `app` under uvicorn on a free ephemeral port of 127.0.0.1; yield its base URL
-    (``http://127.0.0.1:PORT``, no trailing slash) and shut it down cleanly on exit."""
+    (``http://127.0.0.1:PORT``, no trailing slash) and shut it down cleanly on exit.
+
+    With `websockets` its WebSocket routes are served too (the Slack stand-in's Socket Mode),
+    through uvicorn's wsproto implementation: the ``wsproto`` package must be installed (it is
+    in the ``test`` extra, not a runtime dependency)."""
     # Bind (and listen) before starting: the port is known at once and a client that connects
     # early waits in the backlog rather than being refused.
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only then (else ~40 ms per response, Nagle).
@@ -73,7 +77,7 @@ async def serve_in_loop(
         lifespan=lifespan,
         log_level="warning",
         access_log=False,
-        ws="none",
+        ws="wsproto" if websockets else "none",
         http="h11",
         timeout_graceful_shutdown=5,
     )

@@ -12,6 +12,13 @@ the pre-signed upload URLs of ``files.getUploadURLExternal`` (``POST /upload/{fi
 the private download URLs of users' files (``GET /files/{file_id}/{name}``), and the
 ``response_url`` of slash commands and interactions (``POST /response/{id}``).
 
+And Slack's Socket Mode server: ``apps.connections.open`` (with an app-level ``xapp-`` token)
+hands out a WebSocket URL, ``ws://HOST/socket/{ticket}``, good for one connection. The app is
+greeted with ``hello``; a test pushes envelopes to it (`SlackStandIn.socket_send`), asks it to
+reconnect (`SlackStandIn.socket_disconnect`) and waits for its acknowledgements
+(`SlackStandIn.wait_for_socket_ack`). Serving WebSockets needs uvicorn's ``wsproto`` (the
+``test`` extra): ``serve_in_loop(app, websockets=True)``.
+
 Faults for tests: `SlackStandIn.rate_limit_next`, `SlackStandIn.fail_next`,
 `SlackStandIn.down`; and, with ``enforce_tiers=True``, Slack's published per-method rate
 tiers on an injectable clock (`TierPolicy`), so that a benchmark can show the bot never
@@ -30,6 +37,7 @@ import logging
 import math
 import mimetypes
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +48,8 @@ from urllib.parse import parse_qsl
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +84,7 @@ DEFAULT_METHOD_TIERS: Mapping[str, int] = MappingProxyType(
         "files.getUploadURLExternal": 4,
         "files.completeUploadExternal": 4,
         "files.info": 4,
+        "apps.connections.open": 1,
     }
 )
 
@@ -97,6 +107,12 @@ RETIRED_METHODS: Mapping[str, str] = MappingProxyType({"files.upload": "method_d
 UPLOAD = "upload"
 DOWNLOAD = "download"
 RESPONSE_URL = "response_url"
+
+#: Methods that take an app-level token (``xapp-``) and nothing else; every other method
+#: refuses one with ``not_allowed_token_type``, as Slack does.
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+#: The close code the stand-in's Socket Mode server refuses a connection with (policy violation).
+SOCKET_REFUSED = 1008
 
 _BLOCK_TYPES = frozenset(
     {
@@ -301,6 +317,44 @@ class ResponsePost:
     def response_type(self) -> str:
         # Slack's default for a response_url post is ephemeral.
         return str(self.body.get("response_type") or "ephemeral")
+
+
+@dataclass(frozen=True)
+class SocketAck:
+    """What the app sent back over Socket Mode for one envelope: its ack, with the payload
+    that stands in for an HTTP response body (a slash command's reply, a modal's errors)."""
+
+    envelope_id: str
+    payload: JSONDict | None
+    at: float
+    connection_id: str
+
+    @property
+    def text(self) -> str:
+        return str((self.payload or {}).get("text") or "")
+
+
+@dataclass
+class SocketConnection:
+    """One Socket Mode WebSocket the app holds open, with what went each way."""
+
+    id: str
+    opened: float
+    websocket: WebSocket = field(repr=False)
+    #: Every message the stand-in sent: hello, envelopes, disconnect requests.
+    sent: list[JSONDict] = field(default_factory=list)
+    #: Every text frame the app sent, decoded when it was JSON.
+    received: list[Any] = field(default_factory=list)
+    closed: bool = False
+    close_code: int | None = None
+    _sending: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    async def send(self, message: JSONDict) -> None:
+        # One frame at a time: the hello, a test's envelopes and disconnects come from
+        # different tasks.
+        async with self._sending:
+            await self.websocket.send_text(json.dumps(message, separators=(",", ":")))
+        self.sent.append(message)
 
 
 @dataclass
@@ -829,6 +883,8 @@ class SlackStandIn:
         file URLs (upload URLs follow the host each request came in on). Set it once a server
         is listening: ``standin.public_url = base_url``.
       bot_token: when set, the only token accepted; otherwise any ``xoxb-``/``xoxp-`` token.
+      app_token: when set, the only app-level token ``apps.connections.open`` accepts;
+        otherwise any ``xapp-`` token.
       clock: seconds as a float; `ManualClock` for tier tests. Defaults to `time.monotonic`.
       enforce_tiers: answer 429 when a method goes over its Slack rate tier (`TierPolicy`).
       tiers: the policy to enforce.
@@ -842,6 +898,7 @@ class SlackStandIn:
         workspace: Workspace | None = None,
         public_url: str = "http://slack-standin.test",
         bot_token: str | None = None,
+        app_token: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         enforce_tiers: bool = False,
         tiers: TierPolicy | None = None,
@@ -851,6 +908,7 @@ class SlackStandIn:
         self.workspace = workspace or Workspace()
         self.public_url = public_url.rstrip("/")
         self.bot_token = bot_token
+        self.app_token = app_token
         self.clock = clock
         self.enforce_tiers = enforce_tiers
         self.tiers = tiers or TierPolicy()
@@ -861,6 +919,7 @@ class SlackStandIn:
         self.responses: list[ResponsePost] = []
         self.rate_limited_count = 0
         self.tier_violations: list[TierViolation] = []
+        self.socket_acks: list[SocketAck] = []
 
         self._ts_micros = ts_origin * 1_000_000
         self._serial = 0
@@ -876,6 +935,8 @@ class SlackStandIn:
         self._down = False
         self._windows: dict[str, deque[float]] = {}
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        self._socket_tickets: dict[str, float] = {}
+        self._sockets: list[SocketConnection] = []
 
         self._handlers: dict[str, Callable[[JSONDict, str], JSONDict]] = {
             "auth.test": self._auth_test,
@@ -894,6 +955,7 @@ class SlackStandIn:
             "files.getUploadURLExternal": self._files_get_upload_url_external,
             "files.completeUploadExternal": self._files_complete_upload_external,
             "files.info": self._files_info,
+            "apps.connections.open": self._apps_connections_open,
         }
 
     # -- recording API ------------------------------------------------------------------------
@@ -1150,7 +1212,11 @@ class SlackStandIn:
             return ApiAnswer(200, {"ok": False, "error": error})
         if not token:
             return ApiAnswer(200, {"ok": False, "error": "not_authed"})
-        if not self._token_ok(token):
+        if (method in APP_TOKEN_METHODS) != token.startswith("xapp-"):
+            # App-level tokens open Socket Mode connections and nothing else; nor can a bot
+            # token open one.
+            return ApiAnswer(200, {"ok": False, "error": "not_allowed_token_type"})
+        if not (self._app_token_ok(token) if method in APP_TOKEN_METHODS else self._token_ok(token)):
             return ApiAnswer(200, {"ok": False, "error": "invalid_auth"})
         limited = self._enforce_tier(method, args, at)
         if limited is not None:
@@ -1169,6 +1235,11 @@ class SlackStandIn:
         if self.bot_token is not None:
             return token == self.bot_token
         return token.startswith(("xoxb-", "xoxp-"))
+
+    def _app_token_ok(self, token: str) -> bool:
+        if self.app_token is not None:
+            return token == self.app_token
+        return token.startswith("xapp-")
 
     def _fault_for(self, method: str, *, api: bool) -> ApiAnswer | None:
         if self._down:
@@ -1806,6 +1877,161 @@ class SlackStandIn:
             )
         return ApiAnswer(200, {"ok": True})
 
+    # -- Socket Mode -----------------------------------------------------------------------------
+
+    def _apps_connections_open(self, args: JSONDict, base_url: str) -> JSONDict:
+        # Slack answers wss://wss-primary.slack.com/link/?ticket=…; here the ticket is a path.
+        ticket = f"L{self._next_serial():08d}"
+        self._socket_tickets[ticket] = self.clock()
+        scheme, _, rest = base_url.partition("://")
+        ws_scheme = "wss" if scheme == "https" else "ws"
+        return {"url": f"{ws_scheme}://{rest}/socket/{ticket}"}
+
+    @property
+    def socket_connections(self) -> list[SocketConnection]:
+        """Every Socket Mode connection the app opened, oldest first, closed ones included."""
+        return list(self._sockets)
+
+    def _open_sockets(self) -> list[SocketConnection]:
+        return [c for c in self._sockets if not c.closed]
+
+    async def wait_for_socket(self, count: int = 1, *, within: float = 5.0) -> SocketConnection:
+        """The `count`-th Socket Mode connection, once it is open and greeted with hello."""
+        await self.wait_for(
+            lambda: len(self._sockets) >= count,
+            within=within,
+            what=f"Socket Mode connection #{count}",
+        )
+        return self._sockets[count - 1]
+
+    async def _newest_open_socket(self, within: float) -> SocketConnection:
+        await self.wait_for(
+            lambda: bool(self._open_sockets()), within=within, what="an open Socket Mode connection"
+        )
+        return self._open_sockets()[-1]
+
+    async def socket_send(self, envelope: Mapping[str, Any], *, within: float = 5.0) -> str:
+        """Push one envelope (see `socket_envelope`) to the app over its newest open
+        connection, waiting up to `within` seconds for one; returns its envelope_id."""
+        connection = await self._newest_open_socket(within)
+        message = dict(envelope)
+        await connection.send(message)
+        return str(message.get("envelope_id") or "")
+
+    async def socket_disconnect(
+        self, reason: str = "refresh_requested", *, within: float = 5.0
+    ) -> SocketConnection:
+        """Ask the app to move to a new connection, as Slack does before it recycles one
+        (``warning``, ``refresh_requested``; ``link_disabled`` when Socket Mode is turned off).
+        Returns the connection the request went over."""
+        connection = await self._newest_open_socket(within)
+        await connection.send(
+            {"type": "disconnect", "reason": reason, "debug_info": {"host": _SOCKET_HOST}}
+        )
+        return connection
+
+    async def wait_for_socket_ack(self, envelope_id: str, *, within: float = 5.0) -> SocketAck:
+        """The app's acknowledgement of envelope `envelope_id`, once it arrives."""
+
+        def ack() -> SocketAck | None:
+            return next((a for a in self.socket_acks if a.envelope_id == envelope_id), None)
+
+        await self.wait_for(
+            lambda: ack() is not None, within=within, what=f"the ack of envelope {envelope_id}"
+        )
+        found = ack()
+        assert found is not None
+        return found
+
+    async def serve_socket(self, websocket: WebSocket, ticket: str) -> None:
+        """``/socket/{ticket}``: one Socket Mode connection, for as long as the app keeps it."""
+        if self._down or self._socket_tickets.pop(ticket, None) is None:
+            # A URL apps.connections.open did not hand out, or one already used: refused at
+            # the handshake (HTTP 403), and the app has to ask for a new one.
+            await websocket.close(code=SOCKET_REFUSED)
+            return
+        await websocket.accept()
+        connection = SocketConnection(ticket, self.clock(), websocket)
+        await connection.send(
+            {
+                "type": "hello",
+                "num_connections": len(self._open_sockets()) + 1,
+                "debug_info": {
+                    "host": _SOCKET_HOST,
+                    "build_number": 1,
+                    "approximate_connection_time": 18060,
+                },
+                "connection_info": {"app_id": self.workspace.app_id},
+            }
+        )
+        # Registered only once greeted: no envelope can overtake the hello.
+        self._sockets.append(connection)
+        self._wake()
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    connection.close_code = message.get("code")
+                    break
+                raw = message.get("text")
+                if raw is None:
+                    raw = (message.get("bytes") or b"").decode("utf-8", "replace")
+                self._receive_socket_message(connection, raw)
+        finally:
+            connection.closed = True
+            self._wake()
+
+    def _receive_socket_message(self, connection: SocketConnection, raw: str) -> None:
+        try:
+            decoded: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            decoded = raw
+        connection.received.append(decoded)
+        if isinstance(decoded, dict) and isinstance(decoded.get("envelope_id"), str):
+            payload = decoded.get("payload")
+            self.socket_acks.append(
+                SocketAck(
+                    decoded["envelope_id"],
+                    payload if isinstance(payload, dict) else None,
+                    self.clock(),
+                    connection.id,
+                )
+            )
+        self._wake()
+
+
+_SOCKET_HOST = "applink-standin"
+
+
+def socket_envelope(
+    kind: str,
+    payload: Mapping[str, Any],
+    *,
+    envelope_id: str | None = None,
+    accepts_response_payload: bool | None = None,
+) -> JSONDict:
+    """A Socket Mode envelope as Slack sends it: `kind` is ``slash_commands``,
+    ``interactive`` or ``events_api``; `payload` what Slack would have POSTed over HTTP
+    (a slash command's fields, an interaction's payload, an event callback) as JSON.
+
+    ``accepts_response_payload`` defaults as Slack sets it: true where the HTTP response body
+    would carry an answer (slash commands, view_submission, block_suggestion).
+    """
+    if accepts_response_payload is None:
+        accepts_response_payload = kind == "slash_commands" or (
+            kind == "interactive" and payload.get("type") in ("view_submission", "block_suggestion")
+        )
+    envelope: JSONDict = {
+        "envelope_id": envelope_id or str(uuid.uuid4()),
+        "payload": dict(payload),
+        "type": kind,
+        "accepts_response_payload": accepts_response_payload,
+    }
+    if kind == "events_api":
+        envelope["retry_attempt"] = 0
+        envelope["retry_reason"] = ""
+    return envelope
+
 
 _SIGN_IN_PAGE = (
     "<!DOCTYPE html><html><head><title>Slack</title></head>"
@@ -1852,7 +2078,8 @@ def create_slack_standin_app(standin: SlackStandIn) -> Starlette:
     """A Starlette app serving `standin` at Slack's paths.
 
     ``/api/{method}`` (GET or POST, like slack.com/api/), ``POST /upload/{file_id}``,
-    ``GET /files/{file_id}/{name}`` and ``POST /response/{id}``.
+    ``GET /files/{file_id}/{name}``, ``POST /response/{id}`` and the Socket Mode WebSocket
+    ``/socket/{ticket}`` (served only where uvicorn has a WebSocket library).
     """
 
     async def api(request: Request) -> Response:
@@ -1898,11 +2125,15 @@ def create_slack_standin_app(standin: SlackStandIn) -> Starlette:
             await standin.receive_response(request.path_params["response_id"], body)
         )
 
+    async def socket(websocket: WebSocket) -> None:
+        await standin.serve_socket(websocket, websocket.path_params["ticket"])
+
     return Starlette(
         routes=[
             Route("/api/{method}", api, methods=["GET", "POST"]),
             Route("/upload/{file_id}", upload, methods=["POST"]),
             Route("/files/{file_id}/{name}", download, methods=["GET"]),
             Route("/response/{response_id}", respond, methods=["POST"]),
+            WebSocketRoute("/socket/{ticket}", socket),
         ]
     )

@@ -99,7 +99,13 @@ def _payload_form(payload: Mapping[str, Any]) -> bytes:
     return urlencode({"payload": json.dumps(payload, separators=(",", ":"))}).encode("ascii")
 
 
-def slash_command_body(
+def slash_command_body(text: str, **fields: Any) -> bytes:
+    """A slash command invocation, form-encoded in the field order Slack uses (arguments as for
+    `slash_command_payload`)."""
+    return urlencode(list(slash_command_payload(text, **fields).items())).encode("ascii")
+
+
+def slash_command_payload(
     text: str,
     *,
     user_id: str = "U_REQ",
@@ -112,8 +118,9 @@ def slash_command_body(
     team_id: str = TEAM_ID,
     team_domain: str = TEAM_DOMAIN,
     api_app_id: str = API_APP_ID,
-) -> bytes:
-    """A slash command invocation, form-encoded in the field order Slack uses."""
+) -> dict[str, str]:
+    """A slash command's fields, in Slack's order: the form body over HTTP, the envelope's
+    payload (as a JSON object of the same strings) over Socket Mode."""
     fields = [
         ("token", VERIFICATION_TOKEN),
         ("team_id", team_id),
@@ -129,7 +136,7 @@ def slash_command_body(
         ("response_url", response_url),
         ("trigger_id", trigger_id or new_trigger_id()),
     ]
-    return urlencode(fields).encode("ascii")
+    return dict(fields)
 
 
 def _find_element(
@@ -149,7 +156,13 @@ def _find_element(
     return None, None
 
 
-def block_action_body(
+def block_action_body(action_id: str, value: str | None = None, **kwargs: Any) -> bytes:
+    """A button click (block_actions), form-encoded as Slack posts it to the interactivity URL
+    (arguments as for `block_action_payload`)."""
+    return _payload_form(block_action_payload(action_id, value, **kwargs))
+
+
+def block_action_payload(
     action_id: str,
     value: str | None = None,
     *,
@@ -166,8 +179,9 @@ def block_action_body(
     team_id: str = TEAM_ID,
     team_domain: str = TEAM_DOMAIN,
     api_app_id: str = API_APP_ID,
-) -> bytes:
-    """A button click (block_actions), as Slack posts it to the interactivity URL.
+) -> JSONDict:
+    """A button click's payload (block_actions): the ``payload`` form field over HTTP, the
+    envelope's payload over Socket Mode.
 
     On a message: give `channel_id` and `message_ts`, and preferably `message` (e.g.
     ``standin.message(ch, ts).to_slack()``): the clicked button is then looked up in its blocks
@@ -234,7 +248,7 @@ def block_action_body(
             }
         )
         payload["response_url"] = response_url
-    return _payload_form(payload)
+    return payload
 
 
 def _state_value(value: Any) -> JSONDict:
