@@ -200,5 +200,11 @@ def m002_preflight(db: Database) -> None:
     db.table("devices").create_index(["imei"])
 
 
+@migrations()
+def m003_devices_dropped(db: Database) -> None:
+    """Devices left out of a request ("Approve eligible only") stay on record, marked."""
+    db.table("devices").add_column("dropped_at", str)
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)

@@ -335,8 +335,9 @@ def other_active_campaigns(store: Store, campaign: Campaign) -> list[OtherCampai
     rows = store.db.execute(
         f"""SELECT o.campaign_id, o.imei FROM devices d
             JOIN devices o ON o.imei = d.imei AND o.campaign_id != d.campaign_id
+                AND o.dropped_at IS NULL
             JOIN campaigns c ON c.id = o.campaign_id
-            WHERE d.campaign_id = ? AND c.state IN ({marks})""",
+            WHERE d.campaign_id = ? AND d.dropped_at IS NULL AND c.state IN ({marks})""",
         [campaign.id, *states],
     ).fetchall()
     shared: dict[int, set[str]] = {}
@@ -363,7 +364,7 @@ def device_page(store: Store, campaign_id: int, after: int, limit: int) -> list[
     read a page at a time so the event loop is never held for all of it."""
     rows = store.db.execute(
         """SELECT rowid, imei FROM devices WHERE campaign_id = ? AND rowid > ?
-           ORDER BY rowid LIMIT ?""",
+           AND dropped_at IS NULL ORDER BY rowid LIMIT ?""",
         [campaign_id, after, limit],
     ).fetchall()
     return [(r[0], r[1]) for r in rows]
@@ -579,10 +580,11 @@ def narrow_and_approve(
             # Stored before pre-flight existed: nothing says which devices are eligible.
             raise NotApproved(f"{campaign.ref} has no pre-flight findings to choose devices by")
         before = campaign.device_count
+        # Left out, not deleted (SPEC §5: nothing is deleted): the row stays, marked dropped.
         dropped = store.db.execute(
-            """DELETE FROM devices WHERE campaign_id = ? AND imei IN
+            """UPDATE devices SET dropped_at = ? WHERE campaign_id = ? AND dropped_at IS NULL AND imei IN
                (SELECT imei FROM preflight_devices WHERE campaign_id = ? AND excluded = 1)""",
-            [campaign_id, campaign_id],
+            [store.now(), campaign_id, campaign_id],
         ).rowcount
         if dropped == 0:
             # Nothing to leave out (already narrowed): a plain approval of what is shown.

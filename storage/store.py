@@ -466,7 +466,7 @@ class Store:
 
     def device_ids(self, campaign_id: int) -> list[str]:
         rows = self.db.execute(
-            "SELECT imei FROM devices WHERE campaign_id = ? ORDER BY rowid", [campaign_id]
+            "SELECT imei FROM devices WHERE campaign_id = ? AND dropped_at IS NULL ORDER BY rowid", [campaign_id]
         ).fetchall()
         return [r[0] for r in rows]
 
@@ -474,7 +474,7 @@ class Store:
         self, campaign_id: int, *, failed_only: bool = False, limit: int | None = None
     ) -> list[Device]:
         rows = self.db.execute(
-            "SELECT imei, status, reason, updated_at FROM devices WHERE campaign_id = ? ORDER BY rowid",
+            "SELECT imei, status, reason, updated_at FROM devices WHERE campaign_id = ? AND dropped_at IS NULL ORDER BY rowid",
             [campaign_id],
         ).fetchall()
         result = [Device(*r) for r in rows]
@@ -485,7 +485,7 @@ class Store:
     def device_counts(self, campaign_id: int) -> dict[str, int]:
         counts = dict.fromkeys(DEVICE_BUCKETS, 0)
         rows = self.db.execute(
-            "SELECT status, count(*) FROM devices WHERE campaign_id = ? GROUP BY status", [campaign_id]
+            "SELECT status, count(*) FROM devices WHERE campaign_id = ? AND dropped_at IS NULL GROUP BY status", [campaign_id]
         ).fetchall()
         for status, count in rows:
             counts[device_bucket(status)] += count
@@ -505,7 +505,7 @@ class Store:
         with self.db.atomic():
             for imei, status, reason, updated in updates:
                 row = self.db.execute(
-                    "SELECT status, reason, updated_at FROM devices WHERE campaign_id = ? AND imei = ?",
+                    "SELECT status, reason, updated_at FROM devices WHERE campaign_id = ? AND imei = ? AND dropped_at IS NULL",
                     [campaign_id, imei],
                 ).fetchone()
                 if row is None:
@@ -529,7 +529,7 @@ class Store:
         failed = FAILED_DEVICE_STATUSES
         marks = ",".join("?" * len(failed))
         rows = self.db.execute(
-            f"""SELECT imei, reason FROM devices WHERE campaign_id = ? AND status IN ({marks})
+            f"""SELECT imei, reason FROM devices WHERE campaign_id = ? AND dropped_at IS NULL AND status IN ({marks})
                 AND failure_reported IS NULL ORDER BY rowid""",
             [campaign_id, *failed],
         ).fetchall()

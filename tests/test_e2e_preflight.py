@@ -181,6 +181,11 @@ async def test_approve_eligible_only_sends_exactly_the_eligible_devices(tmp_path
         campaign = stack.rt.store.campaign(1)
         assert campaign.content_hash != full_hash and campaign.device_count == 3
         assert stack.rt.store.device_ids(1) == eligible
+        # Nothing is deleted: the devices left out stay on record, marked with when.
+        kept = stack.rt.store.db.execute(
+            "SELECT imei, dropped_at IS NOT NULL FROM devices WHERE campaign_id = 1 ORDER BY rowid"
+        ).fetchall()
+        assert kept == [(imei, imei in left_out) for imei in imeis]
         thread = " ".join(stack.thread_texts())
         assert "approved the eligible devices only" in thread and "no longer count" in thread
         # Ann's approval was given to the full list: it does not count for what is sent now.
