@@ -38,6 +38,17 @@ async def run_check(settings: Settings) -> int:
         except Exception as exc:  # any network failure is the message here
             _say(False, f"Slack could not be reached at {settings.slack_api_url}: {type(exc).__name__}")
             problems += 1
+    if settings.slack_app_token:
+        socket = AsyncWebClient(base_url=settings.slack_api_url)
+        try:
+            await socket.apps_connections_open(app_token=settings.slack_app_token.reveal())
+            _say(True, "Slack: SLACK_APP_TOKEN opens a Socket Mode connection")
+        except SlackApiError as exc:
+            _say(False, f"Slack refused SLACK_APP_TOKEN for Socket Mode: {exc.response.get('error')}")
+            problems += 1
+        except Exception as exc:  # any network failure is the message here
+            _say(False, f"Slack could not be reached for Socket Mode: {type(exc).__name__}")
+            problems += 1
     if settings.sandbox_mode:
         _say(True, "ThingSpace: sandbox mode (no credentials set); the built-in simulator is used")
     else:

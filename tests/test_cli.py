@@ -41,6 +41,19 @@ async def test_check_reaches_slack_and_says_sandbox_mode(capsys: pytest.CaptureF
     assert "xoxb-check-token" not in out
 
 
+async def test_check_tries_the_socket_mode_token(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    standin = SlackStandIn(bot_token="xoxb-check-token", app_token="xapp-1-right")
+    async with serve_app(create_slack_standin_app(standin)) as base:
+        env = {"SLACK_BOT_TOKEN": "xoxb-check-token", "SLACK_SIGNING_SECRET": "s", "FOTA_APPROVAL_CHANNEL": "C0X",
+               "SLACK_API_URL": f"{base}/api/", "FOTA_DB": str(tmp_path / "f.db")}
+        assert await run_check(load({**env, "SLACK_APP_TOKEN": "xapp-1-right"})) == 0
+        assert await run_check(load({**env, "SLACK_APP_TOKEN": "xapp-1-wrong"})) == 1
+    out = capsys.readouterr().out
+    assert "ok    Slack: SLACK_APP_TOKEN opens a Socket Mode connection" in out
+    assert "FAIL  Slack refused SLACK_APP_TOKEN for Socket Mode: invalid_auth" in out
+    assert "xapp-1-" not in out
+
+
 async def test_check_says_plainly_when_slack_refuses_or_cannot_be_reached(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     standin = SlackStandIn(bot_token="xoxb-the-real-one")
     async with serve_app(create_slack_standin_app(standin)) as base:
