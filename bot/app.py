@@ -288,6 +288,7 @@ def build_runtime(
         events=notifier,
         clock=clock,
         slack=slack,
+        timers=timers,
     )
     runtime = Runtime(
         settings=settings,

@@ -22,7 +22,7 @@ from bot.settings import Settings
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError, ThingSpaceRejected
 from bot.workflow.approvers import Directory
-from bot.workflow.campaigns import describe
+from bot.workflow.campaigns import ApprovalTimers, describe
 from bot.workflow.errors import UserError
 from commands.blocks.operations import CancelKind
 from storage import preflight
@@ -131,6 +131,7 @@ class Operations:
         events: CancelEvents,
         clock: Callable[[], dt.datetime],
         slack: AsyncWebClient | None = None,
+        timers: ApprovalTimers | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -139,6 +140,7 @@ class Operations:
         self.events = events
         self.clock = clock
         self.slack = slack
+        self.timers = timers
 
     # --- lookups -----------------------------------------------------------------------------
 
@@ -256,6 +258,8 @@ class Operations:
                 # Decided in the moment between the check and the write (another click, an expiry).
                 current = self.store.campaign(campaign.id)
                 raise UserError(f"{current.ref} is {describe(current.state)} now; nothing changed.") from exc
+            if self.timers is not None:
+                self.timers.cancel_approval_timers(campaign.id)
             self.events.withdrawn(campaign, user)
             return CancelOutcome(campaign, "withdrawn")
         assert campaign.thingspace_id and campaign.state in CANCELLABLE_AT_THINGSPACE
