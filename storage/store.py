@@ -386,7 +386,8 @@ class Store:
         """
         with self.db.atomic():
             campaign = self.campaign(campaign_id)
-            if campaign.state is not CampaignState.PENDING_APPROVAL:
+            # Past FOTA_APPROVAL_TTL the request is over even if the expiry job has not run yet.
+            if campaign.state is not CampaignState.PENDING_APPROVAL or self.clock() >= campaign.expires_at:
                 return ApprovalResult(ApprovalOutcome.CLOSED, campaign, self._valid_approvals(campaign))
             if shown_hash != campaign.content_hash:
                 return ApprovalResult(ApprovalOutcome.STALE, campaign, self._valid_approvals(campaign))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -93,7 +94,7 @@ async def test_ten_thousand_devices_in_random_order_with_duplicates_end_with_exa
             requester="U0REQ", account="0000000000-00001", firmware_name=FIRMWARE,
             firmware_from="SR1.2.0.0-10512", firmware_to="SR1.2.0.0-10657", protocol="LWM2M",
             start_date=stack.clock().date(), end_date=stack.clock().date(), windows=(), name=None,
-            devices=imeis, sandbox=True, expires_at=stack.clock(),
+            devices=imeis, sandbox=True, expires_at=stack.clock() + dt.timedelta(days=1),
         )
         store.record_approval(campaign.id, user=ANN, shown_hash=campaign.content_hash, required=1)
         store.claim_for_submission(campaign.id, required=1)
@@ -254,3 +255,24 @@ async def test_thread_posts_keep_slacks_pace_of_one_per_second_per_channel(tmp_p
         posts = [c.at for c in stack.standin.calls_to("chat.postMessage") if c.args.get("channel") == CHANNEL]
         assert len(posts) >= 6
         assert stack.standin.rate_limited_count == 0
+
+
+async def test_one_item_failing_unexpectedly_does_not_stop_other_updates(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        await approve_and_submit(stack, sandbox_imeis(2, kind="eligible"))
+
+        def broken_csv(campaign: object) -> tuple[str, str]:
+            raise RuntimeError("a renderer bug")
+
+        stack.rt.sender.renderer.csv = broken_csv  # type: ignore[method-assign]
+        await stack.run_sandbox(40, step=2.0)
+        assert stack.rt.store.campaign(1).state is CampaignState.ENDED
+        # The broken upload waits and retries; meanwhile the next request's card still goes out.
+        response, _ = await stack.slash(schedule_text(sandbox_imeis(1, kind="eligible", start=50)))
+        await stack.settle()
+        assert stack.rt.store.campaign(2).thread_ts is not None
+        for _ in range(12):  # the broken item is given up after its tries, never blocking others
+            stack.clock.advance(minutes=5)
+            await stack.settle()
+        [upload] = [r for r in stack.rt.sender.outbox.sent("upload")]
+        assert upload["last_error"] == "gave up: RuntimeError"

@@ -220,3 +220,12 @@ def test_outbox_coalesces_root_edits_and_keeps_lanes_in_order(store: Store, cloc
     assert first in [i.id for i in outbox.due(clock())]
     outbox.mark_sent(edit)
     assert outbox.enqueue("root_update", {"v": 3}, campaign_id=1, coalesce_key="root:1") != edit
+
+
+def test_an_approval_after_the_ttl_counts_for_nothing_even_before_the_expiry_job(store: Store, clock) -> None:
+    campaign = make_campaign(store)
+    clock.moment = campaign.expires_at
+    result = store.record_approval(campaign.id, user="U_A", shown_hash=campaign.content_hash, required=1)
+    assert result.outcome is ApprovalOutcome.CLOSED
+    assert store.decisions(campaign.id) == []
+    assert store.campaign(campaign.id).state is S.PENDING_APPROVAL

@@ -31,6 +31,8 @@ log = logging.getLogger("bot.outbox")
 POST_SPACING = 1.0
 # Tries of a requester's confirmation through its response_url before giving it up.
 CONFIRM_ATTEMPTS = 5
+# Tries of an item failing in an unexpected way (not Slack saying no) before giving it up.
+GIVE_UP_ATTEMPTS = 8
 
 # Errors after which sending the same call again cannot succeed.
 _TRANSIENT_SLACK_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
@@ -135,6 +137,18 @@ class OutboxSender:
             return False
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._backoff(item, f"{type(exc).__name__}")
+            return False
+        except Exception as exc:
+            # Anything else (slack_sdk's SlackRequestError from a files.slack.com upload step,
+            # a renderer bug) must not stop every other update: back off, then give up on it.
+            if item.attempts + 1 >= GIVE_UP_ATTEMPTS:
+                log.error("giving up on %s #%s after %d tries: %s", item.kind, item.id, item.attempts + 1,
+                          type(exc).__name__, exc_info=exc)
+                self.outbox.mark_sent(item.id, error=f"gave up: {type(exc).__name__}")
+            else:
+                log.warning("%s #%s failed unexpectedly (%s); retrying", item.kind, item.id, type(exc).__name__,
+                            exc_info=exc)
+                self._backoff(item, type(exc).__name__)
             return False
         self.outbox.mark_sent(item.id)
         self.sent_count += 1

@@ -198,6 +198,11 @@ class CampaignService:
                     "approved; look at the current card."
                 )
             case ApprovalOutcome.CLOSED:
+                if campaign.state is S.PENDING_APPROVAL:
+                    raise UserError(
+                        f"{campaign.ref} expired at {campaign.expires_at:%Y-%m-%d %H:%M} UTC, before this "
+                        "approval; nothing changed. The requester can ask again."
+                    )
                 raise UserError(f"{campaign.ref} is {describe(campaign.state)} already; nothing changed.")
             case ApprovalOutcome.DUPLICATE:
                 return f"You already approved {campaign.ref} ({result.approvals} of {required})."

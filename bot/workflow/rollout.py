@@ -105,8 +105,9 @@ class Rollout:
         ).fetchall()
         if not rows:
             return 0
-        self._last_seen_id = rows[-1][0]
         self._apply_rows([(r[0], r[1]) for r in rows])
+        # Only once applied: a batch that failed (SQLite busy, a bug) is read again next time.
+        self._last_seen_id = rows[-1][0]
         return len(rows)
 
     def _apply_rows(self, rows: list[tuple[int, str]]) -> None:
