@@ -156,9 +156,18 @@ async def test_a_500_is_ambiguous_so_the_bot_looks_first_then_retries_later(tmp_
         [delayed] = delayed_replies(stack)
         assert "HTTP 500" in delayed and "Trying again in 30 s" in delayed
 
-        await run_retry_job(stack, 30)
+        # At the retry it only looks: ThingSpace's reports may lag behind a new campaign.
+        assert stack.rt.jobs.run_date("submit:1") == stack.clock() + dt.timedelta(seconds=30)
+        stack.clock.advance(seconds=30)
+        await stack.settle()
+        assert schedule_attempts(stack) == 1
+        assert stack.rt.jobs.run_date("submit:1") is not None  # it will look again
+        # Once the grace has passed with no campaign by that name, it is sent again: once.
+        stack.clock.advance(minutes=10)
+        await stack.settle()
         assert schedule_attempts(stack) == 2
         assert_one_campaign_submitted(stack)
+        assert len(delayed_replies(stack)) == 1  # the wait is said once, not at every retry
 
 
 async def test_503_is_retried_with_backoff_then_later_and_never_twice(tmp_path: Path) -> None:
@@ -282,3 +291,22 @@ async def test_a_401_even_after_a_fresh_login_waits_and_says_why(tmp_path: Path)
 
         await run_retry_job(stack, 30)
         assert_one_campaign_submitted(stack)
+
+
+async def test_a_campaign_that_cannot_be_confirmed_or_searched_ends_with_what_to_check(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        quiet(stack)
+        await requested(stack)
+        stack.sandbox.fail_next(SCHEDULE_PATH, 500)
+        # ThingSpace's campaign search is broken for hours: the bot can never tell.
+        stack.sandbox.fail_next("/api/fota/v3/reports", 500, count=10_000)
+        await approved(stack)
+        for _ in range(20):
+            stack.clock.advance(minutes=15)
+            await stack.settle()
+        campaign = stack.rt.store.campaign(1)
+        assert campaign.state is CampaignState.SUBMIT_FAILED and campaign.error_code == "NO_ANSWER"
+        assert campaign.thingspace_name in (campaign.error_message or "")
+        assert schedule_attempts(stack) == 1  # never posted blind
+        assert len(delayed_replies(stack)) == 1  # the wait said once, then the outcome
+        assert any("NO_ANSWER" in t or "never confirmed" in t for t in replies(stack))

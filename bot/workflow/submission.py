@@ -33,6 +33,11 @@ S = CampaignState
 MAX_ATTEMPTS = 6
 # Seconds before each retry: ThingSpace may need a moment before a new campaign shows in reports.
 RETRY_DELAYS = (30, 60, 120, 300, 600)
+# Delays in all (POST retries and look-ups) before the bot stops and says what to check.
+MAX_RETRIES = 12
+# After a POST whose answer was lost, how long ThingSpace's reports get to show the campaign
+# before the bot believes it was not created and posts again.
+LOOKUP_GRACE = dt.timedelta(minutes=10)
 
 
 class SubmissionEvents(Protocol):
@@ -90,14 +95,38 @@ class Submitter:
     async def _submit_claimed(self, campaign: Campaign) -> Campaign:
         attempts = self._attempts(campaign)
         try:
-            if attempts > 0:
+            if self._maybe_created(campaign):
                 # An earlier POST may have reached ThingSpace: look before posting again.
                 found = await self._look_up(campaign)
                 if found is not None:
                     return self._succeeded(campaign, found, "found by name after an unanswered request")
+                if self._retries(campaign) >= MAX_RETRIES:
+                    return self._give_up(campaign)
+                last = self._last_post(campaign)
+                if last is not None and self.clock() - last < LOOKUP_GRACE:
+                    # Reports can lag behind a new campaign: a miss this soon proves nothing.
+                    return self._retry_later(campaign, "waiting for ThingSpace's reports before sending again")
+            elif self._retries(campaign) >= MAX_RETRIES:
+                return self._give_up(campaign)
             return await self._post(campaign, attempts)
         except _CouldNotLook as exc:
+            if self._retries(campaign) >= MAX_RETRIES:
+                return self._give_up(campaign)
             return self._retry_later(campaign, str(exc))
+
+    def _give_up(self, campaign: Campaign) -> Campaign:
+        if not self._maybe_created(campaign):
+            return self._fail(
+                campaign,
+                "THINGSPACE_UNAVAILABLE",
+                "ThingSpace could not be reached for over an hour. Nothing was sent; please request it again.",
+            )
+        return self._fail(
+            campaign,
+            "NO_ANSWER",
+            f"ThingSpace never confirmed the campaign and could not be searched for it. Before requesting "
+            f"again, look at ThingSpace for a campaign named “{campaign.thingspace_name}”: it may exist.",
+        )
 
     async def _post(self, campaign: Campaign, attempts: int) -> Campaign:
         today = self.clock().astimezone(dt.UTC).date()
@@ -122,6 +151,12 @@ class Submitter:
         try:
             answer = await self.client.schedule_campaign(campaign.account, body)
         except ThingSpaceRejected as exc:
+            if attempts > 0 and self._maybe_created(campaign, ignore_last=True):
+                # A refusal now (e.g. devices already in a campaign) may be because an earlier,
+                # unanswered POST created it: look once more before calling it failed.
+                found = await self._look_up(campaign)
+                if found is not None:
+                    return self._succeeded(campaign, found, "found by name after an unanswered request")
             return self._fail(campaign, exc.error_code, exc.error_message)
         except ThingSpaceAmbiguous as exc:
             found = await self._look_up(campaign)
@@ -129,6 +164,9 @@ class Submitter:
                 return self._succeeded(campaign, found, "found by name after an unanswered request")
             return self._retry_later(campaign, f"ThingSpace did not answer clearly ({exc})")
         except ThingSpaceError as exc:
+            # Unavailable (503, 429, refused) or refused credentials: ThingSpace processed
+            # nothing, so the next try need not wait for its reports.
+            self._set_maybe_created(campaign, False)
             return self._retry_later(campaign, str(exc))
         return self._succeeded(campaign, answer, "scheduled")
 
@@ -174,19 +212,45 @@ class Submitter:
         return updated
 
     def _retry_later(self, campaign: Campaign, reason: str) -> Campaign:
-        attempts = self._attempts(campaign)
-        delay = float(RETRY_DELAYS[min(max(attempts - 1, 0), len(RETRY_DELAYS) - 1)])
+        retries = self._retries(campaign) + 1
+        self.store.set_kv(f"submit_retries:{campaign.id}", str(retries))
+        delay = float(RETRY_DELAYS[min(retries - 1, len(RETRY_DELAYS) - 1)])
         log.warning("%s submission delayed: %s; retrying in %.0f s", campaign.ref, reason, delay)
         self.retries.retry_submission(campaign.id, delay)
-        self.events.submit_delayed(campaign, reason, delay)
+        if retries == 1:
+            # Said once in the thread; later retries are in the log, and the outcome is said too.
+            self.events.submit_delayed(campaign, reason, delay)
         return self.store.campaign(campaign.id)
+
+    def _retries(self, campaign: Campaign) -> int:
+        return int(self.store.get_kv(f"submit_retries:{campaign.id}") or 0)
+
+    def _last_post(self, campaign: Campaign) -> dt.datetime | None:
+        value = self.store.get_kv(f"submit_last_post:{campaign.id}")
+        return dt.datetime.fromisoformat(value) if value else None
 
     def _attempts(self, campaign: Campaign) -> int:
         return int(self.store.get_kv(f"submit_attempts:{campaign.id}") or 0)
 
     def _count_attempt(self, campaign: Campaign) -> None:
         # Committed before the POST leaves: after a crash we know a request may be out there.
-        self.store.set_kv(f"submit_attempts:{campaign.id}", str(self._attempts(campaign) + 1))
+        with self.store.db.atomic():
+            # Whether earlier posts were open before this one: a refusal of this one must still
+            # look for a campaign an earlier, unanswered one may have created.
+            earlier = self._maybe_created(campaign)
+            self.store.set_kv(f"submit_attempts:{campaign.id}", str(self._attempts(campaign) + 1))
+            self.store.set_kv(f"submit_last_post:{campaign.id}", self.clock().isoformat())
+            self.store.set_kv(f"submit_earlier_open:{campaign.id}", "1" if earlier else "")
+            self._set_maybe_created(campaign, True)
+
+    def _maybe_created(self, campaign: Campaign, *, ignore_last: bool = False) -> bool:
+        """Did a POST go out whose outcome we do not know (lost answer, crash mid-request)?"""
+        if ignore_last:
+            return self.store.get_kv(f"submit_earlier_open:{campaign.id}") == "1"
+        return self.store.get_kv(f"submit_open:{campaign.id}") == "1"
+
+    def _set_maybe_created(self, campaign: Campaign, value: bool) -> None:
+        self.store.set_kv(f"submit_open:{campaign.id}", "1" if value else "")
 
 
 class _CouldNotLook(Exception):
