@@ -16,6 +16,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.background import Background
@@ -245,6 +246,17 @@ async def _answer_errors(respond: Respond, work: Awaitable[Any]) -> None:
     except UserError as exc:
         # Our own sentences carry <@U…> mentions of the requester; user text in them is ours to escape.
         await respond(response_type="ephemeral", replace_original=False, **blocks.error_reply(str(exc), mentions=True))
+        return
+    except SlackApiError as exc:
+        # E.g. views.open after the trigger expired (Slack allows 3 s): say so, not nothing.
+        error = exc.response.get("error") or f"HTTP {exc.response.status_code}"
+        log.warning("Slack refused a call made for a user: %s", error)
+        await respond(
+            response_type="ephemeral",
+            replace_original=False,
+            text=f"Slack refused that (`{error}`); nothing changed. Please try again; for the schedule form, "
+            "`/fota schedule key=value …` works without it.",
+        )
         return
     if isinstance(result, str):
         await respond(response_type="ephemeral", replace_original=False, text=result)

@@ -654,6 +654,15 @@ class Outbox:
         ).fetchone()
         return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
 
+    def root_refused(self, campaign_id: int) -> bool:
+        """Slack refused the campaign's approval card for good (no thread will ever exist)."""
+        row = self.db.execute(
+            """SELECT 1 FROM outbox WHERE campaign_id = ? AND kind = 'root' AND sent_at IS NOT NULL
+               AND last_error IS NOT NULL LIMIT 1""",
+            [campaign_id],
+        ).fetchone()
+        return row is not None
+
     def pending_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
 

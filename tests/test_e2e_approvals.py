@@ -146,3 +146,51 @@ async def test_modal_errors_appear_under_the_fields_and_change_nothing(tmp_path:
         assert {"start", "window", "devices"} <= set(body["errors"])
         assert stack.rt.store.list_campaigns(scope="all") == []
 
+
+
+def dm_texts(stack, user: str = REQUESTER) -> list[str]:  # type: ignore[no-untyped-def]
+    return [m.text for m in stack.standin.messages(stack.standin.dm_channel(user))]
+
+
+async def test_a_request_from_the_modal_is_confirmed_by_direct_message_with_the_link(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        values = {
+            "firmware": {"firmware": text_input(FIRMWARE)},
+            "from": {"from": text_input("SR1.2.0.0-10512")},
+            "to": {"to": text_input("SR1.2.0.0-10657")},
+            "devices": {"devices": text_input(IMEIS[0])},
+        }
+        await stack.submit_view(SCHEDULE_CALLBACK_ID, values, user=REQUESTER)
+        await stack.settle()
+        [confirmation] = [t for t in dm_texts(stack) if "FB-1" in t]
+        assert "posted for approval" in confirmation
+        assert "/archives/" in json.dumps(stack.standin.messages(stack.standin.dm_channel(REQUESTER))[0].blocks)
+
+
+async def test_a_card_slack_refuses_for_good_is_told_to_the_requester_not_confirmed(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        stack.standin.fail_next("chat.postMessage", 1, status=200, error="not_in_channel")
+        _, response_url = await stack.slash(SCHEDULE)
+        await stack.settle()
+        assert stack.rt.store.campaign(1).thread_ts is None
+        assert "posted for approval" not in json.dumps(stack.answers(response_url))
+        [told] = dm_texts(stack)
+        assert "could not be posted for approval" in told and "not_in_channel" in told
+        assert stack.rt.sender.outbox.pending_count() == 0  # nothing waits forever behind it
+
+
+async def test_a_form_that_slack_will_not_open_gets_a_plain_answer(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        stack.standin.fail_next("views.open", 1, status=200, error="expired_trigger_id")
+        _, response_url = await stack.slash("schedule")
+        await stack.settle()
+        answer = json.dumps(stack.answers(response_url))
+        assert "expired_trigger_id" in answer and "/fota schedule key=value" in answer
+
+
+async def test_an_approver_withdrawing_a_request_tells_the_requester(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        await request_campaign(stack)
+        await stack.rt.operations.cancel("FB-1", user=ANN)
+        await stack.settle()
+        assert any("withdrawn by" in t and ANN in t for t in dm_texts(stack))

@@ -134,6 +134,8 @@ class OutboxSender:
                 return False
             log.error("Slack refused %s #%s for good: %s", item.kind, item.id, error)
             self.outbox.mark_sent(item.id, error=error)
+            if item.kind == "root" and item.campaign_id is not None:
+                self._root_refused(item.campaign_id, error)
             return False
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._backoff(item, f"{type(exc).__name__}")
@@ -188,6 +190,8 @@ class OutboxSender:
             return
         if campaign is not None and kind in ("root_update", "reply", "failures", "summary", "upload"):
             if not campaign.thread_ts or not campaign.approval_channel:
+                if self.outbox.root_refused(campaign.id):
+                    return  # no thread will ever exist for these; the requester was told
                 # The root is not posted yet (its own lane is behind): try again shortly.
                 raise _NotYet()
         if kind == "root_update":
@@ -234,9 +238,18 @@ class OutboxSender:
             return
         if kind == "confirm":
             assert campaign is not None
+            if not campaign.thread_ts:
+                # "Posted for approval" is said only once the card is there, with its link.
+                if self.outbox.root_refused(campaign.id):
+                    return  # the requester was told why instead (see the root's refusal)
+                raise _NotYet()
             permalink = await self._permalink(campaign)
             message = self.renderer.dynamic("confirm", campaign, {**payload, "permalink": permalink})
-            if message is None or not payload.get("response_url"):
+            if message is None:
+                return
+            if not payload.get("response_url"):
+                # A modal has no response_url: the confirmation goes to a direct message.
+                await self.client.chat_postMessage(channel=campaign.requester, **message)
                 return
             webhook = AsyncWebhookClient(payload["response_url"])
             response = await webhook.send(
@@ -246,6 +259,16 @@ class OutboxSender:
                 raise aiohttp.ClientError(f"response_url answered {response.status_code}")
             return
         raise ValueError(f"unknown outbox kind {kind!r}")
+
+    def _root_refused(self, campaign_id: int, error: str) -> None:
+        """Slack will not take the approval card: nobody can approve, so the requester must know."""
+        campaign = self.store.campaign(campaign_id)
+        text = (
+            f":warning: Ref {campaign.ref} could not be posted for approval: Slack answered `{error}` "
+            f"for <#{campaign.approval_channel or ''}>. Nothing was sent to ThingSpace. An operator must "
+            "invite the bot to the approval channel (or fix FOTA_APPROVAL_CHANNEL); then request it again."
+        )
+        self.outbox.enqueue("dm", {"user": campaign.requester, "message": {"text": text}}, campaign_id=campaign.id)
 
     async def _permalink(self, campaign: Campaign) -> str | None:
         if not campaign.thread_ts or not campaign.approval_channel:

@@ -96,6 +96,9 @@ class ThreadNotifier:
         self.refresh_root(campaign, now=True)
         # `/fota cancel` lets an approver withdraw a request too: the reply names who did.
         self.reply(campaign, blocks.withdrawn_reply(campaign, user))
+        if user != campaign.requester:
+            # The requester hears of every decision on their request (SPEC §7).
+            self.dm(campaign, "withdrawn", by=user)
 
     def expired(self, campaign: Campaign) -> None:
         self.refresh_root(campaign, now=True)
@@ -248,6 +251,8 @@ class ThreadRenderer:
                 permalink=payload.get("permalink"),
                 by=payload.get("by"),
                 reason=payload.get("reason"),
+                decisions=self.store.decisions(campaign.id),
+                counts=self.store.device_counts(campaign.id),
             )
         raise ValueError(kind)
 

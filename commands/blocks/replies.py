@@ -302,6 +302,14 @@ def dm_cancelled(campaign: Campaign, by_user: str | None, permalink: str | None)
     )
 
 
+def dm_withdrawn(campaign: Campaign, by_user: str | None, permalink: str | None) -> Message:
+    who = f" by {user(by_user)}" if by_user else ""
+    return _reply(
+        f":leftwards_arrow_with_hook: Your request Ref {campaign.ref} was withdrawn{who} before approval; "
+        f"nothing was sent to ThingSpace.{_thread_link(permalink)}"
+    )
+
+
 def dm_finished(
     campaign: Campaign, counts: Mapping[str, int] | None, permalink: str | None
 ) -> Message:
@@ -327,7 +335,7 @@ def requester_dm(
     counts: Mapping[str, int] | None = None,
 ) -> Message:
     """The direct message for one event: `approved`, `submitted`, `submit_failed`, `rejected`,
-    `expired`, `cancelled` or `finished`. Raises ValueError for any other event."""
+    `expired`, `cancelled`, `withdrawn` or `finished`. Raises ValueError for any other event."""
     if event == "approved":
         return dm_approved(campaign, decisions, permalink)
     if event == "submitted":
@@ -340,6 +348,8 @@ def requester_dm(
         return dm_expired(campaign, permalink)
     if event == "cancelled":
         return dm_cancelled(campaign, by, permalink)
+    if event == "withdrawn":
+        return dm_withdrawn(campaign, by, permalink)
     if event == "finished":
         return dm_finished(campaign, counts, permalink)
     raise ValueError(f"no direct message for event {event!r}")
