@@ -110,6 +110,17 @@ def _secret_values(settings: Settings) -> list[str]:
 
 
 async def _serve(settings: Settings) -> int:
+    from bot.server import AlreadyRunning, exclusive_lock
+
+    try:
+        with exclusive_lock(settings.db_path):
+            return await _serve_locked(settings)
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        return 1
+
+
+async def _serve_locked(settings: Settings) -> int:
     import uvicorn
 
     from bot.app import build_runtime

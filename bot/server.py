@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Generator, Iterator
@@ -100,3 +102,29 @@ async def serve_in_loop(
         if started:
             await serving
         sock.close()
+
+
+class AlreadyRunning(Exception):
+    """Another fota-bot holds the database."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(db_path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold `{FOTA_DB}.lock` for as long as the bot serves.
+
+    Two processes on one database would both resume the same submissions and both drain
+    the same outbox: the same campaign sent twice, every Slack update posted twice.
+    """
+    lock_path = f"{os.fspath(db_path)}.lock"
+    handle = open(lock_path, "a+")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise AlreadyRunning(
+                f"another fota-bot is already serving FOTA_DB={os.fspath(db_path)} (it holds {lock_path}); "
+                "stop it first: two would send the same campaigns twice"
+            ) from exc
+        yield
+    finally:
+        handle.close()

@@ -10,6 +10,9 @@ import httpx
 from bot.workflow.errors import UserError
 
 
+DOWNLOAD_SECONDS = 2.0
+
+
 class SlackFiles:
     """Fetches `url_private_download` with the bot token, size-limited.
 
@@ -36,7 +39,8 @@ class SlackFiles:
             raise UserError("Slack did not give a download address for this file; paste the IMEIs instead.")
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         try:
-            async with httpx.AsyncClient(transport=self._transport, timeout=10.0) as client:
+            # The form is answered within Slack's 3 seconds; the download must fit well inside.
+            async with httpx.AsyncClient(transport=self._transport, timeout=DOWNLOAD_SECONDS) as client:
                 async with client.stream("GET", url, headers=headers) as response:
                     if response.status_code != 200:
                         raise UserError(f"Slack answered {response.status_code} when the file was downloaded.")
@@ -50,6 +54,10 @@ class SlackFiles:
                         if size > max_bytes:
                             raise UserError(f"is larger than {max_bytes // (1024 * 1024)} MiB")
                         chunks.append(chunk)
+        except httpx.TimeoutException as exc:
+            raise UserError(
+                "Slack took too long to hand the file over; nothing was created. Submit again, or paste the IMEIs"
+            ) from exc
         except httpx.HTTPError as exc:
             raise UserError(f"the file could not be downloaded from Slack ({type(exc).__name__})") from exc
         return b"".join(chunks)

@@ -44,10 +44,10 @@ def test_serve_starts_with_three_settings_in_sandbox_mode_and_stops_on_sigterm(t
     with subprocess.Popen(
         [sys.executable, "-m", "bot", "serve"], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
     ) as process:
-        check_serve(process, port)
+        check_serve(process, port, env)
 
 
-def check_serve(process: subprocess.Popen[str], port: int) -> None:
+def check_serve(process: subprocess.Popen[str], port: int, env: dict[str, str] | None = None) -> None:
     assert process.stderr is not None
     try:
         status, body = 0, b""
@@ -62,6 +62,17 @@ def check_serve(process: subprocess.Popen[str], port: int) -> None:
         assert json.loads(body) == {"status": "ok", "database": "ok", "scheduler": "running", "thingspace": "sandbox"}
         status, metrics = get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200 and b"fota_slack_updates" in metrics
+        if env is not None:
+            # A second bot on the same database refuses to start: it would send everything twice.
+            second = subprocess.run(
+                [sys.executable, "-m", "bot", "serve"],
+                env={**env, "FOTA_PORT": str(free_port())},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert second.returncode == 1
+            assert "another fota-bot is already serving FOTA_DB=" in second.stderr
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
         log = process.stderr.read()
