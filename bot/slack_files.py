@@ -9,7 +9,6 @@ import httpx
 
 from bot.workflow.errors import UserError
 
-
 DOWNLOAD_SECONDS = 2.0
 
 
