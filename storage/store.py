@@ -579,6 +579,9 @@ class Store:
         return int(self.db.execute("SELECT count(*) FROM callbacks").fetchone()[0])
 
 
+# Suffix of the coalesce key of a row being sent (see Outbox.detach).
+_IN_FLIGHT = "#sending"
+
 # Which lane an outbox row queues in, within its campaign (SQL over the row's kind).
 _LANE = "CASE WHEN kind IN ('root_update', 'confirm') THEN kind ELSE 'thread' END"
 
@@ -694,10 +697,33 @@ class Outbox:
             )
 
     def last_sent_at(self, coalesce_key: str) -> dt.datetime | None:
+        """When the last update under this key went out; one being sent right now counts as now."""
         row = self.db.execute(
-            "SELECT max(sent_at) FROM outbox WHERE coalesce_key = ? AND sent_at IS NOT NULL", [coalesce_key]
+            f"""SELECT max(coalesce(sent_at, ?)) FROM outbox WHERE coalesce_key IN (?, ? || '{_IN_FLIGHT}')
+                AND (sent_at IS NOT NULL OR coalesce_key = ? || '{_IN_FLIGHT}')""",
+            [self.store.now(), coalesce_key, coalesce_key, coalesce_key],
         ).fetchone()
         return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def newer_pending(self, item: OutboxItem) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM outbox WHERE campaign_id = ? AND kind = ? AND sent_at IS NULL AND id > ? LIMIT 1",
+            [item.campaign_id, item.kind, item.id],
+        ).fetchone()
+        return row is not None
+
+    def detach(self, item_id: int) -> None:
+        """Take a row out of coalescing while it is being sent.
+
+        An update arriving during the send then gets a row of its own instead of being
+        folded into one whose content was already rendered (and would be lost).
+        """
+        with self.db.atomic():
+            self.db.execute(
+                f"""UPDATE outbox SET coalesce_key = coalesce_key || '{_IN_FLIGHT}'
+                    WHERE id = ? AND coalesce_key IS NOT NULL AND coalesce_key NOT LIKE '%{_IN_FLIGHT}'""",
+                [item_id],
+            )
 
     def sent(self, kind: str | None = None) -> list[dict[str, Any]]:
         where = "sent_at IS NOT NULL" + (" AND kind = ?" if kind else "")

@@ -276,3 +276,23 @@ async def test_one_item_failing_unexpectedly_does_not_stop_other_updates(tmp_pat
             await stack.settle()
         [upload] = [r for r in stack.rt.sender.outbox.sent("upload")]
         assert upload["last_error"] == "gave up: RuntimeError"
+
+
+async def test_a_card_change_arriving_while_an_edit_is_in_flight_is_not_lost(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        await approve_and_submit(stack, sandbox_imeis(2, kind="eligible"))
+        fired: list[bool] = []
+
+        def during_edit(call: object) -> None:
+            # Slack has answered this edit; the sender has not recorded it yet.
+            if getattr(call, "method", "") == "chat.update" and not fired:
+                fired.append(True)
+                stack.rt.rollout.apply_status(1, "CampaignRequestQueued", actor="callback")
+
+        stack.rt.notifier.refresh_root(stack.rt.store.campaign(1), now=True)
+        stack.standin.on_call = during_edit
+        await stack.settle()
+        stack.clock.advance(seconds=10)
+        await stack.settle()
+        assert fired
+        assert "Queued" in json.dumps(stack.root().blocks)

@@ -120,6 +120,9 @@ class OutboxSender:
             return False
         try:
             await self._deliver(item)
+        except _Superseded:
+            self.outbox.mark_sent(item.id, error="superseded by a later edit")
+            return False
         except SlackApiError as exc:
             status = exc.response.status_code
             error = str(exc.response.get("error") or f"HTTP {status}")
@@ -196,6 +199,9 @@ class OutboxSender:
                 raise _NotYet()
         if kind == "root_update":
             assert campaign is not None and campaign.thread_ts and campaign.approval_channel
+            if self.outbox.newer_pending(item):
+                raise _Superseded()  # a later edit will show the same card: never send it twice
+            self.outbox.detach(item.id)
             await self.client.chat_update(
                 channel=campaign.approval_channel, ts=campaign.thread_ts, **self.renderer.root_card(campaign)
             )
@@ -205,11 +211,14 @@ class OutboxSender:
             message = payload.get("message")
             if message is None:
                 # Rendered once, at the first attempt, and kept: a retry sends the same words.
-                message = self.renderer.dynamic(kind, campaign, payload)
-                if message is None:
-                    return
-                payload = {**payload, "message": message}
-                self._save_payload(item.id, payload)
+                # Rendering (which marks failures as told) and keeping it are one transaction.
+                with self.store.db.atomic():
+                    self.outbox.detach(item.id)
+                    message = self.renderer.dynamic(kind, campaign, payload)
+                    if message is None:
+                        return
+                    payload = {**payload, "message": message}
+                    self._save_payload(item.id, payload)
             await self.client.chat_postMessage(
                 channel=campaign.approval_channel, thread_ts=campaign.thread_ts, **message
             )
@@ -284,6 +293,10 @@ class OutboxSender:
 
         with self.store.db.atomic():
             self.store.db.execute("UPDATE outbox SET payload = ? WHERE id = ?", [json.dumps(payload), item_id])
+
+
+class _Superseded(Exception):
+    """A newer row of the same kind waits: this one need not go out."""
 
 
 class _NotYet(aiohttp.ClientError):
