@@ -66,6 +66,7 @@ class ApprovalOutcome(Enum):
     DUPLICATE = "duplicate"  # this person already decided
     STALE = "stale"  # the card's hash is not the campaign's hash any more
     CLOSED = "closed"  # not waiting for approval any more
+    REJECTED = "rejected"  # this rejection decided the request
 
 
 @dataclass(frozen=True)
@@ -435,7 +436,7 @@ class Store:
                 [campaign_id, user, shown_hash, reason, self.now()],
             )
             campaign = self.transition(campaign_id, CampaignState.REJECTED, actor=user, reason=reason)
-            return ApprovalResult(ApprovalOutcome.APPROVED, campaign, 0)
+            return ApprovalResult(ApprovalOutcome.REJECTED, campaign, 0)
 
     def claim_for_submission(self, campaign_id: int, *, required: int) -> Campaign:
         """THE guard before ThingSpace's schedule endpoint.

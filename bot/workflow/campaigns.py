@@ -175,20 +175,28 @@ class CampaignService:
         await self._refuse_non_decider(campaign, user, "approve it; another approver must")
         required = self.settings.required_approvals
         scope = ""
-        try:
-            if eligible_only:
-                if self.preflight is None:
-                    raise UserError("Pre-flight checks are not running here; use Approve. Nothing changed.")
-                narrowed = self.preflight.narrow_and_approve(
-                    campaign_id, user=user, shown_hash=shown_hash, required=required
-                )
-                result = narrowed.result
-                if narrowed.dropped:
-                    scope = f" (its {narrowed.kept:,} eligible devices; {narrowed.dropped:,} left out)"
-            else:
-                result = self.store.record_approval(campaign_id, user=user, shown_hash=shown_hash, required=required)
-        except NotApproved as exc:
-            raise UserError(f"{exc}. Nothing changed.") from exc
+        # The decision and the thread's news of it are one transaction.
+        with self.store.db.atomic():
+            try:
+                if eligible_only:
+                    if self.preflight is None:
+                        raise UserError("Pre-flight checks are not running here; use Approve. Nothing changed.")
+                    narrowed = self.preflight.narrow_and_approve(
+                        campaign_id, user=user, shown_hash=shown_hash, required=required
+                    )
+                    result = narrowed.result
+                    if narrowed.dropped:
+                        scope = f" (its {narrowed.kept:,} eligible devices; {narrowed.dropped:,} left out)"
+                else:
+                    result = self.store.record_approval(
+                        campaign_id, user=user, shown_hash=shown_hash, required=required
+                    )
+            except NotApproved as exc:
+                raise UserError(f"{exc}. Nothing changed.") from exc
+            if result.outcome is ApprovalOutcome.RECORDED:
+                self.events.approval_recorded(result.campaign, user)
+            elif result.outcome is ApprovalOutcome.APPROVED:
+                self.events.approved(result.campaign)
         campaign = result.campaign
         match result.outcome:
             case ApprovalOutcome.STALE:
@@ -207,14 +215,12 @@ class CampaignService:
             case ApprovalOutcome.DUPLICATE:
                 return f"You already approved {campaign.ref} ({result.approvals} of {required})."
             case ApprovalOutcome.RECORDED:
-                self.events.approval_recorded(campaign, user)
                 return (
                     f"Your approval of {campaign.ref}{scope} is recorded: {result.approvals} of {required}. "
                     "It goes to ThingSpace when the last approver approves."
                 )
             case ApprovalOutcome.APPROVED:
                 self.timers.cancel_approval_timers(campaign.id)
-                self.events.approved(campaign)
                 self.background.spawn(self.submitter.submit(campaign.id), name=f"submit {campaign.ref}")
                 return f"You approved {campaign.ref}{scope}; it is being sent to ThingSpace now."
         raise AssertionError(result.outcome)
@@ -224,13 +230,15 @@ class CampaignService:
         reason = reason.strip()
         if not reason:
             raise UserError("A rejection needs a reason, so the requester knows what to change.")
-        result = self.store.record_rejection(campaign_id, user=user, shown_hash=shown_hash, reason=reason)
+        with self.store.db.atomic():  # the decision and the thread's news of it, together
+            result = self.store.record_rejection(campaign_id, user=user, shown_hash=shown_hash, reason=reason)
+            if result.outcome is ApprovalOutcome.REJECTED:
+                self.events.rejected(result.campaign, user, reason)
         if result.outcome is ApprovalOutcome.STALE:
             raise UserError(f"{campaign.ref} changed after this card was shown; nothing was rejected.")
         if result.outcome is ApprovalOutcome.CLOSED:
             raise UserError(f"{campaign.ref} is {describe(result.campaign.state)} already; nothing changed.")
         self.timers.cancel_approval_timers(campaign_id)
-        self.events.rejected(result.campaign, user, reason)
         return f"You rejected {campaign.ref}."
 
     async def withdraw(self, campaign_id: int, *, user: str) -> str:
@@ -239,9 +247,10 @@ class CampaignService:
             raise UserError(f"Only the requester, <@{campaign.requester}>, may withdraw {campaign.ref}. Nothing changed.")
         if campaign.state is not S.PENDING_APPROVAL:
             raise UserError(f"{campaign.ref} is {describe(campaign.state)}; it can no longer be withdrawn.")
-        campaign = self.store.transition(campaign_id, S.WITHDRAWN, actor=user, reason="withdrawn by the requester")
+        with self.store.db.atomic():  # the state and the thread's news, together
+            campaign = self.store.transition(campaign_id, S.WITHDRAWN, actor=user, reason="withdrawn by the requester")
+            self.events.withdrawn(campaign, user)
         self.timers.cancel_approval_timers(campaign_id)
-        self.events.withdrawn(campaign, user)
         return f"You withdrew {campaign.ref}; nothing was sent to ThingSpace."
 
     # --- timers ------------------------------------------------------------------------------
@@ -250,13 +259,14 @@ class CampaignService:
         campaign = self.store.campaign(campaign_id)
         if campaign.state is not S.PENDING_APPROVAL or self.clock() < campaign.expires_at:
             return
-        campaign = self.store.transition(
-            campaign_id,
-            S.EXPIRED,
-            actor="fota-bot",
-            reason=f"not decided within {self.settings.approval_ttl}",
-        )
-        self.events.expired(campaign)
+        with self.store.db.atomic():  # the state and the thread's news, together
+            campaign = self.store.transition(
+                campaign_id,
+                S.EXPIRED,
+                actor="fota-bot",
+                reason=f"not decided within {self.settings.approval_ttl}",
+            )
+            self.events.expired(campaign)
 
     async def remind(self, campaign_id: int) -> None:
         campaign = self.store.campaign(campaign_id)

@@ -264,7 +264,10 @@ class Operations:
             return CancelOutcome(campaign, "withdrawn")
         assert campaign.thingspace_id and campaign.state in CANCELLABLE_AT_THINGSPACE
         try:
-            await self.thingspace.cancel_campaign(campaign.account, campaign.thingspace_id)
+            answer = await self.thingspace.cancel_campaign(campaign.account, campaign.thingspace_id)
+            if answer.get("success") is False:
+                # The documented answer is {"success": true}; anything else is not a cancellation.
+                raise ThingSpaceRejected(200, "CANCEL_NOT_CONFIRMED", f"ThingSpace answered {answer}")
         except ThingSpaceRejected as exc:
             self.events.cancel_refused(campaign, exc.error_code, exc.error_message)
             return CancelOutcome(campaign, "refused", exc.error_code, exc.error_message)
@@ -276,14 +279,15 @@ class Operations:
         if current.state.is_terminal:
             # A second click, or ThingSpace's callback came first: say it once in the thread.
             return CancelOutcome(current, "cancelled")
-        campaign = self.store.transition(
-            campaign.id,
-            S.CANCELLED,
-            actor=user,
-            reason="cancelled at ThingSpace",
-            thingspace_status=S.CANCELLED.value,
-        )
-        self.events.cancelled(campaign, user)
+        with self.store.db.atomic():  # the state and the thread's news, together
+            campaign = self.store.transition(
+                campaign.id,
+                S.CANCELLED,
+                actor=user,
+                reason="cancelled at ThingSpace",
+                thingspace_status=S.CANCELLED.value,
+            )
+            self.events.cancelled(campaign, user)
         return CancelOutcome(campaign, "cancelled")
 
     # --- App Home ------------------------------------------------------------------------------

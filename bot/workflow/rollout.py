@@ -213,12 +213,14 @@ class Rollout:
         if new is campaign.state or new not in ALLOWED[campaign.state]:
             return campaign  # a duplicate, a late or reordered report: changes nothing
         old = campaign.thingspace_status or campaign.state.value
-        campaign = self.store.transition(
-            campaign_id, new, actor=actor, reason=f"ThingSpace status {status}", thingspace_status=status
-        )
-        self.events.status_changed(campaign, old, new.value)
-        if new.is_terminal:
-            self.events.finished(campaign)
+        # One transaction: a crash cannot leave a terminal campaign whose end was never told.
+        with self.store.db.atomic():
+            campaign = self.store.transition(
+                campaign_id, new, actor=actor, reason=f"ThingSpace status {status}", thingspace_status=status
+            )
+            self.events.status_changed(campaign, old, new.value)
+            if new.is_terminal:
+                self.events.finished(campaign)
         return campaign
 
     # --- re-reads ----------------------------------------------------------------------------
