@@ -47,6 +47,22 @@ def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
+def _moment(value: object) -> dt.datetime | None:
+    """A report's time as UTC: ISO 8601 (with Z, an offset, a space, or naive = UTC) or epoch
+    seconds or milliseconds; None when it cannot be read (then it orders nothing)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        if text.isdigit():
+            number = int(text)
+            return dt.datetime.fromtimestamp(number / 1000 if number > 10**11 else number, dt.UTC)
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
+    except (ValueError, OverflowError, OSError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
 class CampaignNotFound(LookupError):
     def __init__(self, ident: str):
         self.ident = ident
@@ -517,8 +533,12 @@ class Store:
                     continue
                 if old_status in DEVICE_FINAL and status not in DEVICE_FINAL:
                     continue
-                if updated and old_updated and updated < old_updated and old_status is not None:
-                    continue
+                # A move into a final status always wins; otherwise an older report (by time,
+                # when both times can be read) loses to a newer one.
+                if not (status in DEVICE_FINAL and old_status not in DEVICE_FINAL):
+                    new_at, old_at = _moment(updated), _moment(old_updated)
+                    if new_at and old_at and new_at < old_at and old_status is not None:
+                        continue
                 self.db.execute(
                     "UPDATE devices SET status = ?, reason = ?, updated_at = ? WHERE campaign_id = ? AND imei = ?",
                     [status, reason, updated or now, campaign_id, imei],

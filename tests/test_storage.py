@@ -229,3 +229,28 @@ def test_an_approval_after_the_ttl_counts_for_nothing_even_before_the_expiry_job
     assert result.outcome is ApprovalOutcome.CLOSED
     assert store.decisions(campaign.id) == []
     assert store.campaign(campaign.id).state is S.PENDING_APPROVAL
+
+
+@pytest.mark.parametrize(
+    ("first_at", "later_at"),
+    [
+        ("2026-11-26T10:00:05Z", "2026-11-26T10:00:00+00:00"),  # ThingSpace's clock vs ours
+        ("2026-11-26T11:00:00", "2026-11-26 10:30:00"),  # a space instead of the T
+        ("1795687200000", "2026-11-26T09:00:00Z"),  # epoch milliseconds
+    ],
+)
+def test_a_final_status_is_never_lost_to_a_timestamp_in_another_format(store: Store, first_at: str, later_at: str) -> None:
+    campaign = make_campaign(store)
+    imei = IMEIS[0]
+    store.apply_device_updates(campaign.id, [(imei, "UpgradeScheduled", None, first_at)])
+    assert store.apply_device_updates(campaign.id, [(imei, "UpgradeSuccess", None, later_at)])
+    assert store.devices(campaign.id)[0].status == "UpgradeSuccess"
+
+
+def test_an_older_report_in_any_readable_format_does_not_overwrite_a_newer_one(store: Store) -> None:
+    campaign = make_campaign(store)
+    imei = IMEIS[0]
+    store.apply_device_updates(campaign.id, [(imei, "UpgradeScheduled", None, "2026-11-26T10:00:00Z")])
+    store.apply_device_updates(campaign.id, [(imei, "ReceivedDeviceDataFromNetwork", None, "2026-11-26 11:00:00")])
+    assert store.apply_device_updates(campaign.id, [(imei, "UpgradeScheduled", None, "1795683600")]) == []
+    assert store.devices(campaign.id)[0].status == "ReceivedDeviceDataFromNetwork"
