@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -165,6 +166,10 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
     @app.action(blocks.ACTION_APPROVE)
     async def approve(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         campaign_id, shown_hash = _action_value(action)
+        if not campaign_id:
+            later(_stale_button(), respond, "stale button")
+            await ack()
+            return
         work = services.campaigns.approve(campaign_id, user=body["user"]["id"], shown_hash=shown_hash)
         later(work, respond, "approve")
         await ack()
@@ -190,6 +195,10 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
         ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: AsyncWebClient
     ) -> None:
         campaign_id, shown_hash = _action_value(action)
+        if not campaign_id:
+            later(_stale_button(), respond, "stale button")
+            await ack()
+            return
 
         async def open_modal() -> None:
             await services.campaigns.check_may_decide(campaign_id, user=body["user"]["id"])
@@ -218,15 +227,37 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
     @app.action(blocks.ACTION_WITHDRAW)
     async def withdraw(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         campaign_id, _ = _action_value(action)
+        if not campaign_id:
+            later(_stale_button(), respond, "stale button")
+            await ack()
+            return
         later(services.campaigns.withdraw(campaign_id, user=body["user"]["id"]), respond, "withdraw")
         await ack()
 
     register_operator_listeners(app, services)
 
+    # Registered last, so only what nothing above handles lands here: buttons and forms of an
+    # older version of the bot (after a redeploy) get an answer instead of Slack's error.
+    @app.action(re.compile(".*"))
+    async def unknown_button(ack: Any, respond: Respond) -> None:
+        later(_stale_button(), respond, "unknown button")
+        await ack()
+
+    @app.view(re.compile(".*"))
+    async def unknown_form(ack: Any) -> None:
+        await ack()
+
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:
         # Never a traceback to a user: log it here; Bolt answers Slack with a plain failure.
         log.error("unhandled error in a Slack listener: %s", type(error).__name__, exc_info=error)
+
+
+STALE_BUTTON = "This button is damaged or out of date; nothing changed. Run the command again, or use the latest card."
+
+
+async def _stale_button() -> None:
+    raise UserError(STALE_BUTTON)
 
 
 def _action_value(action: dict[str, Any]) -> tuple[int, str]:

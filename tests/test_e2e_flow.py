@@ -215,3 +215,19 @@ async def test_the_requester_may_withdraw_before_the_decision(tmp_path: Path, us
         await stack.settle()
         assert "withdrawn already" in json.dumps(stack.answers(late))
         assert stack.thingspace.schedule_posts() == []
+
+
+async def test_a_damaged_or_unknown_button_gets_a_plain_answer_and_changes_nothing(tmp_path: Path) -> None:
+    from tests.support.slack import block_action_body
+
+    async with running_stack(tmp_path) as stack:
+        await request_campaign(stack)
+        for action_id, value in ((blocks.ACTION_APPROVE, "garbage"), ("fota_from_an_old_version", "x")):
+            response_url = stack.standin.new_response_url(user_id=ANN)
+            body = block_action_body(action_id, value, user_id=ANN, channel_id="C0APPROVALS",
+                                     message_ts=stack.root().ts, response_url=response_url)
+            response = await stack.post_slack(body)
+            assert response.status_code == 200
+            await stack.settle()
+            assert "damaged or out of date" in json.dumps(stack.answers(response_url))
+        assert stack.rt.store.decisions(1) == [] and stack.thingspace.schedule_posts() == []
