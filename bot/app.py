@@ -152,7 +152,8 @@ class Runtime:
         self.jobs.every("expire-overdue", WATCHDOG_SECONDS, self.service.expire_overdue)
 
     async def stop(self) -> None:
-        """SIGTERM: finish what is in flight, stop the scheduler, close the database."""
+        """SIGTERM: stop the scheduler, finish what is in flight, close the database."""
+        self.jobs.shutdown()  # first: no new job starts while the rest winds down
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
@@ -161,7 +162,6 @@ class Runtime:
             await asyncio.wait_for(self.background.idle(), 10)
         except TimeoutError:
             await self.background.cancel_all()
-        self.jobs.shutdown()
         await self.thingspace.aclose()
         if self.sandbox is not None:
             await self.sandbox.aclose()
@@ -232,8 +232,8 @@ def build_runtime(
     else:
         thingspace = live_thingspace_client(settings, transport=thingspace_transport)
 
-    jobs = Jobs()
     background = Background()
+    jobs = Jobs(background=background)
     notifier = ThreadNotifier(
         store=store,
         approval_channel=settings.approval_channel or "",

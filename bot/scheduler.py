@@ -9,19 +9,30 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.background import Background
+
 log = logging.getLogger("bot.scheduler")
 
-Job = Callable[..., Awaitable[Any]]
+Job = Callable[..., Coroutine[Any, Any, Any]]
 
 
 class Jobs:
-    def __init__(self, scheduler: AsyncIOScheduler | None = None):
+    def __init__(self, scheduler: AsyncIOScheduler | None = None, *, background: Background | None = None):
         self.scheduler = scheduler or AsyncIOScheduler(timezone=dt.UTC)
+        # One-off jobs (a submission retry, an expiry) run their work as tracked background
+        # tasks: shutting the scheduler down then cannot cut a ThingSpace POST short.
+        self.background = background
+
+    async def _launch(self, job_id: str, func: Job, *args: Any) -> None:
+        if self.background is None:
+            await func(*args)
+        else:
+            self.background.spawn(func(*args), name=job_id)
 
     @property
     def running(self) -> bool:
@@ -38,10 +49,10 @@ class Jobs:
     def at(self, job_id: str, when: dt.datetime, func: Job, *args: Any) -> None:
         """Run `func(*args)` once at `when` (or at once if that has passed)."""
         self.scheduler.add_job(
-            func,
+            self._launch,
             "date",
             run_date=when,
-            args=list(args),
+            args=[job_id, func, *args],
             id=job_id,
             replace_existing=True,
             misfire_grace_time=None,  # late is better than never: run it even after a long pause
