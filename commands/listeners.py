@@ -118,7 +118,8 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
                     return
                 work = services.campaigns.request(user=user, request=request, response_url=command.get("response_url"))
                 later(work, respond, "schedule request")
-                await ack(text=f"Checking your request for {len(request.devices):,} devices…")
+                count = len(request.devices)
+                await ack(text=f"Checking your request for {count:,} device{'s' if count != 1 else ''}…")
             case Status(campaign=ident):
                 later(show_status(services, ident, respond), respond, "status")
                 await ack()

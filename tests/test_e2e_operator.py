@@ -429,3 +429,16 @@ async def test_a_refused_click_on_the_app_home_is_explained_there(tmp_path: Path
         await stack.settle()
         [modal] = [v for v in stack.standin.views if v.type == "modal"]
         assert modal.callback_id == blocks.REJECT_MODAL_CALLBACK_ID
+
+
+async def test_thingspace_being_down_is_said_plainly_without_internal_paths(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        stack.rt.thingspace._sleep = _no_sleep  # the client's back-offs, without waiting
+        stack.sandbox.fail_next("/api/fota/v3/firmware", 500, count=10)
+        answer = text_of(await command(stack, "firmware"))
+        assert "ThingSpace is not answering (HTTP 500)" in answer
+        assert "/api/" not in answer and "giving up" not in answer
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None

@@ -71,3 +71,14 @@ class ThingSpaceUnavailable(ThingSpaceError):
 
 class ThingSpaceAmbiguous(ThingSpaceUnavailable):
     """The request may have been processed: look before sending it again."""
+
+
+def for_users(exc: ThingSpaceError) -> str:
+    """The part of a ThingSpace failure worth telling a Slack user: no request paths, no
+    advice meant for the operator (those stay in the log)."""
+    if isinstance(exc, ThingSpaceRejected):
+        return f"{exc.error_code}: {exc.error_message}"
+    if isinstance(exc, ThingSpaceAuthError):
+        return "the bot cannot log in to ThingSpace right now; the operator has to check its ThingSpace settings"
+    status = getattr(exc, "status", None)
+    return f"ThingSpace is not answering{f' (HTTP {status})' if status else ''}; try again in a few minutes"

@@ -10,7 +10,7 @@ from typing import Protocol
 from bot.background import Background
 from bot.settings import Settings
 from bot.thingspace.client import ThingSpaceClient
-from bot.thingspace.errors import ThingSpaceError
+from bot.thingspace.errors import ThingSpaceError, for_users
 from bot.workflow.approvers import Directory
 from bot.workflow.errors import UserError
 from bot.workflow.preflight import PreflightRunner
@@ -123,7 +123,7 @@ class CampaignService:
         except ThingSpaceError as exc:
             raise UserError(
                 f"`from` and `to` were left out, and ThingSpace's firmware list for account {account} "
-                f"could not be read ({exc}). Give `from=` and `to=` explicitly, or try again."
+                f"could not be read ({for_users(exc)}). Give `from=` and `to=` explicitly, or try again."
             ) from exc
         matches = [f for f in catalogue if f.get("firmwareName") == request.firmware]
         if len(matches) == 1:

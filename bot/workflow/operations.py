@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.notify.thread import devices_csv
 from bot.settings import Settings
 from bot.thingspace.client import ThingSpaceClient
-from bot.thingspace.errors import ThingSpaceError, ThingSpaceRejected
+from bot.thingspace.errors import ThingSpaceError, ThingSpaceRejected, for_users
 from bot.workflow.approvers import Directory
 from bot.workflow.campaigns import ApprovalTimers, describe
 from bot.workflow.errors import UserError
@@ -202,7 +202,8 @@ class Operations:
                 f"{exc.error_code}: {exc.error_message}"
             ) from exc
         except ThingSpaceError as exc:
-            raise UserError(f"ThingSpace's firmware list for account {account} could not be read: {exc}") from exc
+            log.warning("firmware list for %s failed: %s", account, exc)
+            raise UserError(f"ThingSpace's firmware list for account {account} could not be read: {for_users(exc)}.") from exc
 
     # --- cancel --------------------------------------------------------------------------------
 
@@ -273,7 +274,7 @@ class Operations:
             return CancelOutcome(campaign, "refused", exc.error_code, exc.error_message)
         except ThingSpaceError as exc:
             raise UserError(
-                f"ThingSpace could not be reached to cancel {campaign.ref} ({exc}). Nothing changed; try again."
+                f"ThingSpace could not be reached to cancel {campaign.ref}: {for_users(exc)}. Nothing changed."
             ) from exc
         current = self.store.campaign(campaign.id)
         if current.state.is_terminal:
