@@ -45,7 +45,10 @@ class SlackFiles:
                         raise UserError(f"Slack answered {response.status_code} when the file was downloaded.")
                     # Without a valid token Slack answers 200 with its HTML sign-in page, not a 401.
                     if response.headers.get("content-type", "").startswith("text/html"):
-                        raise UserError("Slack did not hand the file over (the bot may lack the files:read scope)")
+                        raise UserError(
+                            "Slack returned a web page instead of the file: upload a CSV or text file "
+                            "(if it is one, the bot may lack the files:read scope)"
+                        )
                     chunks: list[bytes] = []
                     size = 0
                     async for chunk in response.aiter_bytes():

@@ -108,7 +108,13 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
             case OpenModal(prefill=prefill):
                 # A trigger_id dies 3 s after the command: open the modal right after the ack.
                 view = build_schedule_modal(prefill=prefill)
-                later(client.views_open(trigger_id=command["trigger_id"], view=view), respond, "open modal")
+
+                async def open_form() -> None:
+                    # Say "not allowed" before someone fills in the whole form, not after.
+                    await services.campaigns.check_may_request(user)
+                    await client.views_open(trigger_id=command["trigger_id"], view=view)
+
+                later(open_form(), respond, "open modal")
                 await ack()
             case Schedule(args=args):
                 try:
@@ -308,5 +314,9 @@ async def _device_file_text(services: Services, files: list[dict[str, Any]]) -> 
             content = await services.download(file, MAX_DEVICE_FILE_BYTES)
         except UserError as exc:
             raise RequestError([Problem("devices_file", name, str(exc))]) from exc
-        texts.append(devices_from_file(content, name))
+        try:
+            texts.append(devices_from_file(content, name))
+        except RequestError as exc:
+            # A problem with the file belongs under the file field, not the pasted-IMEIs box.
+            raise RequestError([Problem("devices_file", p.value, p.rule) for p in exc.problems]) from exc
     return "\n".join(texts)

@@ -194,3 +194,23 @@ async def test_an_approver_withdrawing_a_request_tells_the_requester(tmp_path: P
         await stack.rt.operations.cancel("FB-1", user=ANN)
         await stack.settle()
         assert any("withdrawn by" in t and ANN in t for t in dm_texts(stack))
+
+
+async def test_someone_not_allowed_to_request_is_told_before_the_form_opens(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, FOTA_REQUESTERS=REQUESTER) as stack:
+        _, response_url = await stack.slash("schedule", user=EVE)
+        await stack.settle()
+        assert "FOTA_REQUESTERS" in json.dumps(stack.answers(response_url))
+        assert not [c for c in stack.standin.calls_to("views.open") if c.ok]
+
+
+async def test_a_bad_device_file_is_reported_under_the_file_field(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        empty = stack.standin.register_file("devices.csv", b"", user_id=REQUESTER)
+        values = {
+            "firmware": {"firmware": text_input(FIRMWARE)},
+            "devices_file": {"devices_file": file_input(empty)},
+        }
+        answer = (await stack.submit_view(SCHEDULE_CALLBACK_ID, values, user=REQUESTER)).json()
+        assert answer["response_action"] == "errors" and "devices_file" in answer["errors"]
+        assert stack.rt.store.list_campaigns(scope="all") == []

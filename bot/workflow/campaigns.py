@@ -80,13 +80,16 @@ class CampaignService:
 
     # --- requests ----------------------------------------------------------------------------
 
-    async def request(self, *, user: str, request: ScheduleRequest, response_url: str | None) -> Campaign:
-        """Store a validated request and post it for approval. Raises UserError / RequestError."""
+    async def check_may_request(self, user: str) -> None:
         if not await self.directory.may_request(user):
             raise UserError(
                 "You are not on the list of people who may request firmware campaigns "
                 "(FOTA_REQUESTERS). Nothing was created; ask the operator to add you."
             )
+
+    async def request(self, *, user: str, request: ScheduleRequest, response_url: str | None) -> Campaign:
+        """Store a validated request and post it for approval. Raises UserError / RequestError."""
+        await self.check_may_request(user)
         account = request.account or self.settings.thingspace_account
         firmware_from, firmware_to = request.firmware_from, request.firmware_to
         if firmware_from is None or firmware_to is None:
