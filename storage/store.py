@@ -460,7 +460,9 @@ class Store:
         Returns the campaign in state `submitting` only if it carries at least
         `required` distinct recorded approvals for its current content hash, none
         by the requester. A campaign already `submitting` (resumed after a crash)
-        is re-checked the same way and returned as it is.
+        is re-checked against the number that was required when it was claimed: a
+        request may already be at ThingSpace, so a later change of
+        FOTA_REQUIRED_APPROVALS must not strand it, while changed content still fails.
         """
         with self.db.atomic():
             campaign = self.campaign(campaign_id)
@@ -469,15 +471,19 @@ class Store:
             blocked = _preflight_refusal(self.db, campaign_id)
             if blocked:
                 raise NotApproved(blocked)
+            needed = required
+            if campaign.state is CampaignState.SUBMITTING:
+                needed = int(self.get_kv(f"claimed_with:{campaign_id}") or required)
             approvals = self._valid_approvals(campaign)
-            if approvals < required:
+            if approvals < needed:
                 raise NotApproved(
-                    f"{campaign.ref} has {approvals} recorded approvals of {required} required"
+                    f"{campaign.ref} has {approvals} recorded approvals of {needed} required"
                 )
             if campaign.state is CampaignState.APPROVED:
                 campaign = self.transition(
-                    campaign_id, CampaignState.SUBMITTING, actor="fota-bot", reason="submitting"
+                    campaign_id, CampaignState.SUBMITTING, actor="fota-bot", reason=f"submitting ({needed} approvals)"
                 )
+                self.set_kv(f"claimed_with:{campaign_id}", str(needed))
             return campaign
 
     # --- devices ---------------------------------------------------------------------------

@@ -156,9 +156,14 @@ def test_the_guard_passes_once_approved_and_again_when_resumed(store: Store) -> 
     claimed = store.claim_for_submission(campaign.id, required=1)
     assert claimed.state is S.SUBMITTING
     assert store.claim_for_submission(campaign.id, required=1).state is S.SUBMITTING
-    # More approvers required after a restart with new settings: refused.
+    # More approvers required after a restart with new settings: a request already under way
+    # (maybe at ThingSpace) goes on under the rule it was approved by...
+    assert store.claim_for_submission(campaign.id, required=2).state is S.SUBMITTING
+    # ...but content changed since the approvals never passes.
+    store.db.execute("UPDATE campaigns SET content_hash = 'changed' WHERE id = ?", [campaign.id])
+    store.db.conn.commit()
     with pytest.raises(NotApproved):
-        store.claim_for_submission(campaign.id, required=2)
+        store.claim_for_submission(campaign.id, required=1)
 
 
 def test_rejection_records_the_reason(store: Store) -> None:
