@@ -85,9 +85,10 @@ class Timers:
 
     def reconcile_soon(self, campaign_id: int, delay: float) -> None:
         job_id = f"reconcile:{campaign_id}"
-        if self.jobs.scheduler.get_job(job_id) is not None:
-            return  # debounced: one re-read already waits
         when = self.clock() + dt.timedelta(seconds=delay)
+        waiting = self.jobs.run_date(job_id)
+        if waiting is not None and waiting <= when:
+            return  # debounced: one re-read already waits, as soon or sooner
         self.jobs.at(job_id, when, self.rollout.reconcile, campaign_id)
 
 

@@ -506,6 +506,16 @@ class Store:
             result = [d for d in result if device_bucket(d.status) == "failed"]
         return result[:limit] if limit is not None else result
 
+    def unfinished_devices(self, campaign_id: int) -> int:
+        """Devices of the campaign whose last report is not a final status (or none yet)."""
+        final = sorted(DEVICE_FINAL)
+        row = self.db.execute(
+            f"""SELECT count(*) FROM devices WHERE campaign_id = ? AND dropped_at IS NULL
+                AND (status IS NULL OR status NOT IN ({",".join("?" * len(final))}))""",
+            [campaign_id, *final],
+        ).fetchone()
+        return int(row[0])
+
     def device_counts(self, campaign_id: int) -> dict[str, int]:
         counts = dict.fromkeys(DEVICE_BUCKETS, 0)
         rows = self.db.execute(

@@ -296,3 +296,16 @@ async def test_a_card_change_arriving_while_an_edit_is_in_flight_is_not_lost(tmp
         await stack.settle()
         assert fired
         assert "Queued" in json.dumps(stack.root().blocks)
+
+
+async def test_a_lone_terminal_callback_is_checked_with_thingspace_before_it_ends_a_campaign(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        await approve_and_submit(stack, sandbox_imeis(3, kind="eligible"))
+        campaign = stack.rt.store.campaign(1)
+        # Devices are still under way and ThingSpace says nothing of an abort.
+        assert await post_callback(stack, {"campaignId": campaign.thingspace_id, "status": "CampaignAborted"}) == 200
+        await stack.settle()
+        assert not stack.rt.store.campaign(1).state.is_terminal
+        # The campaign still runs to its real end, followed as usual.
+        await stack.run_sandbox(60, step=2.0)
+        assert stack.rt.store.campaign(1).state is CampaignState.ENDED

@@ -157,8 +157,14 @@ class Rollout:
         for thingspace_id, status in status_updates:
             campaign = campaign_for(thingspace_id)
             assert campaign is not None
-            self.apply_status(campaign.id, status, actor="callback")
             touched.add(campaign.id)
+            new = thingspace_state(status)
+            if new is not None and new.is_terminal and self.store.unfinished_devices(campaign.id):
+                # Callbacks are unsigned hints, and an end can never be undone: with devices
+                # still under way, only ThingSpace's own answer to a re-read ends the campaign.
+                self.scheduler.reconcile_soon(campaign.id, 0)
+                continue
+            self.apply_status(campaign.id, status, actor="callback")
 
         now = self.clock()
         with self.store.db.atomic():
