@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -159,9 +160,15 @@ def unescape_slack(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+_DASHES = str.maketrans({"\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-",
+                         "\u2212": "-", "\u200b": None, "\u200c": None, "\u200d": None, "\ufeff": None})
+
+
 def normalize_campaign_id(text: str) -> str | None:
     """`FB-12`, `fb12`, `#12`, `12` -> `FB-12`; a ThingSpace id passes through; else None."""
-    token = text.strip().strip(_ID_WRAPPING)
+    # Phones and word processors type FB–12 (en dash), ＦＢ-12 (full width) or hide a
+    # zero-width space in it: read them as the reference they were meant to be.
+    token = unicodedata.normalize("NFKC", text).translate(_DASHES).strip().strip(_ID_WRAPPING)
     if token.lower().startswith("ref "):
         token = token[4:].strip()
     m = _REF.match(token)
@@ -186,20 +193,23 @@ def ref_number(campaign: str) -> int | None:
 
 def _campaign_arg(sub: str, args: list[str], *, extra: str = "") -> str:
     if not args:
-        raise RequestError([Problem(sub, "", f"needs a campaign ID: {_ID_FORMS}")])
+        raise RequestError([Problem(sub, "", f"needs a campaign ID: {_ID_FORMS}", typed_as="words")])
     if len(args) > 1 and args[0].lower() == "ref":  # pasted from a card: "Ref FB-12"
         args = args[1:]
     if len(args) > 1:
         raise RequestError(
             [
                 Problem(
-                    sub, " ".join(args), f"takes one campaign ID{extra}, e.g. `/fota {sub} FB-12`"
+                    sub,
+                    " ".join(args),
+                    f"takes one campaign ID{extra}, e.g. `/fota {sub} FB-12`",
+                    typed_as="words",
                 )
             ]
         )
     campaign = normalize_campaign_id(args[0])
     if campaign is None:
-        raise RequestError([Problem(sub, args[0], f"is not a campaign ID: use {_ID_FORMS}")])
+        raise RequestError([Problem(sub, args[0], f"is not a campaign ID: use {_ID_FORMS}", typed_as="words")])
     return campaign
 
 
@@ -239,7 +249,7 @@ def parse_command(text: str) -> Command:
     else:
         hint = "the commands are " + ", ".join(f"`{s}`" for s in SUBCOMMANDS) + "."
     raise RequestError(
-        [Problem("command", first, f"is not a /fota command; {hint} Try `/fota help`.")]
+        [Problem("command", first, f"is not a /fota command; {hint} Try `/fota help`.", typed_as="words")]
     )
 
 

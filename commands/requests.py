@@ -56,9 +56,14 @@ class Problem:
     key: str
     value: str
     rule: str
+    # How the user typed it: a `key=value` pair, or words of a command (`/fota status abc`).
+    typed_as: str = "pair"
 
     def __str__(self) -> str:
         shown = self.value if len(self.value) <= 60 else self.value[:57] + "..."
+        if self.typed_as == "words":
+            typed = " ".join(part for part in ("/fota", self.key if self.key != "command" else "", shown) if part)
+            return f"`{typed}`: {self.rule}"
         if shown:
             return f"`{self.key}={shown}`: {self.rule}"
         return f"`{self.key}`: {self.rule}"

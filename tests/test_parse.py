@@ -690,3 +690,18 @@ def test_help_example_is_a_valid_request() -> None:
     cmd = parse_command(line.strip("`").removeprefix("/fota "))
     assert isinstance(cmd, Schedule)
     assert schedule(cmd.args).name == "Q3 rollout"
+
+
+@pytest.mark.parametrize("typed", ["FB–1", "ＦＢ-1", "FB\u200b-1", "FB—1", "fb\u22121"])
+def test_campaign_ids_typed_with_odd_dashes_or_widths_are_read(typed: str) -> None:
+    assert normalize_campaign_id(typed) == "FB-1"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [("stauts FB-1", "`/fota stauts`"), ("status abc", "`/fota status abc`"), ("status", "`/fota status`")],
+)
+def test_command_errors_show_the_command_as_typed_not_as_a_key(text: str, shown: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        parse_command(text)
+    assert shown in caught.value.message() and "=" not in caught.value.message().splitlines()[1][:20]
