@@ -338,7 +338,13 @@ def _http_app(rt: Runtime) -> Starlette:
     handler = AsyncSlackRequestHandler(rt.bolt)
 
     async def slack_events(request: Request) -> Response:
-        return await handler.handle(request)
+        try:
+            return await handler.handle(request)
+        except Exception:
+            # Bolt itself can fail on a malformed payload (e.g. block_actions with no actions)
+            # before any listener runs: a plain 400 and a log line, never a 500 or a traceback.
+            log.warning("malformed request to /slack/events refused", exc_info=True)
+            return PlainTextResponse("malformed Slack request", status_code=400)
 
     async def healthz(request: Request) -> Response:
         database = "ok" if rt.store.healthy() else "unusable"

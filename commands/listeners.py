@@ -85,6 +85,13 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
         # Slack re-sends a request it thinks timed out (X-Slack-Retry-Num); the first one acted.
         if req.headers.get("x-slack-retry-num"):
             return BoltResponse(status=200, body="")
+        # Every command and interaction names who acted; one without is not from Slack as
+        # documented: refuse it plainly rather than fail inside a listener (a 500).
+        body = req.body if isinstance(req.body, dict) else {}
+        if (body.get("command") and not body.get("user_id")) or (
+            body.get("type") in ("block_actions", "view_submission") and not (body.get("user") or {}).get("id")
+        ):
+            return BoltResponse(status=400, body="malformed Slack request: no user")
         return await next()
 
     def today() -> dt.date:

@@ -231,3 +231,14 @@ async def test_a_damaged_or_unknown_button_gets_a_plain_answer_and_changes_nothi
             await stack.settle()
             assert "damaged or out of date" in json.dumps(stack.answers(response_url))
         assert stack.rt.store.decisions(1) == [] and stack.thingspace.schedule_posts() == []
+
+
+async def test_a_signed_payload_without_a_user_gets_400_not_500(tmp_path: Path) -> None:
+    from urllib.parse import urlencode
+
+    async with running_stack(tmp_path) as stack:
+        command = urlencode({"command": "/fota", "text": "help", "team_id": "T0FOTA", "channel_id": "C1"}).encode()
+        assert (await stack.post_slack(command)).status_code == 400
+        click = urlencode({"payload": json.dumps({"type": "block_actions", "actions": []})}).encode()
+        assert (await stack.post_slack(click)).status_code == 400
+        assert stack.rt.store.list_campaigns(scope="all") == []
