@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from commands import blocks as kit
@@ -60,6 +59,8 @@ from commands.blocks.kit import clip, format_duration
 from commands.requests import RequestError, TimeWindow
 from storage.records import Campaign, Decision
 from storage.states import DEVICE_BUCKETS, CampaignState
+from tests.support import blocks as support_blocks
+from tests.support.blocks import all_text, check_escaped
 
 S = CampaignState
 UTC = dt.UTC
@@ -121,94 +122,18 @@ def reject(user: str, reason: str | None, *, at: dt.datetime = T0) -> Decision:
     return Decision(12, user, "reject", HASH, reason, at)
 
 
-# --- The limit checker, applied to everything built below --------------------------------------
-
-
-def _texts(obj: Any, kinds: tuple[str, ...] = ("mrkdwn", "plain_text")) -> list[str]:
-    """Every text object's text (of the given kinds), anywhere in a block tree."""
-    found: list[str] = []
-    if isinstance(obj, dict):
-        if obj.get("type") in kinds and isinstance(obj.get("text"), str):
-            found.append(obj["text"])
-        for value in obj.values():
-            found += _texts(value, kinds)
-    elif isinstance(obj, list):
-        for value in obj:
-            found += _texts(value, kinds)
-    return found
-
-
-def _check_button(element: dict[str, Any]) -> None:
-    assert len(element["text"]["text"]) <= 75
-    assert len(element["action_id"]) <= 255
-    assert len(element.get("value", "")) <= 2000
-    if "confirm" in element:
-        confirm = element["confirm"]
-        assert 0 < len(confirm["title"]["text"]) <= 100
-        assert 0 < len(confirm["text"]["text"]) <= 300
-        assert len(confirm["confirm"]["text"]) <= 30
-        assert len(confirm["deny"]["text"]) <= 30
+# --- The limit checker (tests/support/blocks.py), applied to everything built below ------------
 
 
 def check_blocks(blocks: list[dict[str, Any]], *, max_blocks: int = 50) -> None:
-    assert 0 < len(blocks) <= max_blocks
-    action_ids: list[str] = []
-    for block in blocks:
-        parsed = Block.parse(block)
-        assert parsed is not None, block
-        parsed.validate_json()
-        assert parsed.to_dict() == block  # nothing unknown, nothing dropped
-        assert len(block.get("block_id", "")) <= 255
-        kind = block["type"]
-        if kind == "header":
-            assert 0 < len(block["text"]["text"]) <= 150
-        elif kind == "section":
-            assert "text" in block or "fields" in block
-            if "text" in block:
-                assert 0 < len(block["text"]["text"]) <= 3000
-            assert len(block.get("fields", [])) <= 10
-            assert all(0 < len(f["text"]) <= 2000 for f in block.get("fields", []))
-        elif kind == "context":
-            assert 0 < len(block["elements"]) <= 10
-            assert all(0 < len(e["text"]) <= 3000 for e in block["elements"])
-        elif kind == "actions":
-            for element in block["elements"]:
-                _check_button(element)
-                action_ids.append(element["action_id"])
-    assert len(action_ids) == len(set(action_ids)), "action_id must be unique in a message"
-    for text in _texts(blocks):
-        assert text.strip()
+    # These cards carry one set of buttons: action_ids unique across the whole message.
+    support_blocks.check_blocks(blocks, max_blocks=max_blocks, unique_ids="message")
 
 
 def check_message(msg: dict[str, Any]) -> None:
     assert set(msg) == {"text", "blocks"}
     assert isinstance(msg["text"], str) and 0 < len(msg["text"]) <= 3000
     check_blocks(msg["blocks"])
-
-
-def check_escaped(msg: dict[str, Any]) -> None:
-    """No user-supplied control character survives into mrkdwn or the fallback text (Slack
-    parses both). plain_text is shown as typed, so it must not be escaped twice."""
-    parsed = "\n".join([msg["text"], *_texts(msg["blocks"], ("mrkdwn",))])
-    for raw in (
-        "<script>",
-        "</script>",
-        "<!channel>",
-        "<@U999>",
-        "a<b",
-        "c>d",
-        "<INVALID",
-        "<id>",
-        "<Weird>",
-        "<make>",
-    ):
-        assert raw not in parsed, raw
-    for text in _texts(msg["blocks"], ("plain_text",)):
-        assert "&amp;" not in text and "&lt;" not in text
-
-
-def all_text(msg: dict[str, Any]) -> str:
-    return "\n".join([msg.get("text", ""), *_texts(msg["blocks"])])
 
 
 # --- Every builder, for the sweep tests ---------------------------------------------------------

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
-from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from commands import blocks as kit
@@ -39,6 +38,7 @@ from commands.blocks.operations import cancel_value, firmware_value, list_page_v
 from commands.requests import TimeWindow
 from storage.records import Campaign, Decision, Device
 from storage.states import CampaignState
+from tests.support.blocks import all_text, check_blocks, check_escaped
 
 S = CampaignState
 UTC = dt.UTC
@@ -158,79 +158,13 @@ def devices(n: int, *, reason: str | None = None) -> list[Device]:
     return [Device(f"{354658090000000 + i:015d}", "UpgradeFailed", reason, "2030-01-01") for i in range(n)]
 
 
-# --- The limit checker ----------------------------------------------------------------------------
-
-
-def _texts(obj: Any, kinds: tuple[str, ...] = ("mrkdwn", "plain_text")) -> list[str]:
-    found: list[str] = []
-    if isinstance(obj, dict):
-        if obj.get("type") in kinds and isinstance(obj.get("text"), str):
-            found.append(obj["text"])
-        for value in obj.values():
-            found += _texts(value, kinds)
-    elif isinstance(obj, list):
-        for value in obj:
-            found += _texts(value, kinds)
-    return found
-
-
-def _check_button(element: dict[str, Any]) -> None:
-    assert element["type"] == "button"
-    assert 0 < len(element["text"]["text"]) <= 75
-    assert len(element["action_id"]) <= 255
-    assert len(element.get("value", "")) <= 2000
-    if "confirm" in element:
-        confirm = element["confirm"]
-        assert 0 < len(confirm["title"]["text"]) <= 100
-        assert 0 < len(confirm["text"]["text"]) <= 300
-        assert 0 < len(confirm["confirm"]["text"]) <= 30
-        assert 0 < len(confirm["deny"]["text"]) <= 30
-
-
-def check_blocks(message_blocks: list[dict[str, Any]], *, max_blocks: int = 50) -> None:
-    assert 0 < len(message_blocks) <= max_blocks
-    for block in message_blocks:
-        parsed = Block.parse(block)
-        assert parsed is not None, block
-        parsed.validate_json()
-        assert parsed.to_dict() == block  # nothing unknown, nothing dropped
-        kind = block["type"]
-        if kind == "section":
-            assert "text" in block or "fields" in block
-            if "text" in block:
-                assert 0 < len(block["text"]["text"]) <= 3000
-            assert len(block.get("fields", [])) <= 10
-            assert all(0 < len(f["text"]) <= 2000 for f in block.get("fields", []))
-            if "accessory" in block:
-                _check_button(block["accessory"])
-        elif kind == "context":
-            assert 0 < len(block["elements"]) <= 10
-            assert all(0 < len(e["text"]) <= 3000 for e in block["elements"])
-        elif kind == "header":
-            assert 0 < len(block["text"]["text"]) <= 150
-        elif kind == "actions":
-            ids = [e["action_id"] for e in block["elements"]]
-            # Slack: action_id unique within its block (the Home tab repeats Approve per request).
-            assert len(ids) == len(set(ids))
-            for element in block["elements"]:
-                _check_button(element)
-    for text in _texts(message_blocks):
-        assert text.strip()
+# --- The limit checker: tests/support/blocks.py ----------------------------------------------
 
 
 def check_message(msg: dict[str, Any]) -> None:
     assert set(msg) == {"text", "blocks"}
     assert isinstance(msg["text"], str) and 0 < len(msg["text"]) <= 3000
     check_blocks(msg["blocks"])
-
-
-def check_escaped(msg: dict[str, Any]) -> None:
-    """No user-supplied control character survives into mrkdwn or the fallback text."""
-    parsed = "\n".join([msg.get("text", ""), *_texts(msg["blocks"], ("mrkdwn",))])
-    for raw in ("<script>", "</script>", "<!channel>", "<@U999>", "a<b", "c>d", "<INVALID", "<id>", "<acc>", "<make>"):
-        assert raw not in parsed, raw
-    for text in _texts(msg["blocks"], ("plain_text",)):
-        assert "&amp;" not in text and "&lt;" not in text
 
 
 def check_home(view: dict[str, Any]) -> None:
@@ -240,9 +174,6 @@ def check_home(view: dict[str, Any]) -> None:
     assert view["type"] == "home"
     check_blocks(view["blocks"], max_blocks=100)
 
-
-def all_text(msg: dict[str, Any]) -> str:
-    return "\n".join([msg.get("text", ""), *_texts(msg["blocks"])])
 
 
 def buttons(msg: dict[str, Any], action_id: str) -> list[dict[str, Any]]:
