@@ -45,6 +45,9 @@ class ScheduleRequest:
     devices: tuple[str, ...]
     name: str | None = None
     account: str | None = None
+    # licence=auto: ThingSpace may assign free FOTA licences to unlicensed devices
+    # (autoAssignLicenseFlag). Off by default.
+    licence_auto: bool = False
     # Things the user should know that are not errors ("2 duplicate IMEIs dropped").
     notes: tuple[str, ...] = field(default=(), compare=False)
 

@@ -45,6 +45,9 @@ class Campaign:
     error_message: str | None = None
     last_callback_at: dt.datetime | None = None
     notes: tuple[str, ...] = ()
+    # Let ThingSpace assign a free FOTA licence to a device that has none (the request's
+    # licence option); sent as autoAssignLicenseFlag. Off unless the request asked for it.
+    licence_auto: bool = False
 
     @property
     def ref(self) -> str:
@@ -56,7 +59,12 @@ class Campaign:
         return f"{self.name} [{self.ref}]" if self.name else f"fota-bot {self.ref}"
 
     def schedule_body(self, devices: list[str]) -> dict[str, Any]:
-        """The schedule request body, in the reference page's shape and key order."""
+        """The schedule request body, in the reference page's shape and key order.
+
+        ThingSpace's v3 model requires both flags (Verizon's SDK refuses to serialise a body
+        without them). autoAddDevicesFlag is always false: true would let ThingSpace add
+        devices of the same make and model that nobody approved.
+        """
         body: dict[str, Any] = {
             "campaignName": self.thingspace_name,
             "firmwareName": self.firmware_name,
@@ -69,6 +77,8 @@ class Campaign:
         if self.windows:
             body["campaignTimeWindowList"] = [w.as_thingspace() for w in self.windows]
         body["deviceList"] = list(devices)
+        body["autoAssignLicenseFlag"] = self.licence_auto
+        body["autoAddDevicesFlag"] = False
         return body
 
     @classmethod
@@ -104,6 +114,8 @@ class Campaign:
             error_message=row["error_message"],
             last_callback_at=when(row["last_callback_at"]),
             notes=tuple(json.loads(row["notes"] or "[]")),
+            # A database without the column predates the licence option: off.
+            licence_auto=bool(row.get("licence_auto") or 0),
         )
 
 

@@ -65,6 +65,8 @@ async def test_nothing_reaches_thingspace_before_approval_then_exactly_one_campa
             "endDate": "2026-11-29",
             "campaignTimeWindowList": [{"startTime": 18, "endTime": 22}],
             "deviceList": IMEIS,
+            "autoAssignLicenseFlag": False,
+            "autoAddDevicesFlag": False,
         }
         assert post.headers["authorization"].startswith("Bearer ")
         assert post.headers["vz-m2m-token"]
