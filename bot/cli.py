@@ -28,11 +28,23 @@ SANDBOX_BANNER = (
 )
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's), as `pip show fota-bot` says it."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        return installed_version("fota-bot")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fota-bot",
         description="Schedule ThingSpace FOTA campaigns from Slack, behind human approval.",
     )
+    parser.add_argument("--version", action="version", version=f"fota-bot {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("serve", help="run the bot (HTTP app on FOTA_PORT; Socket Mode with SLACK_APP_TOKEN)")
     sandbox = sub.add_parser("sandbox", help="run the built-in ThingSpace simulator on its own port")
