@@ -24,7 +24,7 @@ SUBCOMMANDS = ("serve", "sandbox", "demo", "check", "campaigns", "register-callb
 
 SANDBOX_BANNER = (
     "SANDBOX MODE: no ThingSpace credentials are set, so fota-bot talks to its built-in "
-    "ThingSpace simulator. Nothing reaches real devices."
+    "ThingSpace simulator: a rehearsal. Nothing reaches real devices."
 )
 
 
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # The demo's output is the thread: only warnings unless FOTA_LOG_LEVEL asks for more.
     level = "WARNING" if args.command == "demo" and "FOTA_LOG_LEVEL" not in env else settings.log_level
-    configure_logging(level, _secret_values(settings))
+    configure_logging(level, _secret_values(settings), settings.log_format)
     try:
         if args.command == "serve":
             return asyncio.run(_serve(settings))
@@ -164,7 +164,7 @@ async def _serve_locked(settings: Settings) -> int:
             host=settings.host,
             port=settings.port,
             lifespan="off",
-            log_level=settings.log_level.lower(),
+            log_config=None,  # uvicorn's records go through the one handler configure_logging set
             access_log=False,  # an access log would print the callback URL, whose path is a secret
             timeout_graceful_shutdown=20,
         )
@@ -223,7 +223,9 @@ async def _sandbox(host: str, port: int, speed: float) -> int:
     sandbox = Sandbox(clock=SandboxClock.real(speed=speed))
     ticker = asyncio.get_running_loop().create_task(sandbox.run_forever())
     log.warning("ThingSpace sandbox on http://%s:%s (speed x%s); point THINGSPACE_URL at it", host, port, speed)
-    server = GracefulServer(uvicorn.Config(create_sandbox_app(sandbox), host=host, port=port, lifespan="off"))
+    server = GracefulServer(
+        uvicorn.Config(create_sandbox_app(sandbox), host=host, port=port, lifespan="off", log_config=None)
+    )
     try:
         await server.serve()
     finally:

@@ -20,6 +20,7 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_THINGSPACE_URL = "https://thingspace.verizon.com"
 SANDBOX_ACCOUNT = "0000000000-00001"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -68,6 +69,7 @@ class Settings:
     update_interval: float = 5.0
     max_devices: int = 100_000
     log_level: str = "INFO"
+    log_format: str = "text"
     thingspace_url: str = DEFAULT_THINGSPACE_URL
     thingspace_client_id: Secret | None = None
     thingspace_client_secret: Secret | None = None
@@ -103,7 +105,7 @@ _KNOWN = (
     "SLACK_BOT_TOKEN SLACK_SIGNING_SECRET SLACK_APP_TOKEN SLACK_API_URL FOTA_APPROVAL_CHANNEL "
     "FOTA_APPROVERS FOTA_REQUESTERS FOTA_REQUIRED_APPROVALS FOTA_APPROVAL_TTL FOTA_DB FOTA_HOST "
     "FOTA_PORT FOTA_PUBLIC_URL FOTA_CALLBACK_TOKEN FOTA_CALLBACK_ALLOWED_IPS FOTA_TRUSTED_PROXIES "
-    "FOTA_UPDATE_INTERVAL FOTA_MAX_DEVICES FOTA_LOG_LEVEL THINGSPACE_URL THINGSPACE_CLIENT_ID "
+    "FOTA_UPDATE_INTERVAL FOTA_MAX_DEVICES FOTA_LOG_LEVEL FOTA_LOG_FORMAT THINGSPACE_URL THINGSPACE_CLIENT_ID "
     "THINGSPACE_CLIENT_SECRET THINGSPACE_USERNAME THINGSPACE_PASSWORD THINGSPACE_ACCOUNT"
 ).split()
 ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(_KNOWN)
@@ -227,6 +229,10 @@ def load(env: Mapping[str, str], *, for_serve: bool = True) -> Settings:
     if log_level not in LOG_LEVELS:
         problems.append(f"FOTA_LOG_LEVEL={raw('FOTA_LOG_LEVEL')}: expected one of {', '.join(LOG_LEVELS)}")
         log_level = "INFO"
+    log_format = (raw("FOTA_LOG_FORMAT") or "text").lower()
+    if log_format not in LOG_FORMATS:
+        problems.append(f"FOTA_LOG_FORMAT={raw('FOTA_LOG_FORMAT')}: expected text or json")
+        log_format = "text"
 
     callback_token = secret("FOTA_CALLBACK_TOKEN")
     if callback_token and not re.match(r"^[A-Za-z0-9_-]{16,128}$", callback_token.reveal()):
@@ -298,6 +304,7 @@ def load(env: Mapping[str, str], *, for_serve: bool = True) -> Settings:
         update_interval=interval,
         max_devices=integer("FOTA_MAX_DEVICES", 100_000, 1, 1_000_000),
         log_level=log_level,
+        log_format=log_format,
         thingspace_url=url("THINGSPACE_URL", DEFAULT_THINGSPACE_URL) or DEFAULT_THINGSPACE_URL,
         thingspace_client_id=ts_values["THINGSPACE_CLIENT_ID"],
         thingspace_client_secret=ts_values["THINGSPACE_CLIENT_SECRET"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -37,6 +38,8 @@ from storage.states import (
 )
 
 Clock = Callable[[], dt.datetime]
+# One INFO line per state change, with who and why: the operator's view of the audit table.
+log = logging.getLogger("storage.store")
 
 
 def utcnow() -> dt.datetime:
@@ -350,6 +353,7 @@ class Store:
             if fields:
                 self._set(campaign_id, fields)
             self._audit(campaign_id, current.state, to, actor, reason, self.now())
+        log.info("%s %s -> %s by %s: %s", current.ref, current.state.value, to.value, actor, reason)
         return self.campaign(campaign_id)
 
     def _audit(

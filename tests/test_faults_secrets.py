@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from bot.cli import _secret_values
-from bot.logs import configure_logging
+from bot.logs import LIBRARIES, configure_logging
 from bot.settings import load
 from commands import blocks
 from storage.states import CampaignState
@@ -64,7 +64,7 @@ def serve_logging(env: dict[str, str]) -> Iterator[tuple[io.StringIO, RawRecords
     """`fota-bot serve`'s logging at DEBUG, into a buffer; the process's logging restored after."""
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
-    noisy = ("httpx", "httpcore", "slack_bolt", "slack_sdk", "apscheduler", "aiohttp")
+    noisy = ("httpx", "httpcore", *LIBRARIES)
     saved_levels = {name: logging.getLogger(name).level for name in noisy}
     raw = RawRecords()
     try:

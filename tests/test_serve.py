@@ -78,6 +78,11 @@ def check_serve(process: subprocess.Popen[str], port: int, env: dict[str, str] |
         log = process.stderr.read()
         assert "SANDBOX MODE" in log and "fota-bot stopped" in log
         assert "Traceback" not in log
+        # A clean start warns of nothing but sandbox mode, in one format (no uvicorn banner,
+        # no scheduler chatter, no Bolt note about its token).
+        lines = log.splitlines()
+        assert [line for line in lines if " WARNING " in line and " bot.cli: " not in line] == []
+        assert not any(line.startswith("INFO:") or "apscheduler" in line for line in lines), log
         for secret in REQUIRED.values():
             if secret != "C0SERVE":
                 assert secret not in log

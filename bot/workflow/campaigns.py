@@ -197,6 +197,7 @@ class CampaignService:
             except NotApproved as exc:
                 raise UserError(f"{exc}. Nothing changed.") from exc
             if result.outcome is ApprovalOutcome.RECORDED:
+                log.info("%s approval by %s recorded: %d of %d", result.campaign.ref, user, result.approvals, required)
                 self.events.approval_recorded(result.campaign, user)
             elif result.outcome is ApprovalOutcome.APPROVED:
                 self.events.approved(result.campaign)

@@ -227,6 +227,8 @@ class Rollout:
             self.events.status_changed(campaign, old, new.value)
             if new.is_terminal:
                 self.events.finished(campaign)
+        if new.is_terminal:
+            log.info("%s ended %s: %s", campaign.ref, new.value, _counts(self.store.device_counts(campaign_id)))
         return campaign
 
     # --- re-reads ----------------------------------------------------------------------------
@@ -273,3 +275,7 @@ def _report_row(device: dict[str, Any]) -> tuple[str, str, str | None, str | Non
         str(reason)[:1000] if reason else None,
         device.get("updatedTime"),
     )
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return " · ".join(f"{label} {n}" for label, n in counts.items() if n) or "no devices"
