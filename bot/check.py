@@ -9,6 +9,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
+from bot.thingspace.client import Registration
 from bot.thingspace.errors import ThingSpaceError
 from storage.store import Store
 
@@ -74,6 +75,13 @@ async def run_check(settings: Settings) -> int:
     return 0 if not problems else 1
 
 
+REGISTRATION_WORDS = {
+    Registration.CREATED: "none was registered",
+    Registration.UPDATED: "it replaces the URL registered before",
+    Registration.REPLACED: "it replaces the URL registered before",
+}
+
+
 async def register_callback(settings: Settings) -> int:
     if settings.sandbox_mode:
         print("Sandbox mode: `fota-bot serve` registers its own callback with the built-in simulator.")
@@ -90,14 +98,18 @@ async def register_callback(settings: Settings) -> int:
 
     client = live_thingspace_client(settings)
     try:
-        await client.register_callback(settings.thingspace_account, url)
+        done = await client.register_callback(settings.thingspace_account, url)
     except ThingSpaceError as exc:
         print(f"ThingSpace refused the callback registration: {exc}")
         return 1
     finally:
         await client.aclose()
-    print(f"Registered {settings.public_url.rstrip('/')}/thingspace/callbacks/******** for account "
-          f"{settings.thingspace_account}.")
+    shown = f"{settings.public_url.rstrip('/')}/thingspace/callbacks/********"
+    if done is Registration.UNCHANGED:
+        print(f"Already registered: {shown} for account {settings.thingspace_account}; nothing changed.")
+    else:
+        print(f"Registered {shown} for account {settings.thingspace_account} "
+              f"({REGISTRATION_WORDS[done]}).")
     return 0
 
 

@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 
 from bot.secrets import Secret
 from bot.thingspace import (
+    Registration,
+    StatusNotSearchable,
     ThingSpaceAmbiguous,
     ThingSpaceAuthError,
     ThingSpaceClient,
@@ -230,6 +232,8 @@ async def test_logins_send_the_documented_requests(make_client: MakeClient) -> N
     assert login.headers["Authorization"] == f"Bearer {token(1)}"
     assert login.headers["Content-Type"] == "application/json"
     assert json.loads(login.content) == {"username": USERNAME, "password": PASSWORD}
+    # As Verizon's SDK sends them: not httpx's default `*/*`.
+    assert oauth.headers["Accept"] == login.headers["Accept"] == "application/json"
     assert ts.fota_requests == []
 
 
@@ -283,10 +287,26 @@ CALLBACK_URL = "https://bot.example.com/thingspace/callbacks/cb-token-Ww2"
             id="device_info",
         ),
         pytest.param(
-            lambda c: c.register_callback(ACCOUNT, CALLBACK_URL),
-            {"url": CALLBACK_URL}, "POST", f"/callbacks/{ACCOUNT}", {}, {"url": CALLBACK_URL},
-            {"url": CALLBACK_URL},
-            id="register_callback",
+            lambda c: c.change_campaign_dates(
+                ACCOUNT, CAMPAIGN_ID, start_date=dt.date(2026, 12, 1),
+                end_date=dt.date(2026, 12, 4), windows=[(18, 22), (2, 6)],
+            ),
+            CAMPAIGN, "PUT", f"/campaigns/firmware/{ACCOUNT}/{CAMPAIGN_ID}/dates", {},
+            {"startDate": "2026-12-01", "endDate": "2026-12-04",
+             "campaignTimeWindowList": [{"startTime": 18, "endTime": 22},
+                                        {"startTime": 2, "endTime": 6}]},
+            CAMPAIGN,
+            id="change_campaign_dates",
+        ),
+        pytest.param(
+            lambda c: c.remove_devices(ACCOUNT, CAMPAIGN_ID, ["354658090353977"]),
+            {"accountName": ACCOUNT, "campaignId": CAMPAIGN_ID,
+             "deviceList": [{"deviceId": "354658090353977", "status": "Success"}]},
+            "PUT", f"/campaigns/firmware/{ACCOUNT}/{CAMPAIGN_ID}", {},
+            {"Type": "remove", "deviceList": ["354658090353977"]},
+            {"accountName": ACCOUNT, "campaignId": CAMPAIGN_ID,
+             "deviceList": [{"deviceId": "354658090353977", "status": "Success"}]},
+            id="remove_devices",
         ),
         pytest.param(
             lambda c: c.get_callback(ACCOUNT),
@@ -321,6 +341,7 @@ async def test_each_call_on_the_wire(
     assert dict(request.url.params) == query
     assert request.headers["Authorization"] == f"Bearer {token(1)}"
     assert request.headers["VZ-M2M-Token"] == session(1)
+    assert request.headers["Accept"] == "application/json"
     if body is None:
         assert request.content == b""
     else:
@@ -1019,6 +1040,152 @@ async def test_find_campaign_by_name_raises_rather_than_answering_none(
 
     with pytest.raises(ThingSpaceUnavailable):
         await make_client(ts, max_retries=0).find_campaign_by_name(ACCOUNT, "fota-bot FB-12")
+
+
+async def test_a_status_thingspace_cannot_search_is_skipped_and_logged_once(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    wanted = {"id": "c9", "campaignName": "fota-bot FB-12"}
+
+    def fota(request: httpx.Request) -> httpx.Response:
+        status = request.url.params["campaignStatus"]
+        if status == "CampaignPreScheduled":
+            # What a ThingSpace that follows Verizon's SDK enum would answer.
+            return httpx.Response(
+                400,
+                json={"errorCode": "INVALID_PARAMETER", "errorMessage": "Invalid campaignStatus"},
+            )
+        if status == "CampaignEnded":
+            return httpx.Response(200, json={"campaignList": [wanted], "hasMoreData": False})
+        return httpx.Response(200, json={"campaignList": [], "hasMoreData": False})
+
+    ts = FakeThingSpace(fota)
+    client = make_client(ts)
+    caplog.set_level(logging.WARNING, logger="bot.thingspace")
+
+    assert await client.find_campaign_by_name(ACCOUNT, "fota-bot FB-12") == wanted
+    assert await client.find_campaign_by_name(ACCOUNT, "fota-bot FB-13") is None
+    asked = [r.url.params["campaignStatus"] for r in ts.fota_requests]
+    assert asked.count("CampaignPreScheduled") == 2
+    assert asked[-len(CAMPAIGN_STATUSES):] == list(CAMPAIGN_STATUSES)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert "cannot list campaigns by status CampaignPreScheduled" in warnings[0]
+    assert "INVALID_PARAMETER" in warnings[0]
+
+
+async def test_a_look_up_with_no_searchable_status_cannot_decide(make_client: MakeClient) -> None:
+    ts = FakeThingSpace(answers(httpx.Response(400, json={"errorCode": "E", "errorMessage": "no"})))
+
+    with pytest.raises(ThingSpaceRejected, match="NO_STATUS_SEARCHABLE"):
+        await make_client(ts).find_campaign_by_name(ACCOUNT, "fota-bot FB-12")
+
+
+async def test_a_400_on_a_later_page_still_fails_the_look_up(make_client: MakeClient) -> None:
+    def fota(request: httpx.Request) -> httpx.Response:
+        if "lastSeenCampaignId" in request.url.params:
+            return httpx.Response(400, json={"errorCode": "E", "errorMessage": "bad cursor"})
+        return httpx.Response(
+            200, json={"campaignList": [{"id": "c1"}], "hasMoreData": True, "lastSeenCampaignId": "c1"}
+        )
+
+    ts = FakeThingSpace(fota)
+
+    # Half a list is not "that status cannot be searched": a campaign may be on the lost page.
+    with pytest.raises(ThingSpaceRejected, match="bad cursor") as caught:
+        await make_client(ts).find_campaign_by_name(ACCOUNT, "fota-bot FB-12")
+    assert not isinstance(caught.value, StatusNotSearchable)
+
+
+# --- the callback listener ------------------------------------------------------------------
+
+
+class Listener:
+    """ThingSpace's one callback listener per account, as Verizon's SDK models it: GET reads
+    ({"url"} or 404), POST creates, PUT updates; `put_refused` plays a ThingSpace whose older
+    pages know only POST."""
+
+    def __init__(self, url: str | None = None, *, put_refused: bool = False) -> None:
+        self.url = url
+        self.put_refused = put_refused
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        assert request.url.path == f"{FOTA}/callbacks/{ACCOUNT}"
+        if request.method == "GET":
+            if self.url is None:
+                return httpx.Response(
+                    404, json={"errorCode": "NOT_FOUND", "errorMessage": "No callback registered"}
+                )
+            return httpx.Response(200, json={"url": self.url})
+        if request.method == "PUT" and self.put_refused:
+            return httpx.Response(405)
+        if request.method in ("POST", "PUT"):
+            self.url = json.loads(request.content)["url"]
+            return httpx.Response(200, json={"url": self.url})
+        return httpx.Response(405)
+
+
+@pytest.mark.parametrize(
+    ("registered", "put_refused", "done", "calls"),
+    [
+        pytest.param(CALLBACK_URL, False, Registration.UNCHANGED, ["GET"], id="same URL"),
+        pytest.param(None, False, Registration.CREATED, ["GET", "POST"], id="none"),
+        pytest.param("https://old.example.com/cb/x", False, Registration.UPDATED, ["GET", "PUT"],
+                     id="another URL"),
+        pytest.param("https://old.example.com/cb/x", True, Registration.REPLACED,
+                     ["GET", "PUT", "POST"], id="PUT refused"),
+    ],
+)  # fmt: skip
+async def test_register_callback_reads_first_and_changes_only_what_differs(
+    make_client: MakeClient,
+    registered: str | None,
+    put_refused: bool,
+    done: Registration,
+    calls: list[str],
+) -> None:
+    listener = Listener(registered, put_refused=put_refused)
+    ts = FakeThingSpace(listener)
+
+    assert await make_client(ts).register_callback(ACCOUNT, CALLBACK_URL) is done
+
+    assert [r.method for r in ts.fota_requests] == calls
+    assert listener.url == CALLBACK_URL
+    for request in ts.fota_requests:
+        assert request.headers["Accept"] == "application/json"
+        if request.method in ("POST", "PUT"):
+            assert json.loads(request.content) == {"url": CALLBACK_URL}
+
+
+async def test_register_callback_twice_sends_one_write(make_client: MakeClient) -> None:
+    listener = Listener()
+    ts = FakeThingSpace(listener)
+    client = make_client(ts)
+
+    assert await client.register_callback(ACCOUNT, CALLBACK_URL) is Registration.CREATED
+    assert await client.register_callback(ACCOUNT, CALLBACK_URL) is Registration.UNCHANGED
+    assert [r.method for r in ts.fota_requests] == ["GET", "POST", "GET"]
+
+
+async def test_a_refused_registration_keeps_the_callback_token_out_of_the_error(
+    make_client: MakeClient,
+) -> None:
+    def fota(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(404)
+        return httpx.Response(
+            400, json={"errorCode": "INVALID_URL", "errorMessage": f"Bad url {CALLBACK_URL}"}
+        )
+
+    with pytest.raises(ThingSpaceRejected) as caught:
+        await make_client(FakeThingSpace(fota)).register_callback(ACCOUNT, CALLBACK_URL)
+    assert "cb-token-Ww2" not in str(caught.value)
+
+
+async def test_remove_devices_needs_a_device(make_client: MakeClient) -> None:
+    ts = FakeThingSpace()
+    with pytest.raises(ValueError):
+        await make_client(ts).remove_devices(ACCOUNT, CAMPAIGN_ID, [])
+    assert ts.fota_requests == []
 
 
 # --- secrets -------------------------------------------------------------------------------

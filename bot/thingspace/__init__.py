@@ -4,9 +4,11 @@ from bot.thingspace.client import (
     ACTIVE_CAMPAIGN_STATUSES,
     CAMPAIGN_STATUSES,
     ENDED_CAMPAIGN_STATUSES,
+    Registration,
     ThingSpaceClient,
 )
 from bot.thingspace.errors import (
+    StatusNotSearchable,
     ThingSpaceAmbiguous,
     ThingSpaceAuthError,
     ThingSpaceError,
@@ -19,6 +21,8 @@ __all__ = [
     "ACTIVE_CAMPAIGN_STATUSES",
     "CAMPAIGN_STATUSES",
     "ENDED_CAMPAIGN_STATUSES",
+    "Registration",
+    "StatusNotSearchable",
     "ThingSpaceAmbiguous",
     "ThingSpaceAuthError",
     "ThingSpaceClient",

@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from types import TracebackType
 from typing import Any, NoReturn, Self
 from urllib.parse import quote, urlsplit
@@ -26,6 +27,7 @@ import httpx
 
 from bot.secrets import Secret
 from bot.thingspace.errors import (
+    StatusNotSearchable,
     ThingSpaceAmbiguous,
     ThingSpaceAuthError,
     ThingSpaceNotFound,
@@ -80,6 +82,15 @@ _NOT_PROCESSED = frozenset({429, 503})
 JSON = Any
 
 
+class Registration(StrEnum):
+    """What `register_callback` did to the account's callback listener."""
+
+    UNCHANGED = "unchanged"  # this URL was already registered: nothing sent
+    CREATED = "created"  # none was registered: POST
+    UPDATED = "updated"  # another URL was: PUT
+    REPLACED = "replaced"  # another URL was and the PUT was refused: POST
+
+
 @dataclass(frozen=True)
 class _Credentials:
     token: str
@@ -120,8 +131,13 @@ class ThingSpaceClient:
         self._sleep = sleep
         self._clock = clock
         self._login_cooldown = login_cooldown
+        # ThingSpace's API definitions give every call `Accept: application/json`; httpx
+        # would send `*/*`, which an API gateway may answer with something else than JSON.
         self._http = httpx.AsyncClient(
-            base_url=self._base_url, transport=transport, timeout=httpx.Timeout(timeout)
+            base_url=self._base_url,
+            transport=transport,
+            timeout=httpx.Timeout(timeout),
+            headers={"Accept": "application/json"},
         )
 
         # One login at a time: concurrent callers wait for it and share its result.
@@ -136,6 +152,8 @@ class ThingSpaceClient:
         self._login_failed_at: float | None = None
         self._login_failed_wall: dt.datetime | None = None
         self._login_failure = ""
+        # Campaign statuses ThingSpace refused to search by (a 400), each logged once.
+        self._unsearchable: set[str] = set()
 
     def __repr__(self) -> str:
         return f"ThingSpaceClient(base_url={self._base_url!r})"
@@ -266,9 +284,17 @@ class ThingSpaceClient:
             params = {"campaignStatus": status}
             if last is not None:
                 params["lastSeenCampaignId"] = last
-            answer = await self._fota(
-                "GET", "reports", account, "firmware", "campaigns", params=params
-            )
+            try:
+                answer = await self._fota(
+                    "GET", "reports", account, "firmware", "campaigns", params=params
+                )
+            except ThingSpaceRejected as exc:
+                if exc.status != 400 or last is not None:
+                    raise
+                # A 400 on the first page refuses the status itself: Verizon's SDK lists no
+                # CampaignPreScheduled among the searchable statuses, though campaigns pass
+                # through it.
+                raise StatusNotSearchable(status, exc.error_code, exc.error_message) from exc
             if isinstance(answer, list):
                 for campaign in _dict_list(answer, "the campaign list"):
                     yield campaign
@@ -296,27 +322,115 @@ class ThingSpaceClient:
     ) -> dict[str, Any] | None:
         """The campaign whose campaignName is exactly `name`, or None after searching every status.
 
-        Any failure raises rather than answering None: None means "not created", and the
-        caller may then post the campaign again.
+        A status ThingSpace refuses to search by (400) is skipped, logged once per status; the
+        others still decide. Any other failure, or every status refused, raises rather than
+        answering None: None means "not created", and the caller may then post the campaign again.
         """
+        searched = 0
         for status in statuses:
-            async with contextlib.aclosing(self.campaigns_by_status(account, status)) as campaigns:
-                async for campaign in campaigns:
-                    if campaign.get("campaignName") == name:
-                        return campaign
+            try:
+                async with contextlib.aclosing(
+                    self.campaigns_by_status(account, status)
+                ) as campaigns:
+                    async for campaign in campaigns:
+                        if campaign.get("campaignName") == name:
+                            return campaign
+            except StatusNotSearchable as exc:
+                if status not in self._unsearchable:
+                    self._unsearchable.add(status)
+                    log.warning(
+                        "ThingSpace cannot list campaigns by status %s (%s: %s); "
+                        "campaign look-ups by name search the other statuses",
+                        status,
+                        exc.error_code,
+                        exc.error_message,
+                    )
+                continue
+            searched += 1
+        if statuses and not searched:
+            raise ThingSpaceRejected(
+                400,
+                "NO_STATUS_SEARCHABLE",
+                "ThingSpace refused to list campaigns by every status asked "
+                f"({', '.join(statuses)}); cannot tell whether the campaign exists",
+            )
         return None
 
-    async def register_callback(self, account: str, url: str) -> dict[str, Any]:
+    async def change_campaign_dates(
+        self,
+        account: str,
+        campaign_id: str,
+        *,
+        start_date: dt.date,
+        end_date: dt.date,
+        windows: Sequence[tuple[int, int]],
+    ) -> dict[str, Any]:
+        """PUT /campaigns/firmware/{acc}/{campaignId}/dates: new dates and time windows (UTC
+        hours, start and end). ThingSpace wants all three, even the ones that stay the same,
+        and allows the change only before the campaign starts."""
+        body = {
+            "startDate": start_date.isoformat(),
+            "endDate": end_date.isoformat(),
+            "campaignTimeWindowList": [
+                {"startTime": start, "endTime": end} for start, end in windows
+            ],
+        }
+        answer = await self._fota(
+            "PUT", "campaigns", "firmware", account, campaign_id, "dates", body=body
+        )
+        return _expect_dict(answer, f"the date change of campaign {campaign_id}")
+
+    async def remove_devices(
+        self, account: str, campaign_id: str, imeis: Sequence[str]
+    ) -> dict[str, Any]:
+        """PUT /campaigns/firmware/{acc}/{campaignId} with Type "remove" (capital T, as
+        ThingSpace spells it). ThingSpace allows it only before the campaign is scheduled.
+
+        There is deliberately no "append": adding devices to a campaign would send firmware
+        to devices nobody approved.
+        """
+        if not imeis:
+            raise ValueError("remove_devices needs at least one device")
+        answer = await self._fota(
+            "PUT",
+            "campaigns",
+            "firmware",
+            account,
+            campaign_id,
+            body={"Type": "remove", "deviceList": list(imeis)},
+        )
+        return _expect_dict(answer, f"the device removal from campaign {campaign_id}")
+
+    async def register_callback(self, account: str, url: str) -> Registration:
+        """Make `url` the account's one callback listener, changing nothing when it already is.
+
+        Reads first: nothing is sent when `url` is registered. With none registered it is
+        created (POST); another URL is updated (PUT, as Verizon's SDK does). ThingSpace's older
+        pages say a POST replaces a listener, so a refused PUT falls back to POST.
+        """
         # The callback URL's path carries our secret token; keep it out of error messages.
         hidden = urlsplit(url)._replace(scheme="", netloc="").geturl()
-        answer = await self._fota(
-            "POST",
-            "callbacks",
-            account,
-            body={"url": url},
-            hide=(hidden,) if hidden.strip("/") else (),
-        )
-        return answer if isinstance(answer, dict) else {}
+        hide = (hidden,) if hidden.strip("/") else ()
+        current = await self.get_callback(account)
+        registered = (current or {}).get("url")
+        if registered == url:
+            return Registration.UNCHANGED
+        body = {"url": url}
+        if not registered:
+            await self._fota("POST", "callbacks", account, body=body, hide=hide)
+            return Registration.CREATED
+        try:
+            await self._fota("PUT", "callbacks", account, body=body, hide=hide)
+        except ThingSpaceRejected as exc:
+            log.info(
+                "ThingSpace refused to update the callback listener of %s (%s); "
+                "registering it with POST instead",
+                account,
+                exc.error_code,
+            )
+            await self._fota("POST", "callbacks", account, body=body, hide=hide)
+            return Registration.REPLACED
+        return Registration.UPDATED
 
     async def get_callback(self, account: str) -> dict[str, Any] | None:
         """The account's callback listener, or None when none is registered (404)."""

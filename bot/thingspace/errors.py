@@ -11,6 +11,8 @@ Authorization header.
                             ThingSpace's `{"errorCode", "errorMessage"}` body, or `HTTP_<status>`
                             and a plain description when the body has another shape).
     - ThingSpaceNotFound    404.
+    - StatusNotSearchable   400 to a campaign list by status: ThingSpace does not search by
+                            that status (`.campaign_status`).
   + ThingSpaceAuthError     The OAuth token or the M2M session login was refused, a FOTA call
                             still answered 401 after one fresh login, or a login failed a short
                             while ago and is not retried yet (five failed logins lock the user).
@@ -26,6 +28,7 @@ Authorization header.
 from __future__ import annotations
 
 __all__ = [
+    "StatusNotSearchable",
     "ThingSpaceAmbiguous",
     "ThingSpaceAuthError",
     "ThingSpaceError",
@@ -51,6 +54,14 @@ class ThingSpaceRejected(ThingSpaceError):
 
 class ThingSpaceNotFound(ThingSpaceRejected):
     """ThingSpace answered 404: the account, campaign or callback does not exist."""
+
+
+class StatusNotSearchable(ThingSpaceRejected):
+    """ThingSpace answered 400 to the first page of a campaign list by this status."""
+
+    def __init__(self, campaign_status: str, error_code: str, error_message: str) -> None:
+        self.campaign_status = campaign_status
+        super().__init__(400, error_code, error_message)
 
 
 class ThingSpaceAuthError(ThingSpaceError):
