@@ -35,6 +35,7 @@ from bot.scheduler import Jobs
 from bot.secrets import Secret
 from bot.settings import IPNetwork, Settings
 from bot.slack_files import SlackFiles
+from bot.slack_guard import Refusal, SlackRequestGuard, replaying
 from bot.thingspace.client import ThingSpaceClient
 from bot.workflow.approvers import Directory
 from bot.workflow.campaigns import CampaignService
@@ -336,10 +337,18 @@ def build_runtime(
 
 def _http_app(rt: Runtime) -> Starlette:
     handler = AsyncSlackRequestHandler(rt.bolt)
+    signing_secret = rt.settings.slack_signing_secret
+    guard = SlackRequestGuard(
+        signing_secret=signing_secret.reveal() if signing_secret else None,
+        first_sighting=rt.store.first_sighting,
+    )
 
     async def slack_events(request: Request) -> Response:
+        checked = await guard.check(request)
+        if isinstance(checked, Refusal):
+            return PlainTextResponse(checked.text, status_code=checked.status)
         try:
-            return await handler.handle(request)
+            return await handler.handle(Request(request.scope, replaying(checked)))
         except Exception:
             # Bolt itself can fail on a malformed payload (e.g. block_actions with no actions)
             # before any listener runs: a plain 400 and a log line, never a 500 or a traceback.

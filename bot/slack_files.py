@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
+from bot.slack_urls import trusted_file_url
 from bot.workflow.errors import UserError
 
 DOWNLOAD_SECONDS = 2.0
@@ -15,22 +15,19 @@ DOWNLOAD_SECONDS = 2.0
 class SlackFiles:
     """Fetches `url_private_download` with the bot token, size-limited.
 
-    The token is only ever sent to Slack's own hosts (or the configured
-    SLACK_API_URL host, for the local stand-in): a payload naming another host
-    is refused rather than handed the token.
+    The token is only ever sent over https to Slack's file hosts on 443 (or to the
+    configured SLACK_API_URL's origin, for the local stand-in): a payload naming another
+    host, scheme or port is refused rather than handed the token. Redirects are not
+    followed, so a trusted host cannot pass the token on either.
     """
 
     def __init__(self, *, token: str | None, api_url: str, transport: httpx.AsyncBaseTransport | None = None):
         self._token = token
-        self._api_host = urlsplit(api_url).hostname or ""
+        self._api_url = api_url
         self._transport = transport
 
     def _trusted(self, url: str) -> bool:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if host == self._api_host:
-            return True
-        return parts.scheme == "https" and (host == "slack.com" or host.endswith(".slack.com"))
+        return trusted_file_url(url, self._api_url)
 
     async def download(self, file: dict[str, Any], max_bytes: int) -> bytes:
         url = str(file.get("url_private_download") or file.get("url_private") or "")

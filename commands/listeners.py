@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.background import Background
 from bot.settings import Settings
+from bot.slack_urls import trusted_response_url
 from bot.workflow.campaigns import CampaignService
 from bot.workflow.errors import UserError
 from bot.workflow.operations import Operations
@@ -65,6 +66,12 @@ MAX_DEVICE_FILE_BYTES = 8 * 1024 * 1024
 
 Respond = Callable[..., Awaitable[Any]]
 
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+async def _nowhere(*args: Any, **kwargs: Any) -> None:
+    """respond() for a request whose response_url is not Slack's: the answer is dropped."""
+
 
 @dataclass(frozen=True)
 class Services:
@@ -88,10 +95,18 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
         # Every command and interaction names who acted; one without is not from Slack as
         # documented: refuse it plainly rather than fail inside a listener (a 500).
         body = req.body if isinstance(req.body, dict) else {}
-        if (body.get("command") and not body.get("user_id")) or (
-            body.get("type") in ("block_actions", "view_submission") and not (body.get("user") or {}).get("id")
-        ):
-            return BoltResponse(status=400, body="malformed Slack request: no user")
+        if body.get("command") or body.get("type") in ("block_actions", "view_submission"):
+            user = body.get("user_id") if body.get("command") else (body.get("user") or {}).get("id")
+            # Slack's user IDs are upper-case (U…, W…): a lower-case copy of someone's ID must
+            # never pass for another person, in approvals or anywhere else.
+            if not isinstance(user, str) or not _USER_ID.match(user):
+                return BoltResponse(status=400, body="malformed Slack request: no valid user")
+        url = req.context.get("response_url")
+        if url and not trusted_response_url(str(url), services.settings.slack_api_url):
+            log.warning("a Slack request named a response_url off Slack's hooks host; nothing is sent to it")
+            req.context["response_url"] = None
+            req.context["respond"] = _nowhere
+            body.pop("response_url", None)
         return await next()
 
     def today() -> dt.date:

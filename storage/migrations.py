@@ -206,5 +206,14 @@ def m003_devices_dropped(db: Database) -> None:
     db.table("devices").add_column("dropped_at", str)
 
 
+@migrations()
+def m004_slack_requests(db: Database) -> None:
+    """Signatures of the Slack requests acted on, so a replayed one is not acted on twice."""
+    db.table("slack_requests").create(
+        {"signature": str, "seen_at": float}, pk="signature", not_null={"seen_at"}
+    )
+    db.table("slack_requests").create_index(["seen_at"])
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)

@@ -162,6 +162,19 @@ class Store:
                 [key, value],
             )
 
+    def first_sighting(self, signature: str, now: float, *, keep_seconds: float = 600.0) -> bool:
+        """Remember a signed Slack request; False when it was seen before.
+
+        Kept on disk, so a replay right after a restart is still recognised; rows older
+        than `keep_seconds` (twice Slack's five-minute window) are dropped as new ones come.
+        """
+        with self.db.atomic():
+            self.db.execute("DELETE FROM slack_requests WHERE seen_at < ?", [now - keep_seconds])
+            inserted = self.db.execute(
+                "INSERT OR IGNORE INTO slack_requests(signature, seen_at) VALUES(?, ?)", [signature, now]
+            ).rowcount
+        return inserted == 1
+
     def callback_token(self) -> str:
         """The secret callback path segment, generated once and kept."""
         with self.db.atomic():

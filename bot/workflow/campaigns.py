@@ -49,6 +49,15 @@ class ApprovalTimers(Protocol):
     def cancel_approval_timers(self, campaign_id: int) -> None: ...
 
 
+def distinct_prefixes(first: str, second: str, *, least: int = 12) -> tuple[str, str]:
+    """The two hashes cut as short as the card shows them (12) but never so short that they
+    read the same: two different hashes are never shown as one value."""
+    length = least
+    while length < max(len(first), len(second)) and first[:length] == second[:length]:
+        length += 4
+    return first[:length], second[:length]
+
+
 class CampaignService:
     def __init__(
         self,
@@ -204,10 +213,10 @@ class CampaignService:
         campaign = result.campaign
         match result.outcome:
             case ApprovalOutcome.STALE:
+                shown, current = distinct_prefixes(shown_hash, campaign.content_hash)
                 raise UserError(
                     f"{campaign.ref} changed after this card was shown (the card says request hash "
-                    f"{shown_hash[:12]}, the request is now {campaign.content_hash[:12]}). Nothing was "
-                    "approved; look at the current card."
+                    f"{shown}, the request is now {current}). Nothing was approved; look at the current card."
                 )
             case ApprovalOutcome.CLOSED:
                 if campaign.state is S.PENDING_APPROVAL:

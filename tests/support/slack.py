@@ -108,7 +108,7 @@ def slash_command_body(text: str, **fields: Any) -> bytes:
 def slash_command_payload(
     text: str,
     *,
-    user_id: str = "U_REQ",
+    user_id: str = "U0REQ",
     channel_id: str = "C_REQ",
     command: str = "/fota",
     response_url: str = UNUSED_RESPONSE_URL,
@@ -284,7 +284,7 @@ def view_submission_body(
     callback_id: str,
     values: Mapping[str, Mapping[str, Any]],
     *,
-    user_id: str = "U_REQ",
+    user_id: str = "U0REQ",
     private_metadata: str = "",
     view_id: str = "V1",
     blocks: Sequence[Mapping[str, Any]] = (),

@@ -1,0 +1,127 @@
+"""What stands between the internet and Bolt on `POST /slack/events`.
+
+Anyone can reach that route, so before Bolt parses anything the request must be small,
+carry a numeric timestamp and a valid Slack signature, and not be a replay of a request
+already acted on. Bolt checks the signature again afterwards (harmless); it never sees an
+unsigned body, so nothing unsigned reaches its logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from slack_sdk.signature import SignatureVerifier
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Message, Receive
+
+log = logging.getLogger("bot.slack_guard")
+
+# Every payload Slack sends here carries a message or a view this bot built (our cards and
+# modals stay well inside Block Kit's limits, a few tens of KB) plus at most a few
+# 3,000-character inputs; URL-encoding can triple that. 1 MiB leaves a wide margin and keeps
+# an unsigned sender from making the process hold more than that per request.
+MAX_SLACK_BODY = 1024 * 1024
+
+# Slack's replay window: Bolt refuses a timestamp more than five minutes from its clock.
+SIGNATURE_WINDOW = 5 * 60
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    text: str
+
+
+UNSIGNED = Refusal(401, "invalid request")
+TOO_LARGE = Refusal(413, "request body too large")
+GONE = Refusal(400, "request body incomplete")
+# A replay of a signed request that was acted on: an empty 200 (Slack shows nothing) and no work.
+REPLAYED = Refusal(200, "")
+UNRECORDED = Refusal(503, "fota-bot cannot record requests right now")
+
+
+class SlackRequestGuard:
+    """Checks one request's size, signature and novelty; hands back the body when it passes."""
+
+    def __init__(
+        self,
+        *,
+        signing_secret: str | None,
+        first_sighting: Callable[[str, float], bool],
+        max_body: int = MAX_SLACK_BODY,
+        now: Callable[[], float] = time.time,
+    ):
+        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
+        self._first_sighting = first_sighting
+        self._max_body = max_body
+        self._now = now
+
+    async def check(self, request: Request) -> bytes | Refusal:
+        if self._verifier is None:
+            # No signing secret (Socket Mode only): nothing may come in over HTTP.
+            return UNSIGNED
+        timestamp = request.headers.get("x-slack-request-timestamp", "")
+        signature = request.headers.get("x-slack-signature", "")
+        # A forged header is answered before the body is read: no reason to take it in.
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) or not signature:
+            return UNSIGNED
+        if abs(self._now() - int(timestamp)) > SIGNATURE_WINDOW:
+            return UNSIGNED
+        try:
+            body = await read_limited(request, self._max_body)
+        except ClientDisconnect:
+            return GONE
+        if body is None:
+            log.info("Slack request refused: body over %d bytes", self._max_body)
+            return TOO_LARGE
+        if not self._verifier.is_valid(body, timestamp, signature):
+            # Neither the body nor the signature is logged: both are the sender's text.
+            log.info("Slack request refused: invalid signature")
+            return UNSIGNED
+        try:
+            fresh = self._first_sighting(signature, self._now())
+        except sqlite3.Error:
+            log.exception("a Slack request could not be recorded: the database is unusable")
+            return UNRECORDED
+        if not fresh:
+            log.warning("a signed Slack request arrived a second time; not acted on again")
+            return REPLAYED
+        return body
+
+
+async def read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it is over `limit`; never holds more than limit + one chunk."""
+    declared = request.headers.get("content-length")
+    declared = declared.strip() if declared is not None else ""
+    # isascii: "²" is a digit to str.isdigit() but not to int().
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    # A sender can lie in Content-Length or send chunked: count what actually arrives.
+    async with aclosing(request.stream()) as stream:
+        async for chunk in stream:
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def replaying(body: bytes) -> Receive:
+    """An ASGI receive that hands `body` over once, for a request whose stream was consumed."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive

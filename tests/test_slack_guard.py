@@ -1,0 +1,73 @@
+"""`POST /slack/events` before Bolt: size, signature, timestamp and replay checks, no body in any log."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.slack import sign, slash_command_body
+from tests.support.stack import REQUESTER, SECRET, running_stack
+
+MARKER = "BODY-MARKER-7f3a"
+
+
+async def test_a_non_numeric_timestamp_is_401_with_no_traceback(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running_stack(tmp_path) as stack:
+        for timestamp in ("abc", "1e9", "-5", "１２３".encode(), "", "9" * 40):
+            response = await stack.http.post(
+                "/slack/events",
+                content=f"command=%2Ffota&text={MARKER}".encode(),
+                headers={"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=00",
+                         "Content-Type": "application/x-www-form-urlencoded"},
+            )
+            assert response.status_code == 401, timestamp
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert MARKER not in caplog.text
+
+
+async def test_an_oversized_unsigned_body_is_413_counted_while_streaming_and_never_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running_stack(tmp_path) as stack:
+        now = str(int(time.time()))
+        headers = {"X-Slack-Request-Timestamp": now, "X-Slack-Signature": "v0=00"}
+
+        async def chunks():  # no Content-Length: the size is counted as it arrives
+            for _ in range(40):
+                yield (MARKER * 4096).encode()
+
+        response = await stack.http.post("/slack/events", content=chunks(), headers=headers)
+        assert response.status_code == 413
+        small = await stack.http.post("/slack/events", content=f"text={MARKER}".encode(), headers=headers)
+        assert small.status_code == 401
+    assert MARKER not in caplog.text
+
+
+async def test_a_replayed_signed_slash_command_is_not_acted_on_twice(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        response_url = stack.standin.new_response_url(user_id=REQUESTER)
+        body = slash_command_body(
+            "schedule firmware=SEQUANSCommunications_GM01Q_SR1.2.0.0-10512_SR1.2.0.0-10657 "
+            "devices=354658090353977",
+            user_id=REQUESTER,
+            response_url=response_url,
+        )
+        headers = sign(body, SECRET)
+        first = await stack.http.post("/slack/events", content=body, headers=headers)
+        await stack.settle()
+        again = await stack.http.post("/slack/events", content=body, headers=headers)
+        await stack.settle()
+        assert first.status_code == 200 and "Checking your request" in first.text
+        assert again.status_code == 200 and again.text == ""
+        assert len(stack.rt.store.list_campaigns(scope="all", user=REQUESTER)) == 1
+        # Still recognised by a new process on the same database.
+        await stack.restart()
+        after_restart = await stack.http.post("/slack/events", content=body, headers=headers)
+        await stack.settle()
+        assert after_restart.text == ""
+        assert len(stack.rt.store.list_campaigns(scope="all", user=REQUESTER)) == 1
