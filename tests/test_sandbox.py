@@ -217,7 +217,9 @@ def test_the_reference_device_has_pinned_facts() -> None:
     assert luhn_valid("354658090353977")
     assert facts.kind is DeviceKind.ELIGIBLE
     assert facts.mdn == "5150833861"
-    assert facts.entry.model == "WP7702"
+    # The reference page schedules its SEQUANS GM01Q firmware on this device: its TAC is GM01Q's.
+    assert (facts.make, facts.model, facts.protocol, facts.firmware) == (
+        "SEQUANS Communications", "GM01Q", "LWM2M", "SR1.2.0.0-10512")
     assert (facts.fota_eligible, facts.license_assigned, facts.in_account) == (True, True, True)
 
 
@@ -228,7 +230,8 @@ def test_sandbox_imeis_gives_valid_imeis_of_the_kind_asked(kind: DeviceKind) -> 
     assert imeis == sorted(imeis)
     assert all(luhn_valid(i) and device_kind(i) is kind for i in imeis)
     assert imeis == sandbox_imeis(25, kind=kind.value)  # deterministic, str accepted
-    assert not set(imeis) & set(sandbox_imeis(25, kind=kind, start=10**6))
+    # One TAC holds a million serials: a later start inside it gives an independent set.
+    assert not set(imeis) & set(sandbox_imeis(25, kind=kind, start=500_000))
 
 
 def test_kinds_have_the_documented_shares() -> None:
@@ -789,9 +792,9 @@ async def test_device_info_leaves_out_devices_not_in_the_account(api: httpx.Asyn
     assert unknown not in by_id
     facts = device_facts(eligible)
     assert by_id[eligible] == {
-        "deviceId": eligible, "mdn": facts.mdn, "make": facts.entry.make, "model": facts.entry.model,
-        "firmware": facts.entry.firmware_from, "fotaEligible": True, "licenseAssigned": True,
-        "status": "Active", "protocol": facts.entry.protocol,
+        "deviceId": eligible, "mdn": facts.mdn, "make": facts.make, "model": facts.model,
+        "firmware": facts.firmware, "fotaEligible": True, "licenseAssigned": True,
+        "status": "Active", "protocol": facts.protocol,
     }
     assert by_id[ineligible]["fotaEligible"] is False
     assert by_id[unlicensed]["licenseAssigned"] is False

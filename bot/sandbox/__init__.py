@@ -23,7 +23,9 @@ false``, ``RequestToFotaServerFailed``), 70–119 ``unlicensed`` (5 %, ``license
 false``, refused by an MRC-only account, otherwise upgraded), 120–219 ``will_fail`` (10 %,
 ``UpgradeFailed`` with "Device did not respond", "Firmware download failed" or "Insufficient
 battery"), 220–999 ``eligible`` (78 %, ``UpgradeSuccess``). IMEIs failing the Luhn check are
-``unknown``. ``sandbox_imeis(n, kind=...)`` lists IMEIs of a kind.
+``unknown``. Make, model and the firmware a device ships with are fixed by its TAC (first 8
+digits; table in `bot.sandbox.devices`); firmware for another model or version fails the
+device with a reason. ``sandbox_imeis(n, kind=..., model=..., firmware=...)`` lists IMEIs.
 
 Campaigns, on the sandbox clock (rule in `bot.sandbox.simulator`): ``CampaignRequestPending``
 → ``CampaignRequestQueued`` (+2 s) → ``CampaignPreScheduled`` (+2 s) → ``CampaignScheduled``
@@ -42,9 +44,12 @@ from bot.sandbox.devices import (
     FAILURE_REASONS,
     DeviceFacts,
     DeviceKind,
+    DeviceModel,
     FirmwareEntry,
     device_facts,
     device_kind,
+    device_models,
+    find_model,
     iter_imeis,
     luhn_check_digit,
     luhn_valid,
@@ -69,6 +74,7 @@ __all__ = [
     "DeviceChange",
     "DeviceFacts",
     "DeviceKind",
+    "DeviceModel",
     "FirmwareEntry",
     "Sandbox",
     "SandboxClock",
@@ -80,6 +86,8 @@ __all__ = [
     "create_sandbox_app",
     "device_facts",
     "device_kind",
+    "device_models",
+    "find_model",
     "iter_imeis",
     "luhn_check_digit",
     "luhn_valid",

@@ -28,17 +28,38 @@ bucket       kind            share    what the sandbox does with it
 An IMEI whose last digit is not its Luhn check digit is ``unknown`` whatever its bucket: no
 real device carries it.
 
-The failure reason of a ``will_fail`` device is ``FAILURE_REASONS[digest[4] % 3]``. Its make,
-model and current firmware are those of catalogue entry ``int.from_bytes(digest[5:7], "big") %
-len(catalogue)`` (the entry's ``firmwareFrom``); its MDN is ``"5"`` followed by
-``int.from_bytes(digest[7:11], "big") % 10**9`` on nine digits. The sandbox does not check a
-device's model against a campaign's firmware: the outcome depends on the kind only, so a
-rehearsal's counts are predictable from the IMEIs. Two fractions from ``digest[11:15]`` and
-``digest[15:19]`` (see `DeviceFacts`) spread the devices' progress over a campaign.
+The failure reason of a ``will_fail`` device is ``FAILURE_REASONS[digest[4] % 3]``. Its MDN is
+``"5"`` followed by ``int.from_bytes(digest[7:11], "big") % 10**9`` on nine digits. Two
+fractions from ``digest[11:15]`` and ``digest[15:19]`` (see `DeviceFacts`) spread the devices'
+progress over a campaign.
+
+Make, model and firmware
+------------------------
+A device's make and model are fixed facts, read from its TAC (the first 8 digits, which name
+the model of a real IMEI too):
+
+==========  ========================  ===========  ========  =====================================
+TAC         make                      model        protocol  firmware before any upgrade
+==========  ========================  ===========  ========  =====================================
+35465809    SEQUANS Communications    GM01Q        LWM2M     SR1.2.0.0-10512
+35907610    Telit                     ME910C1-WW   LWM2M     M0B.020004
+86695904    Quectel                   BG96         LWM2M     BG96MAR02A08M1G or BG96MAR03A01M1G
+35316410    Sierra Wireless           WP7702       OMA       R13.1.0.002
+==========  ========================  ===========  ========  =====================================
+
+Any other TAC is the model ``models[int.from_bytes(digest[5:7], "big") % len(models)]``, the
+catalogue's models in order of first appearance (a catalogue passed to `Sandbox` gives its own
+models; one not in the table above gets the TAC ``990000NN``, NN its index). Where a model
+runs more than one version, the device's is ``versions[digest[19] % len(versions)]``. A
+successful upgrade changes the device's firmware, never its make or model: firmware built for
+another make or model, or upgrading from a version the device does not run, fails the device
+(``UpgradeFailed`` with the reason). ``sandbox_imeis(n, model="BG96", firmware=...)`` lists
+IMEIs of one model (and version).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -50,6 +71,16 @@ PROTOCOLS = ("LWM2M", "OMA", "HTTP")
 FAILURE_REASONS = ("Device did not respond", "Firmware download failed", "Insufficient battery")
 NOT_IN_ACCOUNT_REASON = "Device not found in account"
 NOT_ELIGIBLE_REASON = "Device is not FOTA eligible"
+
+# The TAC (first 8 digits of an IMEI) of each model of the default catalogue. 35465809 is the
+# TAC of the reference page's example device (354658090353977), scheduled there with the
+# SEQUANS GM01Q firmware.
+MODEL_TACS: dict[tuple[str, str], str] = {
+    ("SEQUANS Communications", "GM01Q"): "35465809",
+    ("Telit", "ME910C1-WW"): "35907610",
+    ("Quectel", "BG96"): "86695904",
+    ("Sierra Wireless", "WP7702"): "35316410",
+}
 
 
 @dataclass(frozen=True)
@@ -135,6 +166,54 @@ DEFAULT_CATALOGUE: tuple[FirmwareEntry, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class DeviceModel:
+    """One make and model of device: its TAC, protocol and the versions it ships with."""
+
+    tac: str
+    make: str
+    model: str
+    protocol: str
+    firmware: tuple[str, ...]  # versions a device may run before any upgrade, in catalogue order
+
+
+@functools.lru_cache(maxsize=16)
+def _models(catalogue: tuple[FirmwareEntry, ...]) -> tuple[DeviceModel, ...]:
+    found: dict[tuple[str, str], DeviceModel] = {}
+    for entry in catalogue:
+        key = (entry.make, entry.model)
+        known = found.get(key)
+        if known is None:
+            tac = MODEL_TACS.get(key, f"990000{len(found):02d}")
+            found[key] = DeviceModel(tac, entry.make, entry.model, entry.protocol, (entry.firmware_from,))
+        elif entry.firmware_from not in known.firmware:
+            found[key] = DeviceModel(
+                known.tac, known.make, known.model, known.protocol,
+                (*known.firmware, entry.firmware_from),
+            )
+    return tuple(found.values())
+
+
+@functools.lru_cache(maxsize=16)
+def _models_by_tac(catalogue: tuple[FirmwareEntry, ...]) -> dict[str, DeviceModel]:
+    return {m.tac: m for m in _models(catalogue)}
+
+
+def device_models(catalogue: Sequence[FirmwareEntry] = DEFAULT_CATALOGUE) -> tuple[DeviceModel, ...]:
+    """The catalogue's makes and models, in order of first appearance."""
+    return _models(tuple(catalogue))
+
+
+def find_model(name: str, catalogue: Sequence[FirmwareEntry] = DEFAULT_CATALOGUE) -> DeviceModel:
+    """The model called `name` (``BG96``, or make and model ``Quectel BG96``; case aside)."""
+    wanted = " ".join(name.split()).casefold()
+    for model in device_models(catalogue):
+        if wanted in (model.model.casefold(), f"{model.make} {model.model}".casefold()):
+            return model
+    known = ", ".join(m.model for m in device_models(catalogue))
+    raise ValueError(f"no sandbox device model {name!r}: the catalogue has {known}")
+
+
 class DeviceKind(StrEnum):
     UNKNOWN = "unknown"
     INELIGIBLE = "ineligible"
@@ -184,11 +263,24 @@ class DeviceFacts(NamedTuple):
 
     imei: str
     kind: DeviceKind
-    entry: FirmwareEntry
+    device_model: DeviceModel
+    firmware: str  # the version the device runs before any upgrade
     mdn: str
     failure_reason: str | None
     spread: float  # when, within the spread phase, the device begins upgrading
     pace: float  # how much of the upgrade phase the device's upgrade takes
+
+    @property
+    def make(self) -> str:
+        return self.device_model.make
+
+    @property
+    def model(self) -> str:
+        return self.device_model.model
+
+    @property
+    def protocol(self) -> str:
+        return self.device_model.protocol
 
     @property
     def in_account(self) -> bool:
@@ -216,10 +308,16 @@ def device_facts(imei: str, catalogue: Sequence[FirmwareEntry] = DEFAULT_CATALOG
     kind = _kind_of(int.from_bytes(digest[0:4], "big") % 1000)
     if not luhn_valid(imei):
         kind = DeviceKind.UNKNOWN
+    entries = tuple(catalogue)
+    model = _models_by_tac(entries).get(imei[:8])
+    if model is None:
+        models = _models(entries)
+        model = models[int.from_bytes(digest[5:7], "big") % len(models)]
     return DeviceFacts(
         imei=imei,
         kind=kind,
-        entry=catalogue[int.from_bytes(digest[5:7], "big") % len(catalogue)],
+        device_model=model,
+        firmware=model.firmware[digest[19] % len(model.firmware)],
         mdn="5" + f"{int.from_bytes(digest[7:11], 'big') % 10**9:09d}",
         failure_reason=FAILURE_REASONS[digest[4] % 3] if kind is DeviceKind.WILL_FAIL else None,
         spread=int.from_bytes(digest[11:15], "big") / 2**32,
@@ -231,34 +329,55 @@ def device_kind(imei: str) -> DeviceKind:
     return device_facts(imei).kind
 
 
-# The TAC (first 8 digits) of the reference page's example device, 354658090353977.
-_FIRST_BODY = 35465809_000000
+def iter_imeis(*, start: int = 0, tac: str = MODEL_TACS[("SEQUANS Communications", "GM01Q")]) -> Iterator[str]:
+    """Luhn-valid IMEIs in ascending order: TAC `tac`, serials from `start` upwards.
 
-
-def iter_imeis(*, start: int = 0) -> Iterator[str]:
-    """Luhn-valid IMEIs in ascending order: TAC 35465809, serials from `start` upwards."""
-    body = _FIRST_BODY + start
-    while body < 10**14:
+    The default TAC is the reference page's example device's (354658090353977).
+    """
+    if not (len(tac) == 8 and tac.isascii() and tac.isdigit()):
+        raise ValueError(f"a TAC is 8 digits, not {tac!r}")
+    body = int(tac) * 10**6 + start
+    end = (int(tac) + 1) * 10**6
+    while body < end:
         text = f"{body:014d}"
         yield text + luhn_check_digit(text)
         body += 1
 
 
 def sandbox_imeis(
-    n: int, *, kind: DeviceKind | str | None = DeviceKind.ELIGIBLE, start: int = 0
+    n: int,
+    *,
+    kind: DeviceKind | str | None = DeviceKind.ELIGIBLE,
+    start: int = 0,
+    model: str | None = None,
+    firmware: str | None = None,
+    catalogue: Sequence[FirmwareEntry] = DEFAULT_CATALOGUE,
 ) -> list[str]:
     """`n` distinct Luhn-valid IMEIs of `kind` (None: any kind), ascending.
 
-    The same arguments always give the same IMEIs; different kinds never overlap, and a
-    different `start` (a serial offset) gives a further, independent set of one kind.
+    `model` names the device model (``BG96`` or ``Quectel BG96``; default: the catalogue's
+    first, the SEQUANS GM01Q of the reference page's example); `firmware` the version the
+    devices run (default: any the model ships with). The same arguments always give the same
+    IMEIs; different kinds never overlap, and a different `start` (a serial offset) gives a
+    further, independent set of one kind.
     """
     wanted = DeviceKind(kind) if kind is not None else None
+    chosen = find_model(model, catalogue) if model is not None else device_models(catalogue)[0]
+    if firmware is not None and firmware not in chosen.firmware:
+        raise ValueError(
+            f"{chosen.make} {chosen.model} devices run {', '.join(chosen.firmware)} "
+            f"before any upgrade, not {firmware!r}"
+        )
     found: list[str] = []
     if n <= 0:
         return found
-    for imei in iter_imeis(start=start):
-        if wanted is None or device_kind(imei) is wanted:
+    for imei in iter_imeis(start=start, tac=chosen.tac):
+        facts = device_facts(imei, catalogue)
+        if (wanted is None or facts.kind is wanted) and (firmware is None or facts.firmware == firmware):
             found.append(imei)
             if len(found) == n:
                 return found
-    raise ValueError(f"only {len(found)} IMEIs of kind {wanted} exist from serial {start}")
+    raise ValueError(
+        f"only {len(found)} IMEIs of kind {wanted} exist among TAC {chosen.tac}'s serials "
+        f"from {start} (a TAC has {10**6:,})"
+    )

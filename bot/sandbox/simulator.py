@@ -52,6 +52,7 @@ from bot.sandbox.devices import (
     NOT_ELIGIBLE_REASON,
     NOT_IN_ACCOUNT_REASON,
     PROTOCOLS,
+    DeviceFacts,
     DeviceKind,
     FirmwareEntry,
     device_facts,
@@ -456,8 +457,8 @@ class Simulator:
         self._planned: list[_Planned] = []
         self._sequence = 0
         self._outbox: list[SandboxEvent] = []
-        # Firmware a device runs after a successful sandbox upgrade, per (account, IMEI).
-        self._upgraded: dict[tuple[str, str], FirmwareEntry] = {}
+        # The version a device runs after a successful sandbox upgrade, per (account, IMEI).
+        self._upgraded: dict[tuple[str, str], str] = {}
         self._licensed: dict[str, set[str]] = {}
         self._licence_updated: dict[str, dt.datetime] = {}
         self._created = created or dt.datetime.now(UTC)
@@ -487,7 +488,8 @@ class Simulator:
                 device.recent_attempt = at
             device.next_attempt = None
             if status == UPGRADE_SUCCESS:
-                self._upgraded[(campaign.account, device_id)] = campaign.entry
+                # The version changes; make and model never do.
+                self._upgraded[(campaign.account, device_id)] = campaign.entry.firmware_to
             self._outbox.append(
                 DeviceChange(campaign.account, campaign_id, device_id, status, reason, moment)
             )
@@ -569,7 +571,7 @@ class Simulator:
             f"(it upgrades to {expected})"
         )
 
-    def _plan(self, campaign: Campaign, facts: Mapping[str, Any], t0: float) -> None:
+    def _plan(self, campaign: Campaign, facts: Mapping[str, DeviceFacts], t0: float) -> None:
         """Lay out every status change of the campaign in advance (see the module docstring)."""
         timing = self.timings
         start = dt.datetime.combine(dt.date.fromisoformat(campaign.start_date), dt.time(), UTC)
@@ -597,8 +599,11 @@ class Simulator:
             finish = begin + (0.25 + 0.75 * fact.pace) * timing.upgrade
             if begin < cutoff:
                 plan.append((begin, imei, UPGRADE_SCHEDULED, ""))
+            refusal = self._refusal(campaign, fact)
             if finish > cutoff:
                 plan.append((cutoff, imei, UPGRADE_FAILED, END_DATE_REACHED_REASON))
+            elif refusal is not None:
+                plan.append((finish, imei, UPGRADE_FAILED, refusal))
             elif fact.kind is DeviceKind.WILL_FAIL:
                 plan.append((finish, imei, UPGRADE_FAILED, fact.failure_reason or ""))
             else:
@@ -610,6 +615,31 @@ class Simulator:
             self._planned.append((at, self._sequence, campaign.id, device_id, status, reason))
         # One heapify for the whole campaign: 100,000 devices are planned in well under a second.
         heapq.heapify(self._planned)
+
+    def firmware_of(self, account: str, fact: DeviceFacts) -> str:
+        """The version the device runs now: its first one, or what a sandbox upgrade left."""
+        return self._upgraded.get((account, fact.imei), fact.firmware)
+
+    def _refusal(self, campaign: Campaign, fact: DeviceFacts) -> str | None:
+        """Why the device rejects the campaign's firmware, or None when it can take it.
+
+        Real devices refuse an image built for another make or model, and a delta image only
+        applies to the version it was built from. A device already on `firmwareTo` has nothing
+        to do and reports success.
+        """
+        entry = campaign.entry
+        if (fact.make, fact.model) != (entry.make, entry.model):
+            return (
+                f"Firmware {entry.firmware_name} is for {entry.make} {entry.model}; "
+                f"the device is a {fact.make} {fact.model}"
+            )
+        current = self.firmware_of(campaign.account, fact)
+        if current not in (entry.firmware_from, entry.firmware_to):
+            return (
+                f"The device runs {current}; firmware {entry.firmware_name} "
+                f"upgrades from {entry.firmware_from}"
+            )
+        return None
 
     # -- reads and cancel ----------------------------------------------------------------------
 
@@ -713,19 +743,17 @@ class Simulator:
             fact = device_facts(imei, self.catalogue)
             if not fact.in_account:
                 continue
-            upgraded = self._upgraded.get((account, imei))
-            entry = upgraded or fact.entry
             listed.append(
                 {
                     "deviceId": imei,
                     "mdn": fact.mdn,
-                    "make": entry.make,
-                    "model": entry.model,
-                    "firmware": upgraded.firmware_to if upgraded else fact.entry.firmware_from,
+                    "make": fact.make,
+                    "model": fact.model,
+                    "firmware": self.firmware_of(account, fact),
                     "fotaEligible": fact.fota_eligible,
                     "licenseAssigned": fact.license_assigned or imei in licensed,
                     "status": "Active",
-                    "protocol": entry.protocol,
+                    "protocol": fact.protocol,
                 }
             )
         return {"accountName": account, "deviceCount": len(listed), "deviceList": listed}
