@@ -97,12 +97,12 @@ def test_sandbox_imeis_picks_model_and_firmware() -> None:
         sandbox_imeis(1, model="GM02")
 
 
-def test_an_unlisted_tac_still_has_one_fixed_model_from_the_catalogue() -> None:
-    imei = "490154203237518"  # a TAC the table does not list
-    assert luhn_valid(imei)
-    facts = device_facts(imei)
-    assert (facts.make, facts.model) in {(m.make, m.model) for m in device_models()}
-    assert device_facts(imei) == facts
+def test_an_unlisted_tac_is_the_reference_example_model() -> None:
+    for imei in ("490154203237518", "356938035643809"):  # TACs the table does not list
+        assert luhn_valid(imei)
+        facts = device_facts(imei)
+        assert (facts.make, facts.model, facts.firmware) == (
+            "SEQUANS Communications", "GM01Q", "SR1.2.0.0-10512")
 
 
 def test_a_custom_catalogue_gives_its_own_models() -> None:

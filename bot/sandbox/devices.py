@@ -47,9 +47,11 @@ TAC         make                      model        protocol  firmware before any
 35316410    Sierra Wireless           WP7702       OMA       R13.1.0.002
 ==========  ========================  ===========  ========  =====================================
 
-Any other TAC is the model ``models[int.from_bytes(digest[5:7], "big") % len(models)]``, the
-catalogue's models in order of first appearance (a catalogue passed to `Sandbox` gives its own
-models; one not in the table above gets the TAC ``990000NN``, NN its index). Where a model
+Any other TAC is the catalogue's first model (by default the GM01Q of the reference page's
+example): IMEIs brought from elsewhere (a real fleet, the well-known example IMEIs) are then
+one model, as one TAC is on a real network, and fit the reference page's example request. A
+catalogue passed to `Sandbox` gives its own models, in order of first appearance; one not in
+the table above gets the TAC ``990000NN``, NN its index. Where a model
 runs more than one version, the device's is ``versions[digest[19] % len(versions)]``. A
 successful upgrade changes the device's firmware, never its make or model: firmware built for
 another make or model, or upgrading from a version the device does not run, fails the device
@@ -309,10 +311,7 @@ def device_facts(imei: str, catalogue: Sequence[FirmwareEntry] = DEFAULT_CATALOG
     if not luhn_valid(imei):
         kind = DeviceKind.UNKNOWN
     entries = tuple(catalogue)
-    model = _models_by_tac(entries).get(imei[:8])
-    if model is None:
-        models = _models(entries)
-        model = models[int.from_bytes(digest[5:7], "big") % len(models)]
+    model = _models_by_tac(entries).get(imei[:8]) or _models(entries)[0]
     return DeviceFacts(
         imei=imei,
         kind=kind,
