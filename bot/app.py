@@ -28,6 +28,7 @@ from starlette.routing import Route
 from bot import metrics
 from bot.background import Background
 from bot.callbacks.receiver import callback_route
+from bot.loopstall import LoopStallMonitor
 from bot.notify.sender import POST_SPACING, OutboxSender
 from bot.notify.thread import ThreadNotifier, ThreadRenderer
 from bot.sandbox import Sandbox, create_sandbox_app
@@ -54,6 +55,11 @@ log = logging.getLogger("bot.app")
 IN_PROCESS_BOT_URL = "http://fota-bot.in-process"
 SANDBOX_CREDENTIAL = Secret("sandbox")
 WATCHDOG_SECONDS = 60.0
+# The WAL is copied into the database file this often, on the reader thread.
+CHECKPOINT_SECONDS = 10.0
+# Delivered Slack updates are kept this long (what was said, for a look back), then pruned.
+OUTBOX_KEEP = dt.timedelta(days=7)
+PRUNE_SECONDS = 600.0
 
 
 class Timers:
@@ -114,6 +120,7 @@ class Runtime:
     timers: Timers
     sandbox: Sandbox | None = None
     preflight: PreflightRunner | None = None
+    loop_monitor: LoopStallMonitor = field(default_factory=LoopStallMonitor)
     asgi: Starlette = field(init=False)
     _workers: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -129,6 +136,9 @@ class Runtime:
         """
         if workers:
             self.jobs.start()
+            self.store.checkpoint_off_loop()
+            self.jobs.every("wal-checkpoint", CHECKPOINT_SECONDS, self.checkpoint)
+            self.jobs.every("prune-outbox", PRUNE_SECONDS, self.prune_outbox)
         self.rebuild_jobs()
         if self.sandbox is not None:
             await self.thingspace.register_callback(
@@ -137,6 +147,7 @@ class Runtime:
             )
         if workers:
             loop = asyncio.get_running_loop()
+            self._workers.append(loop.create_task(self.loop_monitor.run(), name="loop stall monitor"))
             self._workers.append(loop.create_task(self.sender.run(), name="outbox sender"))
             self._workers.append(loop.create_task(self.rollout.run(), name="callback applier"))
             if self.sandbox is not None:
@@ -152,6 +163,18 @@ class Runtime:
             self.timers.schedule_approval_timers(campaign)
         self.jobs.every("watchdog", WATCHDOG_SECONDS, self.rollout.watchdog)
         self.jobs.every("expire-overdue", WATCHDOG_SECONDS, self.service.expire_overdue)
+
+    async def checkpoint(self) -> None:
+        await self.store.readers.checkpoint()
+
+    async def prune_outbox(self) -> int:
+        """Delete delivered Slack updates older than OUTBOX_KEEP, a small batch at a time."""
+        before = self.clock() - OUTBOX_KEEP
+        pruned = 0
+        while batch := self.sender.outbox.prune_sent(before):
+            pruned += batch
+            await asyncio.sleep(0)
+        return pruned
 
     async def stop(self) -> None:
         """SIGTERM: stop the scheduler, finish what is in flight, close the database."""
@@ -366,7 +389,7 @@ def _http_app(rt: Runtime) -> Starlette:
         return JSONResponse(body, status_code=200 if database == "ok" else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
-        return PlainTextResponse(metrics.render(rt), media_type=metrics.CONTENT_TYPE)
+        return PlainTextResponse(await metrics.render(rt), media_type=metrics.CONTENT_TYPE)
 
     routes = [
         Route("/slack/events", slack_events, methods=["POST"]),

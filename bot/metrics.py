@@ -1,50 +1,88 @@
 """GET /metrics in Prometheus text format, through prometheus_client.
 
-A custom collector reads the figures from the database at scrape time: the
-database is the source of truth, so counters survive restarts.
+The figures are read from the database at scrape time (the database is the source of truth,
+so counters survive restarts), on the reader thread: counting every callback ever received
+is a scan that must not hold the event loop. The loop-stall monitor's figures come from
+memory.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from bot.loopstall import THRESHOLDS
 
 if TYPE_CHECKING:
     from bot.app import Runtime
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Windows of the longest loop stall: the last minute, and the last 5 s for a scraper (a
+# benchmark) that wants the stalls of a short run only.
+STALL_WINDOWS = (("1m", 60.0), ("5s", 5.0))
+
+
+@dataclass(frozen=True)
+class Counts:
+    campaigns: list[tuple[str, int]]
+    callbacks: list[tuple[int, int]]
+    outbox: tuple[int, int, int]
+
+
+def read_counts(conn: sqlite3.Connection) -> Counts:
+    campaigns = conn.execute("SELECT state, count(*) FROM campaigns GROUP BY state").fetchall()
+    callbacks = conn.execute("SELECT applied, count(*) FROM callbacks GROUP BY applied").fetchall()
+    row = conn.execute(
+        """SELECT sum(sent_at IS NULL), sum(sent_at IS NOT NULL AND last_error IS NULL),
+                  sum(sent_at IS NOT NULL AND last_error IS NOT NULL) FROM outbox"""
+    ).fetchone()
+    return Counts(campaigns, callbacks, (row[0] or 0, row[1] or 0, row[2] or 0))
 
 
 class _RuntimeCollector(Collector):
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, counts: Counts):
         self.rt = runtime
+        self.counts = counts
 
     def collect(self) -> Iterator[Metric]:
-        db = self.rt.store.db
         campaigns = GaugeMetricFamily("fota_campaigns", "Campaigns by state", labels=["state"])
-        for state, count in db.execute("SELECT state, count(*) FROM campaigns GROUP BY state"):
+        for state, count in self.counts.campaigns:
             campaigns.add_metric([state], count)
         yield campaigns
         callbacks = GaugeMetricFamily("fota_callbacks_received", "ThingSpace callbacks kept", labels=["applied"])
-        for applied, count in db.execute("SELECT applied, count(*) FROM callbacks GROUP BY applied"):
+        for applied, count in self.counts.callbacks:
             callbacks.add_metric(["yes" if applied else "no"], count)
         yield callbacks
         outbox = GaugeMetricFamily("fota_slack_updates", "Slack updates by outcome", labels=["outcome"])
-        row = db.execute(
-            """SELECT sum(sent_at IS NULL), sum(sent_at IS NOT NULL AND last_error IS NULL),
-                      sum(sent_at IS NOT NULL AND last_error IS NOT NULL) FROM outbox"""
-        ).fetchone()
-        for label, value in zip(("pending", "sent", "refused"), row, strict=True):
-            outbox.add_metric([label], value or 0)
+        for label, value in zip(("pending", "sent", "refused"), self.counts.outbox, strict=True):
+            outbox.add_metric([label], value)
         yield outbox
         yield GaugeMetricFamily("fota_background_tasks", "Work running after an ack", value=len(self.rt.background))
+        monitor = self.rt.loop_monitor
+        stall = GaugeMetricFamily(
+            "fota_event_loop_stall_max_seconds",
+            "Longest time the event loop was blocked within the window",
+            labels=["window"],
+        )
+        for label, seconds in STALL_WINDOWS:
+            stall.add_metric([label], monitor.longest(seconds))
+        yield stall
+        stalls = CounterMetricFamily(
+            "fota_event_loop_stalls", "Event loop stalls at least this long since start", labels=["at_least"]
+        )
+        for threshold in THRESHOLDS:
+            stalls.add_metric([f"{threshold:g}"], monitor.windows.counts[threshold])
+        yield stalls
 
 
-def render(runtime: Runtime) -> bytes:
+async def render(runtime: Runtime) -> bytes:
+    counts = await runtime.store.readers.run(read_counts)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_RuntimeCollector(runtime))
+    registry.register(_RuntimeCollector(runtime, counts))
     return generate_latest(registry)

@@ -215,5 +215,25 @@ def m004_slack_requests(db: Database) -> None:
     db.table("slack_requests").create_index(["seen_at"])
 
 
+@migrations()
+def m005_bounded_queries(db: Database) -> None:
+    """Indexes that keep the outbox's per-drain and per-request queries independent of history.
+
+    Sent rows pile up (every Slack update of every campaign): the lane heads are found among
+    unsent rows only, and a campaign's or a coalesce key's rows by index, never by a scan.
+    """
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_outbox_unsent_lane ON outbox(campaign_id, kind, id) "
+        "WHERE sent_at IS NULL"
+    )
+    # The unsent rows in id order, with their due time: the sender's walk for lane heads.
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_outbox_unsent_order ON outbox(id, not_before) "
+        "WHERE sent_at IS NULL"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS idx_outbox_campaign_kind ON outbox(campaign_id, kind)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_outbox_coalesce_key ON outbox(coalesce_key, sent_at)")
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)

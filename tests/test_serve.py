@@ -62,6 +62,7 @@ def check_serve(process: subprocess.Popen[str], port: int, env: dict[str, str] |
         assert json.loads(body) == {"status": "ok", "database": "ok", "scheduler": "running", "thingspace": "sandbox"}
         status, metrics = get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200 and b"fota_slack_updates" in metrics
+        assert b'fota_event_loop_stall_max_seconds{window="1m"}' in metrics
         if env is not None:
             # A second bot on the same database refuses to start: it would send everything twice.
             second = subprocess.run(

@@ -67,6 +67,10 @@ class OutboxSender:
         self.max_backoff = max_backoff
         self.post_spacing = dt.timedelta(seconds=post_spacing)
         self._last_post: dict[str, dt.datetime] = {}
+        # Paced posts waiting for their turn: the last slot handed out per channel, and each
+        # waiting item's slot.
+        self._reserved: dict[str, dt.datetime] = {}
+        self._slots: dict[int, dt.datetime] = {}
         self._wake = asyncio.Event()
         self._permalinks: dict[tuple[str, str], str] = {}
         self.sent_count = 0
@@ -103,17 +107,20 @@ class OutboxSender:
                 handled += 1
                 if paused:
                     return handled
+                # Between items, whatever else waits on the loop (an ack, a callback) goes first.
+                await asyncio.sleep(0)
 
     async def _send_one(self, item: OutboxItem) -> bool:
         """Send one item; True when Slack asked us to pause everything."""
         channel = self._posts_to(item)
         if channel is not None and self.post_spacing:
-            last = self._last_post.get(channel)
-            if last is not None and self.clock() < last + self.post_spacing:
+            when = self._paced(channel, item.id)
+            if when is not None:
                 # Keep Slack's chat.postMessage pace (1 per second per channel) rather than
                 # earn a 429: the item waits, its lane with it, other lanes go on.
-                self.outbox.postpone(item.id, last + self.post_spacing)
+                self.outbox.postpone(item.id, when)
                 return False
+            self._slots.pop(item.id, None)
         if item.kind == "confirm" and item.attempts >= CONFIRM_ATTEMPTS:
             # A response_url lives 30 minutes; past a few tries it is gone for good.
             self.outbox.mark_sent(item.id, error="response_url unreachable; gave up")
@@ -160,6 +167,26 @@ class OutboxSender:
         if channel is not None:
             self._last_post[channel] = self.clock()
         return False
+
+    def _paced(self, channel: str, item_id: int) -> dt.datetime | None:
+        """When the item may post into `channel`, or None if it may now.
+
+        Waiting items get a slot each, one `post_spacing` apart in the order they come, so a
+        backlog of thousands of cards is postponed once each instead of all of them again at
+        every slot (which held the event loop for the whole backlog once a second).
+        """
+        last = self._last_post.get(channel)
+        now = self.clock()
+        if last is None or now >= last + self.post_spacing:
+            return None
+        earliest = last + self.post_spacing
+        if item_id in self._slots:
+            return earliest  # its turn came while the post before it was late: still next
+        reserved = self._reserved.get(channel)
+        when = earliest if reserved is None or reserved < earliest else reserved + self.post_spacing
+        self._reserved[channel] = when
+        self._slots[item_id] = when
+        return when
 
     def _posts_to(self, item: OutboxItem) -> str | None:
         """The channel an item posts a new message to (chat.postMessage), if it does."""
