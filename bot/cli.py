@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.settings import Settings, SettingsError, load, read_environment
+from storage.migrations import NewerDatabase
 
 if TYPE_CHECKING:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -49,11 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the bot (HTTP app on FOTA_PORT; Socket Mode with SLACK_APP_TOKEN)")
     sandbox = sub.add_parser("sandbox", help="run the built-in ThingSpace simulator on its own port")
     sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8099)
-    sandbox.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    sandbox.add_argument("--port", type=_port, default=8099)
+    sandbox.add_argument("--speed", type=_speed, default=1.0, help="simulated seconds per real second")
     demo = sub.add_parser("demo", help="one whole rollout with no credentials, printed as it unfolds")
-    demo.add_argument("--devices", type=int, default=25)
-    demo.add_argument("--speed", type=float, default=4.0, help="simulated seconds per real second")
+    demo.add_argument("--devices", type=_demo_devices, default=25, help="how many devices (1 to 1000)")
+    demo.add_argument("--speed", type=_speed, default=4.0, help="simulated seconds per real second")
     sub.add_parser("check", help="validate the configuration and reach Slack and ThingSpace")
     campaigns = sub.add_parser("campaigns", help="operator views of the database")
     views = campaigns.add_subparsers(dest="view", required=True, metavar="VIEW")
@@ -68,8 +71,46 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number; expected 1 to 65535")
+    return int(text)
+
+
+def _speed(text: str) -> float:
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not 0 < speed <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text} is not a speed; expected a number above 0, at most 10000")
+    return speed
+
+
+def _demo_devices(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"{text} is not a device count; expected 1 to 1000")
+    return int(text)
+
+
+# The commands that open FOTA_DB, and whether it must already be there.
+_DATABASE_COMMANDS = {"serve": False, "campaigns": False, "register-callback": False}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _main(args)
+    except OperatorError as exc:
+        print(f"fota-bot: {exc}", file=sys.stderr)
+        return 1
+
+
+class OperatorError(Exception):
+    """An expected failure of a command, said in one sentence (no traceback)."""
+
+
+def _main(args: argparse.Namespace) -> int:
     env = read_environment(os.environ)
     try:
         settings = load(env, for_serve=args.command == "serve")
@@ -81,29 +122,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The demo's output is the thread: only warnings unless FOTA_LOG_LEVEL asks for more.
     level = "WARNING" if args.command == "demo" and "FOTA_LOG_LEVEL" not in env else settings.log_level
     configure_logging(level, _secret_values(settings), settings.log_format)
+    if args.command in _DATABASE_COMMANDS:
+        from bot.database_file import database_problem
+
+        if problem := database_problem(settings.db_path, must_exist=_DATABASE_COMMANDS[args.command]):
+            raise OperatorError(problem)
     try:
-        if args.command == "serve":
-            return asyncio.run(_serve(settings))
-        if args.command == "sandbox":
-            return asyncio.run(_sandbox(args.host, args.port, args.speed))
-        if args.command == "demo":
-            from bot.demo import run_demo
-
-            return asyncio.run(run_demo(devices=args.devices, speed=args.speed))
-        if args.command == "check":
-            from bot.check import run_check
-
-            return asyncio.run(run_check(settings))
-        if args.command == "campaigns":
-            from bot.operator import run_campaigns
-
-            return run_campaigns(settings, args)
-        if args.command == "register-callback":
-            from bot.check import register_callback
-
-            return asyncio.run(register_callback(settings))
+        return _run(args, settings)
     except KeyboardInterrupt:
         return 130
+    except sqlite3.DatabaseError as exc:
+        # A damaged file passes the header check and fails at its first query.
+        raise OperatorError(f"FOTA_DB={settings.db_path} cannot be used: {exc}; restore it from a backup") from exc
+    except NewerDatabase as exc:
+        raise OperatorError(f"FOTA_DB={exc}") from exc
+    except OSError as exc:
+        log.debug("%s failed", args.command, exc_info=True)
+        where = f": {exc.filename}" if exc.filename else ""
+        raise OperatorError(f"{exc.strerror or exc}{where}") from exc
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        return asyncio.run(_serve(settings))
+    if args.command == "sandbox":
+        return asyncio.run(_sandbox(args.host, args.port, args.speed))
+    if args.command == "demo":
+        from bot.demo import run_demo
+
+        return asyncio.run(run_demo(devices=args.devices, speed=args.speed))
+    if args.command == "check":
+        from bot.check import run_check
+
+        return asyncio.run(run_check(settings))
+    if args.command == "campaigns":
+        from bot.operator import run_campaigns
+
+        return run_campaigns(settings, args)
+    if args.command == "register-callback":
+        from bot.check import register_callback
+
+        return asyncio.run(register_callback(settings))
     return 2
 
 
@@ -121,9 +180,31 @@ def _secret_values(settings: Settings) -> list[str]:
     return [v.reveal() for v in values if v]
 
 
+def _check_address(host: str, port: int, setting: str) -> None:
+    """Refuse before anything starts when the address cannot be listened on: otherwise the
+    runtime would start its jobs and resume submissions only for the bind to fail after."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OperatorError(f"{setting}: {host} is not an address of this machine ({exc.strerror})") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise OperatorError(
+                f"{setting}: cannot listen on {host}:{port}: {exc.strerror}"
+                + (" (another program uses this port)" if exc.errno == errno.EADDRINUSE else "")
+            ) from exc
+
+
 async def _serve(settings: Settings) -> int:
     from bot.server import AlreadyRunning, exclusive_lock
 
+    _check_address(settings.host, settings.port, f"FOTA_HOST={settings.host} FOTA_PORT={settings.port}")
     try:
         with exclusive_lock(settings.db_path):
             return await _serve_locked(settings)
@@ -220,6 +301,7 @@ async def _sandbox(host: str, port: int, speed: float) -> int:
     from bot.sandbox import Sandbox, SandboxClock, create_sandbox_app
     from bot.server import GracefulServer
 
+    _check_address(host, port, f"--host {host} --port {port}")
     sandbox = Sandbox(clock=SandboxClock.real(speed=speed))
     ticker = asyncio.get_running_loop().create_task(sandbox.run_forever())
     log.warning("ThingSpace sandbox on http://%s:%s (speed x%s); point THINGSPACE_URL at it", host, port, speed)

@@ -50,7 +50,12 @@ def run_campaigns(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         text = devices_csv(store, campaign)
         if args.out:
-            args.out.write_text(text)
+            try:
+                args.out.write_text(text)
+            except OSError as exc:
+                print(f"Cannot write {args.out}: {exc.strerror or exc}"
+                      f"{' (the folder must exist)' if isinstance(exc, FileNotFoundError) else ''}.", file=sys.stderr)
+                return 1
             print(f"wrote {campaign.device_count} devices to {args.out}", file=sys.stderr)
         else:
             sys.stdout.write(text)

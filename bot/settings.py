@@ -41,6 +41,25 @@ class SettingsError(Exception):
         )
 
 
+# What documentation and templates put where a value goes: README's `xoxb-…`, `<token>`,
+# `your-signing-secret`, `changeme`.
+_PLACEHOLDER_WORDS = {"changeme", "change-me", "change_me", "todo", "tbd", "placeholder", "secret", "token", "xxx"}
+_PLACEHOLDER_PREFIX = re.compile(r"^(?:your|my|insert|enter|put)[-_ ]", re.IGNORECASE)
+
+
+def placeholder(value: str) -> str | None:
+    """Why `value` looks like a placeholder pasted from an example, or None."""
+    if "…" in value or "..." in value:
+        return "looks like a placeholder (it contains an ellipsis)"
+    if re.search(r"<[^<>]+>", value) or (value.startswith("{") and value.endswith("}")):
+        return "looks like a placeholder (a name in brackets)"
+    if value.lower() in _PLACEHOLDER_WORDS or _PLACEHOLDER_PREFIX.match(value):
+        return "looks like a placeholder, not a real value"
+    if re.fullmatch(r"(?i)x(?:oxb|app)-x*", value):
+        return "looks like a placeholder (only the token's prefix)"
+    return None
+
+
 def parse_duration(text: str) -> dt.timedelta:
     m = _DURATION.match(text)
     if not m or int(m.group(1)) == 0:
@@ -126,11 +145,15 @@ def load(env: Mapping[str, str], *, for_serve: bool = True) -> Settings:
     With `for_serve`, the values `serve` cannot run without are required too.
     """
     problems: list[str] = []
+    placeholders: set[str] = set()
 
     def raw(name: str) -> str | None:
         value = env.get(name)
         if value is None or value.strip() == "":
             return None
+        if name not in placeholders and (why := placeholder(value.strip())):
+            placeholders.add(name)
+            problems.append(f"{name}={shown(name, value.strip())}: {why}; put the real value")
         return value.strip()
 
     def shown(name: str, value: str) -> str:

@@ -237,3 +237,13 @@ def m005_bounded_queries(db: Database) -> None:
 
 def apply(db: Database) -> None:
     migrations.apply(db)
+
+
+class NewerDatabase(Exception):
+    """The file was migrated by a newer fota-bot; the message says what to do."""
+
+
+def unknown_to_this_version(db: Database) -> list[str]:
+    """Migrations a newer fota-bot applied to `db` that this version does not have (read only)."""
+    known = {m.name for m in migrations.pending(Database(memory=True))}
+    return [m.name for m in migrations.applied(db) if m.name not in known]

@@ -125,6 +125,13 @@ def open_database(path: Path | str) -> Database:
     # WAL + NORMAL is durable across process crashes (only an OS crash can lose the last commits).
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA busy_timeout=5000")
+    # An older version on a newer schema would write rows the newer code cannot read back.
+    if newer := migrations.unknown_to_this_version(db):
+        db.close()
+        raise migrations.NewerDatabase(
+            f"{path} was upgraded by a newer fota-bot (schema {', '.join(newer)}); run that version, "
+            "or restore the backup taken before the upgrade"
+        )
     migrations.apply(db)
     return db
 
