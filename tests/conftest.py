@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,24 @@ class ManualClock:
 
     def advance(self, **delta: float) -> None:
         self.moment += dt.timedelta(**delta)
+
+
+@pytest.fixture(autouse=True)
+def _logging_put_back() -> Iterator[None]:
+    """`fota-bot …` run in-process (cli.main) sets up the root logger for a process: its
+    handler writes to that test's captured stderr, closed once the test ends. Put the root
+    logger and the levels it set back after every test."""
+    from bot.logs import LIBRARIES
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    names = ("httpx", "httpcore", *LIBRARIES)
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, saved in levels.items():
+        logging.getLogger(name).setLevel(saved)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ bad flags, and placeholder values pasted from the README."""
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import subprocess
@@ -25,16 +24,12 @@ SLACK = {"SLACK_BOT_TOKEN": "xoxb-1-2-cli", "SLACK_SIGNING_SECRET": "cli-signing
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
-    """A clean environment in an empty folder; the process's logging put back afterwards."""
+    """A clean environment in an empty folder (conftest puts the process's logging back)."""
     for name in list(os.environ):
         if name.startswith(("SLACK_", "FOTA_", "THINGSPACE_")):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
     yield monkeypatch
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def one_sentence(capsys: pytest.CaptureFixture[str]) -> str:
