@@ -61,7 +61,7 @@ async def run_to_end(api: httpx.AsyncClient, sandbox: Sandbox, body: dict[str, A
     sandbox.clock.advance(120)
     await sandbox.tick()
     assert sandbox.campaign(answer["id"]).status == "CampaignEnded"
-    return {row["deviceId"]: (row["status"], row["resultReason"]) for row in await report(api, answer["id"])}
+    return {row["deviceId"]: (row["status"], row.get("resultReason", "")) for row in await report(api, answer["id"])}
 
 
 # --- The rule -------------------------------------------------------------------------------------

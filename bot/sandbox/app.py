@@ -5,6 +5,12 @@ Paths are those of the ThingSpace host root, so `THINGSPACE_URL` can point here:
 Two sandbox-only paths help people rehearsing by hand: ``GET /sandbox`` (clock, campaigns)
 and ``POST /sandbox/advance`` with ``{"seconds": N}`` (move the clock on and tick).
 
+Beyond the calls the bot makes, it serves the rest of ThingSpace's v3 reference a rehearsal may
+touch: ``PUT /campaigns/firmware/{acc}/{id}`` (``{"Type": "append" | "remove", "deviceList"}``)
+and ``PUT …/{id}/dates``, both only before the campaign starts; ``GET /licenses/{acc}`` (also
+``…/index/{lastSeenDeviceId}``), ``POST /licenses/{acc}/assign|remove``; ``GET /devices/{acc}``;
+and the listener: POST creates or replaces, PUT updates an existing one, GET, DELETE.
+
 Error answers: FOTA calls without a current bearer token and M2M session get 401
 ``{"errorCode": "UNAUTHORIZED", "errorMessage"}``; a malformed account path segment or a
 broken rule 400 ``{"errorCode": "INVALID_PARAMETER" | "LICENSE_NOT_ASSIGNED" |
@@ -250,7 +256,43 @@ class _Api:
         if request.method == "DELETE":
             model.delete_callback(account)
             return JSONResponse({"success": True})
-        return JSONResponse(model.set_callback(account, await _json_body(request)))
+        body = await _json_body(request)
+        return JSONResponse(model.set_callback(account, body, replace=request.method == "POST"))
+
+    async def change_dates(self, request: Request, account: str) -> Response:
+        campaign = self.sandbox.model.change_dates(
+            account, request.path_params["campaign_id"], await _json_body(request), self.now
+        )
+        return JSONResponse(campaign.answer())
+
+    async def change_devices(self, request: Request, account: str) -> Response:
+        return JSONResponse(
+            self.sandbox.model.change_devices(
+                account, request.path_params["campaign_id"], await _json_body(request), self.now
+            )
+        )
+
+    async def account_devices(self, request: Request, account: str) -> Response:
+        return JSONResponse(
+            self.sandbox.model.account_devices(
+                account,
+                request.query_params.get("lastSeenDeviceId"),
+                request.query_params.get("protocol"),
+                self.now,
+            )
+        )
+
+    async def licences(self, request: Request, account: str) -> Response:
+        last_seen = request.path_params.get("last_seen") or request.query_params.get("lastSeenDeviceId")
+        return JSONResponse(self.sandbox.model.licences(account, last_seen))
+
+    async def assign_licences(self, request: Request, account: str) -> Response:
+        body = await _json_body(request)
+        return JSONResponse(self.sandbox.model.assign_licences(account, body, self.now))
+
+    async def remove_licences(self, request: Request, account: str) -> Response:
+        body = await _json_body(request)
+        return JSONResponse(self.sandbox.model.remove_licences(account, body, self.now))
 
     # -- sandbox-only ----------------------------------------------------------------------------
 
@@ -298,10 +340,20 @@ def create_sandbox_app(sandbox: Sandbox) -> Starlette:
         Route("/api/m2m/v1/session/login", api.login, methods=["POST"]),
         Route("/api/m2m/v1/session/logout", api.logout, methods=["POST"]),
         Route(f"{FOTA}/campaigns/firmware/{{acc}}", fota(api.schedule), methods=["POST"]),
+        Route(f"{FOTA}/campaigns/firmware/{{acc}}/{{campaign_id}}", fota(api.change_devices), methods=["PUT"]),
+        Route(
+            f"{FOTA}/campaigns/firmware/{{acc}}/{{campaign_id}}/dates", fota(api.change_dates), methods=["PUT"]
+        ),
         Route(f"{FOTA}/campaigns/{{acc}}/{{campaign_id}}", fota(api.get_campaign), methods=["GET"]),
         Route(f"{FOTA}/campaigns/{{acc}}/{{campaign_id}}", fota(api.cancel_campaign), methods=["DELETE"]),
         Route(f"{FOTA}/firmware/{{acc}}", fota(api.firmware), methods=["GET"]),
         Route(f"{FOTA}/devices/{{acc}}", fota(api.devices), methods=["POST"]),
+        Route(f"{FOTA}/devices/{{acc}}", fota(api.account_devices), methods=["GET"]),
+        Route(f"{FOTA}/licenses/{{acc}}", fota(api.licences), methods=["GET"]),
+        # The reference page's form of the same call: the last IMEI seen as a path segment.
+        Route(f"{FOTA}/licenses/{{acc}}/index/{{last_seen}}", fota(api.licences), methods=["GET"]),
+        Route(f"{FOTA}/licenses/{{acc}}/assign", fota(api.assign_licences), methods=["POST"]),
+        Route(f"{FOTA}/licenses/{{acc}}/remove", fota(api.remove_licences), methods=["POST"]),
         Route(
             f"{FOTA}/reports/{{acc}}/campaigns/{{campaign_id}}/devices",
             fota(api.device_report),

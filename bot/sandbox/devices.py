@@ -69,6 +69,17 @@ from enum import StrEnum
 from typing import NamedTuple
 
 PROTOCOLS = ("LWM2M", "OMA", "HTTP")
+# Every spelling of a protocol that Verizon's SDK documents, to the one the sandbox keeps: its
+# firmware-list enum says LWM2M | OMD-DM | all and its devices enum LWM2M | OMDADM | HTTP,
+# while the schedule model's text says LWM2M, OMA and HTTP. All name OMA-DM.
+PROTOCOL_SPELLINGS = {
+    "LWM2M": "LWM2M",
+    "OMA": "OMA",
+    "OMA-DM": "OMA",
+    "OMD-DM": "OMA",
+    "OMDADM": "OMA",
+    "HTTP": "HTTP",
+}
 
 FAILURE_REASONS = ("Device did not respond", "Firmware download failed", "Insufficient battery")
 NOT_IN_ACCOUNT_REASON = "Device not found in account"

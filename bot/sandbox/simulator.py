@@ -51,6 +51,7 @@ from bot.sandbox.devices import (
     DEFAULT_CATALOGUE,
     NOT_ELIGIBLE_REASON,
     NOT_IN_ACCOUNT_REASON,
+    PROTOCOL_SPELLINGS,
     PROTOCOLS,
     DeviceFacts,
     DeviceKind,
@@ -93,6 +94,14 @@ REQUIRED_FIELDS = (
     "endDate",
     "deviceList",
 )
+# Required booleans of the schedule body in Verizon's SDK (`CampaignFirmwareUpgrade`): its
+# serialiser refuses a body without them, so ThingSpace is taken to refuse one too.
+REQUIRED_FLAGS = ("autoAssignLicenseFlag", "autoAddDevicesFlag")
+
+NOT_IN_CAMPAIGN_REASON = "Device is not in the campaign"
+ALREADY_IN_CAMPAIGN_REASON = "Device is already in the campaign"
+NO_LICENCE_REASON = "Device has no license assigned"
+NO_LICENCES_LEFT_REASON = "No unused license left in the account"
 
 _ACCOUNT = re.compile(r"^[0-9-]*[0-9][0-9-]*$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -357,14 +366,17 @@ class DeviceState:
     next_attempt: float | None = None
 
     def report(self) -> dict[str, str]:
-        return {
-            "deviceId": self.device_id,
-            "status": self.status,
-            "resultReason": self.reason,
-            "updatedTime": iso(self.updated),
-            "recentAttemptTime": iso(self.recent_attempt) if self.recent_attempt is not None else "",
-            "nextAttemptTime": iso(self.next_attempt) if self.next_attempt is not None else "",
-        }
+        # A field with no value is left out, as Verizon's SDK models it (optional, a datetime
+        # when present): an empty string would not parse as a time.
+        row = {"deviceId": self.device_id, "status": self.status}
+        if self.reason:
+            row["resultReason"] = self.reason
+        row["updatedTime"] = iso(self.updated)
+        if self.recent_attempt is not None:
+            row["recentAttemptTime"] = iso(self.recent_attempt)
+        if self.next_attempt is not None:
+            row["nextAttemptTime"] = iso(self.next_attempt)
+        return row
 
 
 @dataclass
@@ -383,13 +395,17 @@ class Campaign:
     order: list[str]  # device ids, ascending, for paging
     status: str = PENDING
     history: list[tuple[str, dt.datetime]] = field(default_factory=list)
+    # Bumped when dates or devices change: changes planned under an older generation lapse.
+    generation: int = 0
 
     def answer(self) -> dict[str, Any]:
-        """The schedule answer's shape, exactly the reference page's fields."""
+        """The schedule answer's shape, exactly the reference page's fields (also the shape of
+        a campaign in the by-status report, `V3CampaignMetaInfo` in Verizon's SDK)."""
+        named = {"campaignName": self.name} if self.name else {}
         return {
             "id": self.id,
             "accountName": self.account,
-            "campaignName": self.name,
+            **named,
             "firmwareName": self.entry.firmware_name,
             "protocol": self.entry.protocol,
             "firmwareFrom": self.entry.firmware_from,
@@ -425,9 +441,9 @@ def check_account(account: str) -> str:
     return account
 
 
-# A pending change: (time, sequence, campaign id, device id or None, status, reason).
-# The sequence keeps changes due at the same moment in the order they were planned.
-_Planned = tuple[float, int, str, str | None, str, str]
+# A pending change: (time, sequence, campaign id, generation, device id or None, status,
+# reason). The sequence keeps changes due at the same moment in the order they were planned.
+_Planned = tuple[float, int, str, int, str | None, str, str]
 
 
 class Simulator:
@@ -459,8 +475,15 @@ class Simulator:
         self._outbox: list[SandboxEvent] = []
         # The version a device runs after a successful sandbox upgrade, per (account, IMEI).
         self._upgraded: dict[tuple[str, str], str] = {}
-        self._licensed: dict[str, set[str]] = {}
+        # Licences in use per account: IMEI -> when assigned (by a licence call, a campaign
+        # with autoAssignLicenseFlag, or a campaign of an already licensed device).
+        self._licences: dict[str, dict[str, float]] = {}
+        # Devices licensed by the IMEI rule whose licence was removed, per account.
+        self._licence_removed: dict[str, set[str]] = {}
         self._licence_updated: dict[str, dt.datetime] = {}
+        # The devices each account has been told of, for GET /devices/{acc}: the whole
+        # fleet an IMEI rule allows cannot be listed.
+        self._seen: dict[str, set[str]] = {}
         self._created = created or dt.datetime.now(UTC)
 
     # -- time ---------------------------------------------------------------------------------
@@ -470,10 +493,12 @@ class Simulator:
         t = now.timestamp()
         planned = self._planned
         while planned and planned[0][0] <= t:
-            at, _, campaign_id, device_id, status, reason = heapq.heappop(planned)
+            at, _, campaign_id, generation, device_id, status, reason = heapq.heappop(planned)
             campaign = self.campaigns[campaign_id]
-            if campaign.status == CANCELLED:
-                continue  # what was planned for a cancelled campaign never happens
+            if campaign.status == CANCELLED or generation != campaign.generation:
+                continue  # cancelled, or planned before the dates or devices changed
+            if device_id is not None and device_id not in campaign.devices:
+                continue  # removed from the campaign
             moment = dt.datetime.fromtimestamp(at, UTC)
             if device_id is None:
                 campaign.status = status
@@ -515,10 +540,10 @@ class Simulator:
         entry = self._firmware_entry(request)
         devices: list[str] = sorted(set(request["deviceList"]))
         facts = {imei: device_facts(imei, self.catalogue) for imei in devices}
-        auto_assign = bool(request.get("autoAssignLicenseFlag", False))
+        auto_assign = request["autoAssignLicenseFlag"]
         if self.mrc_only and not auto_assign:
             unlicensed = [imei for imei in devices if facts[imei].in_account
-                          and not facts[imei].license_assigned]
+                          and not self.licensed(account, facts[imei])]
             if unlicensed:
                 shown = ", ".join(unlicensed[:5]) + (" …" if len(unlicensed) > 5 else "")
                 raise invalid(
@@ -537,18 +562,35 @@ class Simulator:
             windows=[{"startTime": w["startTime"], "endTime": w["endTime"]}
                      for w in request.get("campaignTimeWindowList") or []],
             auto_assign_license=auto_assign,
-            auto_add_devices=bool(request.get("autoAddDevicesFlag", False)),
+            auto_add_devices=request["autoAddDevicesFlag"],
             created=now,
             devices={imei: DeviceState(imei, UPGRADE_PENDING, "", t0) for imei in devices},
             order=devices,
         )
         campaign.history.append((PENDING, now))
         self.campaigns[campaign.id] = campaign
-        licensed = self._licensed.setdefault(account, set())
-        licensed.update(i for i in devices if facts[i].in_account and (facts[i].license_assigned or auto_assign))
-        self._licence_updated[account] = now
-        self._plan(campaign, facts, t0)
+        self._use_licences(account, [facts[i] for i in devices], auto_assign, now)
+        self._plan(campaign)
         return campaign
+
+    def licensed(self, account: str, fact: DeviceFacts) -> bool:
+        if fact.imei in self._licences.get(account, ()):
+            return True
+        return fact.license_assigned and fact.imei not in self._licence_removed.get(account, ())
+
+    def _use_licences(
+        self, account: str, facts: Sequence[DeviceFacts], auto_assign: bool, now: dt.datetime
+    ) -> None:
+        """Devices going into a campaign: licensed ones count as used, the rest get one when
+        the request asked for automatic assignment."""
+        licences = self._licences.setdefault(account, {})
+        t = now.timestamp()
+        for fact in facts:
+            if fact.in_account:
+                self._seen.setdefault(account, set()).add(fact.imei)
+                if fact.imei not in licences and (auto_assign or self.licensed(account, fact)):
+                    licences[fact.imei] = t
+        self._licence_updated[account] = now
 
     def _firmware_entry(self, request: Mapping[str, Any]) -> FirmwareEntry:
         name, protocol = request["firmwareName"], request["protocol"]
@@ -571,9 +613,16 @@ class Simulator:
             f"(it upgrades to {expected})"
         )
 
-    def _plan(self, campaign: Campaign, facts: Mapping[str, DeviceFacts], t0: float) -> None:
-        """Lay out every status change of the campaign in advance (see the module docstring)."""
+    def _plan(self, campaign: Campaign) -> None:
+        """Lay out every status change of the campaign still to come (module docstring).
+
+        Planned from the moment the campaign was accepted, so planning again after its dates
+        or devices changed (or after a restart) gives the same times for what did not change;
+        steps the campaign or a device has already taken are left out.
+        """
         timing = self.timings
+        t0 = campaign.created.timestamp()
+        reached = {status for status, _ in campaign.history}
         start = dt.datetime.combine(dt.date.fromisoformat(campaign.start_date), dt.time(), UTC)
         end_date = dt.date.fromisoformat(campaign.end_date) + dt.timedelta(days=1)
         cutoff = dt.datetime.combine(end_date, dt.time(), UTC).timestamp()
@@ -581,24 +630,31 @@ class Simulator:
         pre_scheduled = queued + timing.pre_schedule
         scheduled = max(pre_scheduled + timing.schedule, start.timestamp())
         plan: list[tuple[float, str | None, str, str]] = [
-            (min(queued, cutoff), None, QUEUED, ""),
-            (min(pre_scheduled, cutoff), None, PRE_SCHEDULED, ""),
-            (min(scheduled, cutoff), None, SCHEDULED, ""),
+            (at, None, status, "")
+            for at, status in ((min(queued, cutoff), QUEUED),
+                               (min(pre_scheduled, cutoff), PRE_SCHEDULED),
+                               (min(scheduled, cutoff), SCHEDULED))
+            if status not in reached
         ]
         last = scheduled
         for imei in campaign.order:
-            fact = facts[imei]
-            begin = scheduled + fact.spread * timing.device_spread
             device = campaign.devices[imei]
-            device.next_attempt = min(begin, cutoff)
+            if device.status in DEVICE_FINAL:
+                last = max(last, device.updated)
+                continue
+            fact = device_facts(imei, self.catalogue)
+            begin = scheduled + fact.spread * timing.device_spread
             if not fact.fota_eligible:
                 reason = NOT_IN_ACCOUNT_REASON if not fact.in_account else NOT_ELIGIBLE_REASON
+                device.next_attempt = min(begin, cutoff)
                 plan.append((min(begin, cutoff), imei, REQUEST_FAILED, reason))
                 last = max(last, min(begin, cutoff))
                 continue
             finish = begin + (0.25 + 0.75 * fact.pace) * timing.upgrade
-            if begin < cutoff:
-                plan.append((begin, imei, UPGRADE_SCHEDULED, ""))
+            if device.status != UPGRADE_SCHEDULED:
+                device.next_attempt = min(begin, cutoff)
+                if begin < cutoff:
+                    plan.append((begin, imei, UPGRADE_SCHEDULED, ""))
             refusal = self._refusal(campaign, fact)
             if finish > cutoff:
                 plan.append((cutoff, imei, UPGRADE_FAILED, END_DATE_REACHED_REASON))
@@ -609,10 +665,12 @@ class Simulator:
             else:
                 plan.append((finish, imei, UPGRADE_SUCCESS, ""))
             last = max(last, min(finish, cutoff))
-        plan.append((min(last + timing.end_grace, cutoff), None, ENDED, ""))
+        if ENDED not in reached:
+            plan.append((min(last + timing.end_grace, cutoff), None, ENDED, ""))
+        generation = campaign.generation
         for at, device_id, status, reason in plan:
             self._sequence += 1
-            self._planned.append((at, self._sequence, campaign.id, device_id, status, reason))
+            self._planned.append((at, self._sequence, campaign.id, generation, device_id, status, reason))
         # One heapify for the whole campaign: 100,000 devices are planned in well under a second.
         heapq.heapify(self._planned)
 
@@ -710,20 +768,22 @@ class Simulator:
         if last_seen and last_seen != "0":
             chosen = [c for c in chosen if c.id > last_seen]
         page = chosen[: self.campaign_page_size]
-        return {
-            "hasMoreData": len(chosen) > len(page),
-            "lastSeenCampaignId": page[-1].id if page else (last_seen or ""),
-            "campaignList": [c.info() for c in page],
-        }
+        answer: dict[str, Any] = {"hasMoreData": len(chosen) > len(page)}
+        if page or last_seen:
+            answer["lastSeenCampaignId"] = page[-1].id if page else last_seen
+        # `V3CampaignMetaInfo` in Verizon's SDK: the schedule answer's fields, no flags.
+        answer["campaignList"] = [c.answer() for c in page]
+        return answer
 
     # -- firmware, devices, subscription -------------------------------------------------------
 
     def firmware(self, account: str, protocol: str | None) -> list[dict[str, str]]:
         check_account(account)
         protocol = protocol or "LWM2M"  # the parameter is documented with LWM2M as its example
-        if protocol not in PROTOCOLS:
-            raise invalid(f"Invalid protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}")
-        return [e.as_thingspace() for e in self.catalogue if e.protocol == protocol]
+        if protocol == "all":  # the SDK's firmware-list enum: every protocol at once
+            return [e.as_thingspace() for e in self.catalogue]
+        wanted = _protocol(protocol, also="all")
+        return [e.as_thingspace() for e in self.catalogue if e.protocol == wanted]
 
     def device_info(self, account: str, body: object, now: dt.datetime) -> dict[str, Any]:
         """`POST /devices/{acc}`: devices not in the account are left out (about 2 %)."""
@@ -737,26 +797,56 @@ class Simulator:
         for device_id in device_ids:
             if not is_imei(device_id):
                 raise invalid(f"Invalid device id format: {device_id}")
-        licensed = self._licensed.get(account, set())
         listed: list[dict[str, Any]] = []
+        seen = self._seen.setdefault(account, set())
         for imei in dict.fromkeys(device_ids):
             fact = device_facts(imei, self.catalogue)
             if not fact.in_account:
                 continue
-            listed.append(
-                {
-                    "deviceId": imei,
-                    "mdn": fact.mdn,
-                    "make": fact.make,
-                    "model": fact.model,
-                    "firmware": self.firmware_of(account, fact),
-                    "fotaEligible": fact.fota_eligible,
-                    "licenseAssigned": fact.license_assigned or imei in licensed,
-                    "status": "Active",
-                    "protocol": fact.protocol,
-                }
-            )
+            seen.add(imei)
+            listed.append(self._device_row(account, fact))
         return {"accountName": account, "deviceCount": len(listed), "deviceList": listed}
+
+    def _device_row(self, account: str, fact: DeviceFacts) -> dict[str, Any]:
+        return {
+            "deviceId": fact.imei,
+            "mdn": fact.mdn,
+            "make": fact.make,
+            "model": fact.model,
+            "firmware": self.firmware_of(account, fact),
+            "fotaEligible": fact.fota_eligible,
+            "licenseAssigned": self.licensed(account, fact),
+            "status": "Active",
+            "protocol": fact.protocol,
+        }
+
+    def account_devices(
+        self, account: str, last_seen: str | None, protocol: str | None, now: dt.datetime
+    ) -> dict[str, Any]:
+        """`GET /devices/{acc}`: the account's devices the sandbox has been told of (scheduled,
+        asked about, or given a licence), of one protocol, paged by IMEI like the report."""
+        self.advance(now)
+        check_account(account)
+        wanted = _protocol(protocol or "LWM2M")  # LWM2M is the SDK's default for this call
+        last_seen = _last_seen_device(last_seen)
+        devices = sorted(
+            i for i in self._seen.get(account, ())
+            if i > last_seen and device_facts(i, self.catalogue).protocol == wanted
+        )
+        page = devices[: self.report_page_size]
+        answer: dict[str, Any] = {
+            "accountName": account,
+            "hasMoreData": len(devices) > len(page),
+            "maxPageSize": self.report_page_size,
+        }
+        if page:
+            answer["lastSeenDeviceId"] = page[-1]
+        # `V3AccountDevice` requires a software list; sandbox devices run firmware only.
+        answer["deviceList"] = [
+            {**self._device_row(account, device_facts(i, self.catalogue)), "softwareList": []}
+            for i in page
+        ]
+        return answer
 
     def subscription(self, account: str) -> dict[str, Any]:
         check_account(account)
@@ -764,7 +854,7 @@ class Simulator:
             "accountName": account,
             "purchaseType": "TS-HFOTA-MRC" if self.mrc_only else "TS-HFOTA-EVNT,TS-HFOTA-MRC",
             "licenseCount": self.license_count,
-            "licenseUsedCount": len(self._licensed.get(account, ())),
+            "licenseUsedCount": len(self._licences.get(account, ())),
             "updateTime": iso(self._licence_updated.get(account, self._created)),
         }
 
@@ -778,21 +868,171 @@ class Simulator:
         url = self._callbacks.get(account)
         if url is None:
             raise SandboxError(404, "CALLBACK_NOT_FOUND", f"No callback listener registered for {account}")
-        return {"accountName": account, "url": url}
+        return {"url": url}
 
-    def set_callback(self, account: str, body: object) -> dict[str, str]:
-        """Register or replace the account's one listener. Plain http is allowed in the sandbox."""
+    def set_callback(self, account: str, body: object, *, replace: bool = True) -> dict[str, str]:
+        """POST (`replace`): register the account's one listener, replacing one already there,
+        as ThingSpace's pages say. PUT: update the listener, which must exist. Plain http is
+        allowed in the sandbox."""
         check_account(account)
         url = body.get("url") if isinstance(body, dict) else None
         if not isinstance(url, str) or not _URL.match(url):
             raise invalid("url is required: an absolute http:// or https:// URL")
+        if not replace and account not in self._callbacks:
+            raise SandboxError(
+                404, "CALLBACK_NOT_FOUND",
+                f"No callback listener registered for {account}: register one with POST",
+            )
         self._callbacks[account] = url
-        return {"accountName": account, "url": url}
+        return {"url": url}
 
     def delete_callback(self, account: str) -> None:
         check_account(account)
         if self._callbacks.pop(account, None) is None:
             raise SandboxError(404, "CALLBACK_NOT_FOUND", f"No callback listener registered for {account}")
+
+    # -- changes before the start ----------------------------------------------------------------
+
+    def _before_start(self, account: str, campaign_id: str, now: dt.datetime, what: str) -> Campaign:
+        campaign = self.campaign(account, campaign_id, now)
+        if campaign.status not in CANCELLABLE:
+            raise invalid(
+                f"Campaign {campaign_id} has already started (status {campaign.status}); "
+                f"{what} only before it starts",
+                code="CAMPAIGN_ALREADY_STARTED",
+            )
+        return campaign
+
+    def change_dates(self, account: str, campaign_id: str, body: object, now: dt.datetime) -> Campaign:
+        """`PUT /campaigns/firmware/{acc}/{id}/dates`: new dates and time windows."""
+        if not isinstance(body, dict):
+            raise invalid("Request body must be a JSON object")
+        for name in ("startDate", "endDate"):
+            if not isinstance(body.get(name), str) or not body[name]:
+                raise invalid(f"{name} is required")
+        _validate_dates(body, now.date())
+        windows = _validate_windows(body.get("campaignTimeWindowList"))
+        campaign = self._before_start(account, campaign_id, now, "its dates can be changed")
+        campaign.start_date, campaign.end_date = body["startDate"], body["endDate"]
+        if windows is not None:
+            campaign.windows = windows
+        campaign.generation += 1
+        self._plan(campaign)
+        return campaign
+
+    def change_devices(self, account: str, campaign_id: str, body: object, now: dt.datetime) -> dict[str, Any]:
+        """`PUT /campaigns/firmware/{acc}/{id}`: ``{"Type": "append" | "remove", "deviceList"}``."""
+        if not isinstance(body, dict):
+            raise invalid("Request body must be a JSON object")
+        kind = body.get("Type")
+        if kind not in ("append", "remove"):
+            raise invalid(f"Type is required: append or remove, not {kind!r}")
+        device_ids = _device_list(body)
+        campaign = self._before_start(account, campaign_id, now, "devices can be added or removed")
+        t = now.timestamp()
+        results: list[dict[str, str]] = []
+        wanted = list(dict.fromkeys(device_ids))
+        if kind == "remove":
+            if set(campaign.devices) <= set(wanted):
+                raise invalid(
+                    f"Removing every device would leave campaign {campaign_id} empty; cancel it instead"
+                )
+            for imei in wanted:
+                if campaign.devices.pop(imei, None) is None:
+                    results.append({"deviceId": imei, "status": "Failure", "Reason": NOT_IN_CAMPAIGN_REASON})
+                else:
+                    results.append({"deviceId": imei, "status": "Success"})
+            campaign.order = [i for i in campaign.order if i in campaign.devices]
+        else:
+            added: list[DeviceFacts] = []
+            for imei in wanted:
+                fact = device_facts(imei, self.catalogue)
+                if imei in campaign.devices:
+                    results.append({"deviceId": imei, "status": "Failure", "Reason": ALREADY_IN_CAMPAIGN_REASON})
+                elif (self.mrc_only and fact.in_account and not campaign.auto_assign_license
+                      and not self.licensed(account, fact)):
+                    results.append({"deviceId": imei, "status": "Failure", "Reason": NO_LICENCE_REASON})
+                else:
+                    campaign.devices[imei] = DeviceState(imei, UPGRADE_PENDING, "", t)
+                    added.append(fact)
+                    results.append({"deviceId": imei, "status": "Success"})
+            campaign.order = sorted(campaign.devices)
+            self._use_licences(account, added, campaign.auto_assign_license, now)
+        campaign.generation += 1
+        self._plan(campaign)
+        return {"accountName": account, "campaignId": campaign_id, "deviceList": results}
+
+    # -- licences ----------------------------------------------------------------------------------
+
+    def licences(self, account: str, last_seen: str | None) -> dict[str, Any]:
+        """`GET /licenses/{acc}`: the licences in use, by IMEI, paged like the report."""
+        check_account(account)
+        last_seen = _last_seen_device(last_seen)
+        assigned = self._licences.get(account, {})
+        devices = sorted(i for i in assigned if i > last_seen)
+        page = devices[: self.report_page_size]
+        answer: dict[str, Any] = {
+            "accountName": account,
+            "totalLicenses": self.license_count,
+            "assignedLicenses": len(assigned),
+            "hasMoreData": len(devices) > len(page),
+            "maxPageSize": self.report_page_size,
+        }
+        if page:
+            answer["lastSeenDeviceId"] = page[-1]
+        answer["deviceList"] = [{"deviceId": i, "assignmentTime": iso(assigned[i])} for i in page]
+        return answer
+
+    def assign_licences(self, account: str, body: object, now: dt.datetime) -> dict[str, Any]:
+        """`POST /licenses/{acc}/assign`: one licence per listed device, while any are left."""
+        check_account(account)
+        device_ids = _device_list(body)
+        assigned = self._licences.setdefault(account, {})
+        removed = self._licence_removed.setdefault(account, set())
+        results: list[dict[str, str]] = []
+        for imei in dict.fromkeys(device_ids):
+            fact = device_facts(imei, self.catalogue)
+            if not fact.in_account:
+                results.append({"deviceId": imei, "status": "Failure", "resultReason": NOT_IN_ACCOUNT_REASON})
+                continue
+            self._seen.setdefault(account, set()).add(imei)
+            if imei not in assigned:
+                if len(assigned) >= self.license_count:
+                    results.append({"deviceId": imei, "status": "Failure", "resultReason": NO_LICENCES_LEFT_REASON})
+                    continue
+                assigned[imei] = now.timestamp()
+            removed.discard(imei)
+            results.append({"deviceId": imei, "status": "Success"})
+        self._licence_updated[account] = now
+        return self._licence_result(account, results)
+
+    def remove_licences(self, account: str, body: object, now: dt.datetime) -> dict[str, Any]:
+        """`POST /licenses/{acc}/remove`: the listed devices' licences go back to the pool."""
+        check_account(account)
+        device_ids = _device_list(body)
+        assigned = self._licences.setdefault(account, {})
+        removed = self._licence_removed.setdefault(account, set())
+        results: list[dict[str, str]] = []
+        for imei in dict.fromkeys(device_ids):
+            fact = device_facts(imei, self.catalogue)
+            if not fact.in_account:
+                results.append({"deviceId": imei, "status": "Failure", "resultReason": NOT_IN_ACCOUNT_REASON})
+            elif not self.licensed(account, fact):
+                results.append({"deviceId": imei, "status": "Failure", "resultReason": NO_LICENCE_REASON})
+            else:
+                assigned.pop(imei, None)
+                removed.add(imei)
+                results.append({"deviceId": imei, "status": "Success"})
+        self._licence_updated[account] = now
+        return self._licence_result(account, results)
+
+    def _licence_result(self, account: str, results: list[dict[str, str]]) -> dict[str, Any]:
+        return {
+            "accountName": account,
+            "licCount": self.license_count,
+            "licUsedCount": len(self._licences.get(account, ())),
+            "deviceList": results,
+        }
 
 
 # --- Schedule validation ------------------------------------------------------------------------
@@ -802,23 +1042,37 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _validate_schedule(body: object, today: dt.date) -> dict[str, Any]:
-    """The request if it keeps every rule of the schedule page, else the first rule broken.
+def _protocol(value: object, *, also: str = "") -> str:
+    """The protocol a spelling names, or the 400 ThingSpace gives for an unknown one."""
+    if isinstance(value, str) and value in PROTOCOL_SPELLINGS:
+        return PROTOCOL_SPELLINGS[value]
+    expected = ", ".join([*PROTOCOL_SPELLINGS, *([also] if also else [])])
+    raise invalid(f"Invalid protocol '{value}': expected one of {expected}")
 
-    ThingSpace answers one error at a time; the checks run in the order of the page.
-    """
-    if not isinstance(body, dict):
-        raise invalid("Request body must be a JSON object")
-    for name in REQUIRED_FIELDS:
-        if body.get(name) is None or body.get(name) == "":
-            raise invalid(f"{name} is required")
-    for name in REQUIRED_FIELDS[:-1]:
-        if not isinstance(body[name], str):
-            raise invalid(f"{name} must be a string")
-    if body.get("campaignName") is not None and not isinstance(body["campaignName"], str):
-        raise invalid("campaignName must be a string")
-    if body["protocol"] not in PROTOCOLS:
-        raise invalid(f"Invalid protocol '{body['protocol']}': expected one of {', '.join(PROTOCOLS)}")
+
+def _last_seen_device(value: str | None) -> str:
+    value = value or "0"
+    if not (value.isascii() and value.isdigit() and len(value) <= 15):
+        raise invalid(f"Invalid lastSeenDeviceId '{value}': expected 0 or a device IMEI")
+    # Equal-length digit strings sort as numbers do.
+    return value.zfill(15)
+
+
+def _device_list(body: object) -> list[str]:
+    if not isinstance(body, dict) or body.get("deviceList") is None:
+        raise invalid("deviceList is required: a list of device IMEIs")
+    devices = body["deviceList"]
+    if not isinstance(devices, list):
+        raise invalid("deviceList must be a list of device IMEIs")
+    if not devices:
+        raise invalid("deviceList must contain at least one device")
+    for device_id in devices:
+        if not is_imei(device_id):
+            raise invalid(f"Invalid device id format: {device_id}")
+    return devices
+
+
+def _validate_dates(body: Mapping[str, Any], today: dt.date) -> None:
     dates: dict[str, dt.date] = {}
     for name in ("startDate", "endDate"):
         try:
@@ -833,32 +1087,56 @@ def _validate_schedule(body: object, today: dt.date) -> dict[str, Any]:
         )
     if dates["endDate"] < dates["startDate"]:
         raise invalid(f"endDate {body['endDate']} is before startDate {body['startDate']}")
-    windows = body.get("campaignTimeWindowList")
-    if windows is not None:
-        if not isinstance(windows, list):
-            raise invalid("campaignTimeWindowList must be a list of {startTime, endTime}")
-        for index, window in enumerate(windows):
-            where = f"campaignTimeWindowList[{index}]"
-            if not isinstance(window, dict):
-                raise invalid(f"{where} must be an object with startTime and endTime")
-            start, end = window.get("startTime"), window.get("endTime")
-            if not _is_int(start) or not 0 <= start <= 23:
-                raise invalid(f"{where}.startTime must be an hour from 0 to 23, not {start}")
-            if not _is_int(end) or not 1 <= end <= 24:
-                raise invalid(f"{where}.endTime must be an hour from 1 to 24, not {end}")
-            if end - start < 4:
-                raise invalid(
-                    f"{where}.endTime {end} must be at least 4 hours after startTime {start}"
-                )
-    devices = body["deviceList"]
-    if not isinstance(devices, list):
-        raise invalid("deviceList must be a list of device IMEIs")
-    if not devices:
-        raise invalid("deviceList must contain at least one device")
-    for device_id in devices:
-        if not is_imei(device_id):
-            raise invalid(f"Invalid device id format: {device_id}")
-    for flag in ("autoAssignLicenseFlag", "autoAddDevicesFlag"):
-        if flag in body and not isinstance(body[flag], bool):
+
+
+def _validate_windows(windows: object) -> list[dict[str, int]] | None:
+    if windows is None:
+        return None
+    if not isinstance(windows, list):
+        raise invalid("campaignTimeWindowList must be a list of {startTime, endTime}")
+    for index, window in enumerate(windows):
+        where = f"campaignTimeWindowList[{index}]"
+        if not isinstance(window, dict):
+            raise invalid(f"{where} must be an object with startTime and endTime")
+        start, end = window.get("startTime"), window.get("endTime")
+        if not _is_int(start) or not 0 <= start <= 23:
+            raise invalid(f"{where}.startTime must be an hour from 0 to 23, not {start}")
+        if not _is_int(end) or not 1 <= end <= 24:
+            raise invalid(f"{where}.endTime must be an hour from 1 to 24, not {end}")
+        if end - start < 4:
+            raise invalid(
+                f"{where}.endTime {end} must be at least 4 hours after startTime {start}"
+            )
+    return [{"startTime": w["startTime"], "endTime": w["endTime"]} for w in windows]
+
+
+def _validate_schedule(body: object, today: dt.date) -> dict[str, Any]:
+    """The request if it keeps every rule of the schedule page, else the first rule broken.
+
+    ThingSpace answers one error at a time; the checks run in the order of the page, then the
+    two flags Verizon's SDK requires.
+    """
+    if not isinstance(body, dict):
+        raise invalid("Request body must be a JSON object")
+    for name in REQUIRED_FIELDS:
+        if body.get(name) is None or body.get(name) == "":
+            raise invalid(f"{name} is required")
+    for name in REQUIRED_FLAGS:
+        if body.get(name) is None:
+            raise invalid(f"{name} is required: true or false")
+    for name in REQUIRED_FIELDS[:-1]:
+        if not isinstance(body[name], str):
+            raise invalid(f"{name} must be a string")
+    if body.get("campaignName") is not None and not isinstance(body["campaignName"], str):
+        raise invalid("campaignName must be a string")
+    if body["protocol"] not in PROTOCOLS:
+        # The schedule model's own text lists these three; the OMA-DM spellings of the SDK's
+        # list enums are not documented for a schedule.
+        raise invalid(f"Invalid protocol '{body['protocol']}': expected one of {', '.join(PROTOCOLS)}")
+    _validate_dates(body, today)
+    _validate_windows(body.get("campaignTimeWindowList"))
+    _device_list(body)
+    for flag in REQUIRED_FLAGS:
+        if not isinstance(body[flag], bool):
             raise invalid(f"{flag} must be true or false")
     return body
