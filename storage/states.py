@@ -31,6 +31,9 @@ class CampaignState(StrEnum):
     EXPIRED = "expired"
     WITHDRAWN = "withdrawn"
     SUBMIT_FAILED = "submit_failed"
+    # ThingSpace kept answering 404 for a campaign it had accepted (a sandbox reset, an account
+    # move): fota-bot stops following it. Nothing was cancelled.
+    LOST = "lost"
 
     @property
     def is_terminal(self) -> bool:
@@ -54,11 +57,14 @@ TERMINAL: frozenset[CampaignState] = frozenset(
         S.EXPIRED,
         S.WITHDRAWN,
         S.SUBMIT_FAILED,
+        S.LOST,
     }
 )
 
-# ThingSpace ends a campaign in any of these, from any live status.
+# ThingSpace ends a campaign in any of these, from any live status; and a campaign ThingSpace
+# holds can turn out lost at any point.
 _THINGSPACE_ENDINGS = {S.ENDED, S.CANCELLED, S.ABORTED, S.FAILED}
+_ENDINGS = _THINGSPACE_ENDINGS | {S.LOST}
 
 ALLOWED: dict[CampaignState, frozenset[CampaignState]] = {
     S.PENDING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.WITHDRAWN}),
@@ -66,14 +72,14 @@ ALLOWED: dict[CampaignState, frozenset[CampaignState]] = {
     S.SUBMITTING: frozenset({S.SUBMITTED, S.SUBMIT_FAILED}),
     S.SUBMITTED: frozenset(
         {S.REQUEST_PENDING, S.REQUEST_QUEUED, S.PRE_SCHEDULED, S.SCHEDULED, S.REQUEST_FAILED}
-        | _THINGSPACE_ENDINGS
+        | _ENDINGS
     ),
     S.REQUEST_PENDING: frozenset(
-        {S.REQUEST_QUEUED, S.PRE_SCHEDULED, S.SCHEDULED, S.REQUEST_FAILED} | _THINGSPACE_ENDINGS
+        {S.REQUEST_QUEUED, S.PRE_SCHEDULED, S.SCHEDULED, S.REQUEST_FAILED} | _ENDINGS
     ),
-    S.REQUEST_QUEUED: frozenset({S.PRE_SCHEDULED, S.SCHEDULED, S.REQUEST_FAILED} | _THINGSPACE_ENDINGS),
-    S.PRE_SCHEDULED: frozenset({S.SCHEDULED} | _THINGSPACE_ENDINGS),
-    S.SCHEDULED: frozenset(_THINGSPACE_ENDINGS),
+    S.REQUEST_QUEUED: frozenset({S.PRE_SCHEDULED, S.SCHEDULED, S.REQUEST_FAILED} | _ENDINGS),
+    S.PRE_SCHEDULED: frozenset({S.SCHEDULED} | _ENDINGS),
+    S.SCHEDULED: frozenset(_ENDINGS),
     **{state: frozenset() for state in TERMINAL},
 }
 

@@ -145,6 +145,11 @@ class ThreadNotifier:
         self._final_report(campaign)
         self.dm(campaign, "finished")
 
+    def lost(self, campaign: Campaign) -> None:
+        self.refresh_root(campaign, now=True)
+        self.reply(campaign, blocks.lost_reply(campaign))
+        self.dm(campaign, "lost")
+
     def _final_report(self, campaign: Campaign) -> None:
         """The end of a campaign at ThingSpace: a summary reply and the per-device CSV."""
         self.outbox.enqueue("summary", {}, campaign_id=campaign.id, coalesce_key=f"summary:{campaign.id}")

@@ -302,6 +302,7 @@ _WORDS: dict[CampaignState, str] = {
     S.EXPIRED: "expired",
     S.WITHDRAWN: "withdrawn",
     S.SUBMIT_FAILED: "refused by ThingSpace",
+    S.LOST: "lost (ThingSpace no longer knows it)",
 }
 
 

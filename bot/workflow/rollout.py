@@ -20,7 +20,8 @@ from typing import Any, Protocol
 
 from bot.callbacks.parsing import DeviceUpdate, parse_callback
 from bot.thingspace.client import ThingSpaceClient
-from bot.thingspace.errors import ThingSpaceError
+from bot.thingspace.errors import ThingSpaceError, ThingSpaceNotFound
+from bot.workflow.lost import LostCampaigns
 from storage.records import Campaign
 from storage.states import ALLOWED, CampaignState, device_bucket, thingspace_state
 from storage.store import Store
@@ -45,6 +46,8 @@ class RolloutEvents(Protocol):
     def devices_failed(self, campaign: Campaign) -> None: ...
 
     def finished(self, campaign: Campaign) -> None: ...
+
+    def lost(self, campaign: Campaign) -> None: ...
 
 
 class ReconcileScheduler(Protocol):
@@ -74,6 +77,7 @@ class Rollout:
         self._reconcile_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last_seen_id = 0
         self.applied_count = 0
+        self.lost = LostCampaigns(store=store, client=client, events=events, scheduler=scheduler, clock=clock)
 
     # --- callbacks ---------------------------------------------------------------------------
 
@@ -251,7 +255,10 @@ class Rollout:
                 info = await self.client.get_campaign(campaign.account, campaign.thingspace_id)
             except ThingSpaceError as exc:
                 log.warning("%s: re-read from ThingSpace failed: %s", campaign.ref, exc)
+                if isinstance(exc, ThingSpaceNotFound):
+                    return await self.lost.not_found(campaign, exc)
                 return self.store.campaign(campaign_id)
+            self.lost.found(campaign)
             status = str(info.get("status") or "")
             if status and not campaign.state.is_terminal:
                 campaign = self.apply_status(campaign_id, status, actor="reconcile")

@@ -71,6 +71,7 @@ STATE_LABELS: dict[CampaignState, tuple[str, str]] = {
     S.EXPIRED: (":alarm_clock:", "Expired without a decision"),
     S.WITHDRAWN: (":leftwards_arrow_with_hook:", "Withdrawn by the requester"),
     S.SUBMIT_FAILED: (":x:", "Not scheduled: the request failed"),
+    S.LOST: (":ghost:", "Lost: ThingSpace no longer knows this campaign"),
 }
 
 
@@ -85,6 +86,26 @@ def state_parts(state: CampaignState | str) -> tuple[str, str]:
     if known is None:
         return ":grey_question:", f"ThingSpace status {code(str(state))}"
     return STATE_LABELS[known]
+
+
+def lost_advice(campaign: Campaign) -> str:
+    """What to check when ThingSpace no longer knows a campaign it accepted (mrkdwn)."""
+    said = thingspace_error(campaign.error_code, campaign.error_message)
+    head = (
+        f"ThingSpace answers {said} for campaign {code(campaign.thingspace_id or '')}, so "
+        "fota-bot has stopped following it; the counts are the last it saw. Nothing was cancelled."
+    )
+    if campaign.sandbox:
+        return (
+            f"{head}\nThis is a sandbox rehearsal: the sandbox forgets its campaigns when it is "
+            "restarted or reset. No real device was involved; request it again to rehearse again."
+        )
+    return (
+        f"{head}\nCheck that `THINGSPACE_ACCOUNT` and the ThingSpace credentials are those of "
+        f"account {code(campaign.account)}, where the campaign was created (a moved account or "
+        "another user cannot see it). If the campaign still exists at ThingSpace its devices may "
+        f"still upgrade: look it up in ThingSpace by its name {code(campaign.thingspace_name)}."
+    )
 
 
 def state_label(state: CampaignState | str) -> str:
@@ -438,6 +459,8 @@ def campaign_card(
             ]
         ),
     ]
+    if campaign.state is S.LOST:
+        blocks.append(section(f":ghost: {lost_advice(campaign)}"))
     approvals = counted_approvals(campaign, decisions)
     updated = f"Last update {slack_date(last_update)}" if last_update else "No device reports yet"
     blocks.append(

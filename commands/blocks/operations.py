@@ -122,7 +122,7 @@ def _load_value(value: Any, keys: set[str]) -> dict[str, Any]:
 
 
 def _progress_percent(campaign: Campaign, counts: Mapping[str, int]) -> str:
-    if not campaign.state.is_thingspace and campaign.state is not S.SUBMITTED:
+    if not campaign.state.is_thingspace and campaign.state not in (S.SUBMITTED, S.LOST):
         return "not started"
     buckets = bucket_counts(counts)
     done = buckets["succeeded"] + buckets["failed"]

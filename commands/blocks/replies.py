@@ -12,6 +12,7 @@ from commands.blocks.cards import (
     START_DATE_PASSED,
     bucket_counts,
     counted_approvals,
+    lost_advice,
     percent,
     progress_bar,
     state_label,
@@ -246,6 +247,10 @@ def cancel_refused_reply(
     )
 
 
+def lost_reply(campaign: Campaign) -> Message:
+    return _reply(f":ghost: Ref {campaign.ref} is lost. {lost_advice(campaign)}")
+
+
 # --- Direct messages to the requester ----------------------------------------------------------
 
 
@@ -324,6 +329,13 @@ def dm_finished(
     return _reply(text + _thread_link(permalink))
 
 
+def dm_lost(campaign: Campaign, permalink: str | None) -> Message:
+    return _reply(
+        f":ghost: Your campaign Ref {campaign.ref} is lost. {lost_advice(campaign)}"
+        f"{_thread_link(permalink)}"
+    )
+
+
 def requester_dm(
     campaign: Campaign,
     event: str,
@@ -335,7 +347,8 @@ def requester_dm(
     counts: Mapping[str, int] | None = None,
 ) -> Message:
     """The direct message for one event: `approved`, `submitted`, `submit_failed`, `rejected`,
-    `expired`, `cancelled`, `withdrawn` or `finished`. Raises ValueError for any other event."""
+    `expired`, `cancelled`, `withdrawn`, `finished` or `lost`. Raises ValueError for any other
+    event."""
     if event == "approved":
         return dm_approved(campaign, decisions, permalink)
     if event == "submitted":
@@ -352,6 +365,8 @@ def requester_dm(
         return dm_withdrawn(campaign, by, permalink)
     if event == "finished":
         return dm_finished(campaign, counts, permalink)
+    if event == "lost":
+        return dm_lost(campaign, permalink)
     raise ValueError(f"no direct message for event {event!r}")
 
 
