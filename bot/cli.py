@@ -214,11 +214,17 @@ async def _serve(settings: Settings) -> int:
 
 
 async def _serve_locked(settings: Settings) -> int:
-    import uvicorn
-
     from bot.app import build_runtime
     from bot.logs import RedactSecrets
-    from bot.server import GracefulServer
+    from bot.server import (
+        ConnectionGate,
+        GracefulServer,
+        ServerLimits,
+        connection_cap,
+        listening_socket,
+        raise_descriptor_limit,
+        server_config,
+    )
 
     runtime = build_runtime(settings)
     # The generated callback token is a secret too: mask it from here on.
@@ -240,19 +246,14 @@ async def _serve_locked(settings: Settings) -> int:
         if settings.slack_app_token is not None:
             socket_handler = await connect_socket_mode(runtime, settings.slack_app_token.reveal())
             log.info("Slack over Socket Mode")
-        config = uvicorn.Config(
-            runtime.asgi,
-            host=settings.host,
-            port=settings.port,
-            lifespan="off",
-            log_config=None,  # uvicorn's records go through the one handler configure_logging set
-            access_log=False,  # an access log would print the callback URL, whose path is a secret
-            timeout_graceful_shutdown=20,
-        )
-        server = GracefulServer(config)
+        raise_descriptor_limit()
+        limits = ServerLimits()
+        gate = ConnectionGate(connection_cap(limits))
+        sock = listening_socket(settings.host, settings.port, gate)
+        server = GracefulServer(server_config(runtime.asgi, limits=limits, gate=gate))
         log.info("fota-bot listening on %s:%s (ThingSpace: %s)", settings.host, settings.port, runtime.mode)
         # uvicorn handles SIGTERM/SIGINT: it stops accepting and finishes requests in flight.
-        await server.serve()
+        await server.serve(sockets=[sock])
     except SocketModeError as exc:
         log.error("%s", exc)
         return 1
