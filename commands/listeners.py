@@ -212,6 +212,58 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
         later(work, respond, "approve eligible only")
         await ack()
 
+    @app.action(blocks.ACTION_INCLUDE_EXCLUDED)
+    async def include_excluded_clicked(
+        ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: AsyncWebClient
+    ) -> None:
+        campaign_id, shown_hash = _action_value(action)
+        if not campaign_id:
+            later(_stale_button(), respond, "stale button")
+            await ack()
+            return
+
+        async def open_modal() -> None:
+            # Refused before the modal opens (not after the approver typed a reason): not an
+            # approver, a stale card, nothing excluded left.
+            campaign, record = await services.campaigns.override_form(
+                campaign_id, user=body["user"]["id"], shown_hash=shown_hash
+            )
+            await client.views_open(trigger_id=body["trigger_id"], view=blocks.override_modal(campaign, record))
+
+        later(open_modal(), respond, "override modal")
+        await ack()
+
+    @app.view(blocks.OVERRIDE_MODAL_CALLBACK_ID)
+    async def override_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
+        count_block, reason_block = blocks.OVERRIDE_COUNT_BLOCK_ID, blocks.OVERRIDE_REASON_BLOCK_ID
+        try:
+            campaign_id, shown_hash = blocks.parse_action_value(view.get("private_metadata") or "")
+            values = view["state"]["values"]
+            count_text = str(values[count_block][count_block]["value"] or "")
+            reason = str(values[reason_block][reason_block]["value"] or "")
+        except (ValueError, KeyError, TypeError):
+            await ack(response_action="errors", errors={reason_block: "This form is damaged; close it and try again."})
+            return
+        try:
+            typed = blocks.parse_override_count(count_text)
+        except ValueError as exc:
+            await ack(response_action="errors", errors={count_block: f"{exc}; type the number the form shows."})
+            return
+        user = body["user"]["id"]
+        try:
+            answer = await services.campaigns.include_excluded(
+                campaign_id, user=user, shown_hash=shown_hash, typed_count=typed, reason=reason
+            )
+        except RequestError as exc:
+            await ack(response_action="errors", errors={p.key: f"{p.value}: {p.rule}".lstrip(": ") for p in exc.problems})
+            return
+        except UserError as exc:
+            await ack(response_action="errors", errors={count_block: str(exc)})
+            return
+        await ack()
+        # A modal has no response_url: the approver's answer goes to a direct message.
+        services.background.spawn(client.chat_postMessage(channel=user, text=answer), name="override answer")
+
     @app.action(blocks.ACTION_PREFLIGHT_RETRY)
     async def preflight_retry(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         campaign_id, _ = _action_value(action)

@@ -235,6 +235,16 @@ def m005_bounded_queries(db: Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_outbox_coalesce_key ON outbox(coalesce_key, sent_at)")
 
 
+@migrations()
+def m006_preflight_override(db: Database) -> None:
+    """An approver's explicit choice to send devices pre-flight excluded: who, when, why, how many."""
+    table = db.table("preflight")
+    table.add_column("override_by", str)
+    table.add_column("override_at", str)
+    table.add_column("override_reason", str)
+    table.add_column("override_count", int)
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)
 

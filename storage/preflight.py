@@ -51,15 +51,14 @@ class Finding(StrEnum):
     IN_OTHER_CAMPAIGN = "in_other_campaign"  # already in another active campaign here
 
 
-# Findings that leave a device out of "eligible". These rest on ThingSpace's own per-device
-# answers (absent, fotaEligible, licenseAssigned) or mean there is nothing to do (done).
-# WRONG_FIRMWARE and WRONG_MODEL are warnings only: they compare strings from two endpoints
-# whose spellings ThingSpace does not promise to keep equal, and the sandbox gives devices
-# models at random; a string mismatch must not silently drop devices or block a request.
-# IN_OTHER_CAMPAIGN is a warning: the approver decides which campaign should win.
-EXCLUDING: frozenset[Finding] = frozenset(
-    {Finding.UNKNOWN, Finding.INELIGIBLE, Finding.UNLICENSED, Finding.DONE}
-)
+# Every finding leaves a device out of "eligible": a firmware image is built for one make, one
+# model and one starting version, so a device of another model or on another version fails at
+# best; an unknown, ineligible or unlicensed device is refused by ThingSpace; a device in
+# another active campaign would be upgraded twice or raced. Sending any of them is an explicit,
+# recorded override ("Include excluded devices…"), never the default.
+EXCLUDING: frozenset[Finding] = frozenset(Finding)
+# Findings that keep a device out even of an override: already on firmwareTo, nothing to send.
+NEVER_SENT: frozenset[Finding] = frozenset({Finding.DONE})
 
 # Non-terminal states: a campaign in one of them may still touch its devices.
 ACTIVE_STATES: tuple[CampaignState, ...] = tuple(s for s in CampaignState if not s.is_terminal)
@@ -121,6 +120,10 @@ class PreflightSummary:
     conflicts: tuple[ConflictFinding, ...]
     blocking: tuple[str, ...]
     digest: str = ""
+    # licence=auto on a monthly-only account: unlicensed devices made eligible (each takes one
+    # of the account's unused licences) and the unused licences there were.
+    licences_assigned: int = 0
+    licences_free: int | None = None
 
     @property
     def blocked(self) -> bool:
@@ -129,6 +132,11 @@ class PreflightSummary:
     @property
     def excluded(self) -> int:
         return self.requested - self.eligible
+
+    @property
+    def includable(self) -> int:
+        """Excluded devices an override may add: all but those already on firmwareTo."""
+        return self.excluded - self.count(Finding.DONE)
 
     def count(self, finding: Finding) -> int:
         return int(self.counts.get(finding.value, 0))
@@ -162,6 +170,8 @@ class PreflightSummary:
             ],
             "blocking": list(self.blocking),
         }
+        if self.licences_assigned or self.licences_free is not None:
+            data["licences"] = {"assigned": self.licences_assigned, "free": self.licences_free}
         if with_digest:
             data["digest"] = self.digest
         return data
@@ -196,6 +206,8 @@ class PreflightSummary:
             ),
             blocking=tuple(data["blocking"]),
             digest=str(data.get("digest") or ""),
+            licences_assigned=int((data.get("licences") or {}).get("assigned") or 0),
+            licences_free=(data.get("licences") or {}).get("free"),
         )
 
 
@@ -233,6 +245,10 @@ class PreflightRecord:
     narrowed_by: str | None
     narrowed_at: dt.datetime | None
     narrowed_from: int | None  # device count before narrowing
+    override_by: str | None = None
+    override_at: dt.datetime | None = None
+    override_reason: str | None = None
+    override_count: int | None = None  # excluded devices the override added
 
     @property
     def approvable(self) -> bool:
@@ -241,6 +257,18 @@ class PreflightRecord:
     @property
     def narrowed(self) -> bool:
         return self.narrowed_at is not None
+
+    @property
+    def overridden(self) -> bool:
+        return self.override_at is not None
+
+    @property
+    def excluded_pending(self) -> int:
+        """Excluded devices still in the request with nobody's explicit say: while there are
+        any, neither a plain approval nor a submission is allowed."""
+        if self.summary is None or self.narrowed or self.overridden:
+            return 0
+        return self.summary.excluded
 
 
 def bound_hash(request_hash: str, digest: str) -> str:
@@ -263,7 +291,8 @@ def _when(value: str | None) -> dt.datetime | None:
 def load(store: Store, campaign_id: int) -> PreflightRecord | None:
     row = store.db.execute(
         """SELECT campaign_id, status, attempts, started_at, finished_at, request_hash, summary,
-                  error, narrowed_by, narrowed_at, narrowed_from
+                  error, narrowed_by, narrowed_at, narrowed_from, override_by, override_at,
+                  override_reason, override_count
            FROM preflight WHERE campaign_id = ?""",
         [campaign_id],
     ).fetchone()
@@ -283,6 +312,10 @@ def load(store: Store, campaign_id: int) -> PreflightRecord | None:
         narrowed_by=row[8],
         narrowed_at=_when(row[9]),
         narrowed_from=row[10],
+        override_by=row[11],
+        override_at=_when(row[12]),
+        override_reason=row[13],
+        override_count=row[14],
     )
 
 
@@ -293,7 +326,33 @@ def refusal(db: Database, campaign_id: int) -> str | None:
     transactions. A campaign without a pre-flight row (stored before pre-flight existed, or
     by a test straight through the store) is left to the approval rules alone; every request
     made through `CampaignService` gets its row before its card is posted.
+
+    Besides unfinished or blocking checks, a request still holding devices pre-flight excluded
+    is refused until an approver either narrows it to the eligible devices or includes them
+    explicitly: the excluded devices never go out by default.
     """
+    why = checks_refusal(db, campaign_id)
+    if why:
+        return why
+    row = db.execute(
+        """SELECT summary, narrowed_at, override_at FROM preflight WHERE campaign_id = ?""",
+        [campaign_id],
+    ).fetchone()
+    if row is None or not row[0] or row[1] or row[2]:
+        return None
+    data = json.loads(row[0])
+    excluded = int(data["requested"]) - int(data["eligible"])
+    if excluded > 0:
+        return (
+            f"{ref_for(campaign_id)} holds {excluded:,} device{'s' if excluded != 1 else ''} "
+            "pre-flight excluded; approve the eligible devices, or include the excluded ones "
+            "explicitly with Include excluded devices…"
+        )
+    return None
+
+
+def checks_refusal(db: Database, campaign_id: int) -> str | None:
+    """The pre-flight checks' own say: still checking, failed, or a blocking finding."""
     row = db.execute(
         "SELECT status, summary, error FROM preflight WHERE campaign_id = ?", [campaign_id]
     ).fetchone()
@@ -572,7 +631,7 @@ def narrow_and_approve(
             return Narrowed(result, campaign.device_count, 0, campaign.content_hash, ())
         if user == campaign.requester:
             raise NotApproved("the requester cannot approve their own request")
-        why = refusal(store.db, campaign_id)
+        why = checks_refusal(store.db, campaign_id)
         if why:
             raise NotApproved(why)
         record = load(store, campaign_id)
@@ -614,9 +673,12 @@ def narrow_and_approve(
             "UPDATE campaigns SET content_hash = ?, device_count = ?, updated_at = ? WHERE id = ?",
             [new_hash, len(devices), now, campaign_id],
         )
+        # Narrowing after an override takes the excluded devices out again: the override no
+        # longer describes the request (the audit keeps that it happened).
         store.db.execute(
             """UPDATE preflight SET request_hash = ?, narrowed_by = ?, narrowed_at = ?,
-               narrowed_from = ? WHERE campaign_id = ?""",
+               narrowed_from = ?, override_by = NULL, override_at = NULL,
+               override_reason = NULL, override_count = NULL WHERE campaign_id = ?""",
             [new_request, user, now, before, campaign_id],
         )
         # The audit trail says who changed the request, from what to what, and whose
@@ -636,3 +698,134 @@ def narrow_and_approve(
             campaign_id, user=user, shown_hash=new_hash, required=required
         )
         return Narrowed(result, len(devices), dropped, campaign.content_hash, superseded)
+
+
+@dataclass(frozen=True)
+class Overridden:
+    """What "Include excluded devices…" did: the approval outcome and the device counts."""
+
+    result: ApprovalResult
+    included: int  # excluded devices now in the request
+    done: int  # devices already on firmwareTo, left out all the same
+    old_hash: str
+    counts: Mapping[str, int]  # Finding value -> included devices with it
+
+
+def override_hash(request_hash: str, digest: str, included: int) -> str:
+    """The content hash of a request widened by an override: request, findings and the fact
+    that `included` excluded devices go out, so no approval of another device set counts."""
+    return content_hash(
+        {"request": request_hash, "preflight": digest, "include_excluded": included}
+    )
+
+
+def override_and_approve(
+    store: Store,
+    campaign_id: int,
+    *,
+    user: str,
+    shown_hash: str,
+    typed_count: int,
+    reason: str,
+    required: int,
+) -> Overridden:
+    """Include the excluded devices (those not on firmwareTo already) and approve that, in one
+    transaction: an approver's explicit, recorded choice.
+
+    `typed_count` must equal the number of devices being added: the approver read it.
+    Devices already on firmwareTo are left out (nothing to send). The content hash becomes
+    `override_hash`, so a click on any card shown before counts for nothing; the override's
+    author, time, reason and count are stored with the findings and in the audit trail.
+    Raises NotApproved when the request cannot be widened.
+    """
+    reason = reason.strip()
+    with store.db.atomic():
+        campaign = store.campaign(campaign_id)
+        if campaign.state is not S.PENDING_APPROVAL or shown_hash != campaign.content_hash:
+            result = store.record_approval(
+                campaign_id, user=user, shown_hash=shown_hash, required=required
+            )
+            return Overridden(result, 0, 0, campaign.content_hash, {})
+        if user == campaign.requester:
+            raise NotApproved("the requester cannot approve their own request")
+        why = checks_refusal(store.db, campaign_id)
+        if why:
+            raise NotApproved(why)
+        record = load(store, campaign_id)
+        if record is None or record.summary is None:
+            raise NotApproved(f"{campaign.ref} has no pre-flight findings to override")
+        if record.narrowed or record.overridden:
+            raise NotApproved(
+                f"{campaign.ref} was already {'narrowed' if record.narrowed else 'widened'} by "
+                f"<@{record.narrowed_by if record.narrowed else record.override_by}>"
+            )
+        if not reason:
+            raise NotApproved("an override needs a reason, for the record")
+        summary = record.summary
+        included = summary.includable
+        if included <= 0:
+            raise NotApproved(f"{campaign.ref} has no excluded device that could be sent")
+        if typed_count != included:
+            raise NotApproved(
+                f"{typed_count:,} is not the number of devices being added; it is {included:,}"
+            )
+        now = store.now()
+        never = sorted(f.value for f in NEVER_SENT)
+        done = store.db.execute(
+            f"""UPDATE devices SET dropped_at = ? WHERE campaign_id = ? AND dropped_at IS NULL
+                AND imei IN (SELECT imei FROM preflight_devices WHERE campaign_id = ?
+                AND ({" OR ".join("(',' || findings || ',') LIKE ?" for _ in never)}))""",
+            [now, campaign_id, campaign_id, *(f"%,{v},%" for v in never)],
+        ).rowcount
+        if done:
+            store.db.execute(
+                f"""UPDATE preflight_devices SET dropped = 1 WHERE campaign_id = ? AND
+                    ({" OR ".join("(',' || findings || ',') LIKE ?" for _ in never)})""",
+                [campaign_id, *(f"%,{v},%" for v in never)],
+            )
+        devices = store.device_ids(campaign_id)
+        new_request = request_hash(campaign, devices)
+        new_hash = override_hash(new_request, summary.digest, included)
+        counts: dict[str, int] = {}
+        for (found,) in store.db.execute(
+            """SELECT findings FROM preflight_devices WHERE campaign_id = ? AND excluded = 1
+               AND dropped = 0""",
+            [campaign_id],
+        ).fetchall():
+            for value in found.split(","):
+                counts[value] = counts.get(value, 0) + 1
+        store.db.execute(
+            "UPDATE campaigns SET content_hash = ?, device_count = ?, updated_at = ? WHERE id = ?",
+            [new_hash, len(devices), now, campaign_id],
+        )
+        store.db.execute(
+            """UPDATE preflight SET request_hash = ?, override_by = ?, override_at = ?,
+               override_reason = ?, override_count = ? WHERE campaign_id = ?""",
+            [new_request, user, now, reason, included, campaign_id],
+        )
+        per_reason = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in sorted(counts.items()))
+        audit = (
+            f"overrode pre-flight: included {included:,} excluded devices ({per_reason})"
+            + (f", {done:,} already on {campaign.firmware_to} left out" if done else "")
+            + f"; reason: {reason}; content hash {campaign.content_hash[:12]} -> {new_hash[:12]}"
+        )
+        store.db.execute(
+            """INSERT INTO audit(campaign_id, from_state, to_state, actor, reason, at)
+               VALUES(?, ?, ?, ?, ?, ?)""",
+            [campaign_id, campaign.state.value, campaign.state.value, user, audit, now],
+        )
+        result = store.record_approval(
+            campaign_id, user=user, shown_hash=new_hash, required=required
+        )
+        return Overridden(result, included, done, campaign.content_hash, counts)
+
+
+def excluded_devices(store: Store, campaign_id: int) -> list[tuple[str, tuple[str, ...], bool]]:
+    """Every device pre-flight excluded: (IMEI, its findings, still in the request)."""
+    rows = store.db.execute(
+        """SELECT p.imei, p.findings, d.dropped_at IS NULL FROM preflight_devices p
+           LEFT JOIN devices d ON d.campaign_id = p.campaign_id AND d.imei = p.imei
+           WHERE p.campaign_id = ? AND p.excluded = 1 ORDER BY d.rowid""",
+        [campaign_id],
+    ).fetchall()
+    return [(imei, tuple(found.split(",")), bool(kept)) for imei, found, kept in rows]

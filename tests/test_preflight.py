@@ -118,10 +118,11 @@ def test_each_device_finding_comes_from_thingspaces_answers() -> None:
     }
     summary = findings.summary
     assert summary.requested == 8 and summary.monthly_only
-    # Left out: not in the account, not eligible, unlicensed on MRC-only, already done.
-    assert summary.eligible == 4 and summary.excluded == 4
-    # Of the eligible, on the firmware's model and `from` version: ok and busy.
-    assert summary.on_target == 2
+    # Eligible means will-probably-succeed: only `ok`. Every other device is excluded, each
+    # with its reason, and the one already on `to` can never be sent (not even by override).
+    assert summary.eligible == 1 and summary.excluded == 7
+    assert summary.on_target == 1
+    assert summary.includable == 6
     assert {f: summary.count(f) for f in Finding} == {
         Finding.UNKNOWN: 1,
         Finding.INELIGIBLE: 1,
@@ -223,7 +224,8 @@ def test_conflicts_report_shared_devices_and_overlapping_dates_and_windows() -> 
         ("FB-5", 1, False, False),
     ]
     assert findings.summary.count(Finding.IN_OTHER_CAMPAIGN) == 2
-    assert findings.summary.eligible == 2  # a conflict warns, it does not exclude
+    # A device in another active campaign is excluded: the approver decides by override.
+    assert findings.summary.eligible == 0 and findings.summary.excluded == 2
 
 
 def test_windows_overlap_treats_no_windows_as_the_whole_day() -> None:
@@ -376,52 +378,128 @@ def test_results_of_a_superseded_run_are_dropped(store: Store, clock: ManualCloc
     assert record is not None and record.status == stored.CHECKING and record.attempts == 2
 
 
-def test_eligible_only_narrows_rehashes_and_binds_the_approval(
+def test_a_plain_approval_of_a_request_with_excluded_devices_is_refused(
+    store: Store, clock: ManualClock
+) -> None:
+    devices = ["350000000000001", "350000000000002"]
+    campaign = checked(store, make_campaign(store, clock, devices), [info(devices[0])])
+    with pytest.raises(NotApproved, match="holds 1 device pre-flight excluded"):
+        store.record_approval(campaign.id, user="U0ANN", shown_hash=campaign.content_hash, required=1)
+    assert store.decisions(campaign.id) == []
+    # Nor can a campaign moved to approved by another path pass the submission guard.
+    store.transition(campaign.id, CampaignState.APPROVED, actor="test", reason="bypass")
+    with pytest.raises(NotApproved, match="pre-flight excluded"):
+        store.claim_for_submission(campaign.id, required=0)
+
+
+def test_an_override_widens_rehashes_records_and_narrowing_undoes_it(
     store: Store, clock: ManualClock
 ) -> None:
     devices = ["350000000000001", "350000000000002", "350000000000003", "350000000000004"]
+    ok, ineligible, absent, done = devices
     campaign = make_campaign(store, clock, devices)
     original = campaign.content_hash
     campaign = checked(
-        store,
-        campaign,
-        [info(devices[0]), info(devices[1], eligible=False), info(devices[3], firmware=TO)],
+        store, campaign, [info(ok), info(ineligible, eligible=False), info(done, firmware=TO)]
     )
-    ann = store.record_approval(
-        campaign.id, user="U0ANN", shown_hash=campaign.content_hash, required=2
-    )
-    assert ann.outcome is ApprovalOutcome.RECORDED
+    checked_hash = campaign.content_hash
 
-    narrowed = stored.narrow_and_approve(
-        store, campaign.id, user="U0BOB", shown_hash=campaign.content_hash, required=2
+    # The typed count must be what is being added: the two excluded devices not on `to`.
+    for wrong in (3, 4, 0):
+        with pytest.raises(NotApproved, match="not the number of devices being added; it is 2"):
+            stored.override_and_approve(
+                store, campaign.id, user="U0ANN", shown_hash=checked_hash,
+                typed_count=wrong, reason="field test", required=2,
+            )
+    with pytest.raises(NotApproved, match="needs a reason"):
+        stored.override_and_approve(
+            store, campaign.id, user="U0ANN", shown_hash=checked_hash,
+            typed_count=2, reason="  ", required=2,
+        )
+    with pytest.raises(NotApproved, match="requester"):
+        stored.override_and_approve(
+            store, campaign.id, user="U0REQ", shown_hash=checked_hash,
+            typed_count=2, reason="mine", required=2,
+        )
+    assert store.campaign(campaign.id).content_hash == checked_hash
+    assert store.decisions(campaign.id) == []
+
+    widened = stored.override_and_approve(
+        store, campaign.id, user="U0ANN", shown_hash=checked_hash,
+        typed_count=2, reason="lab units, flashed by hand", required=2,
     )
     after = store.campaign(campaign.id)
-    assert store.device_ids(campaign.id) == [devices[0]] and after.device_count == 1
-    assert (narrowed.kept, narrowed.dropped, narrowed.superseded) == (1, 3, ("U0ANN",))
-    assert after.content_hash not in (original, campaign.content_hash)
+    # The device already on `to` is never sent, not even by an override.
+    assert store.device_ids(campaign.id) == [ok, ineligible, absent] and after.device_count == 3
+    assert (widened.included, widened.done) == (2, 1)
+    assert widened.counts == {"ineligible": 1, "unknown": 1}
     record = stored.load(store, campaign.id)
-    assert record is not None and record.summary is not None and record.narrowed_by == "U0BOB"
-    assert after.content_hash == stored.bound_hash(
-        stored.request_hash(after, [devices[0]]), record.summary.digest
+    assert record is not None and record.summary is not None and record.overridden
+    assert (record.override_by, record.override_count, record.override_reason) == (
+        "U0ANN", 2, "lab units, flashed by hand",
     )
-    # Bob's approval is bound to the narrowed content; Ann's approval of the full list no longer counts.
-    assert narrowed.result.outcome is ApprovalOutcome.RECORDED and narrowed.result.approvals == 1
-    assert {d.user: d.content_hash for d in store.decisions(campaign.id)} == {
-        "U0ANN": campaign.content_hash,
-        "U0BOB": after.content_hash,
-    }
+    assert after.content_hash == stored.override_hash(
+        stored.request_hash(after, [ok, ineligible, absent]), record.summary.digest, 2
+    )
+    assert after.content_hash not in (original, checked_hash)
+    assert widened.result.outcome is ApprovalOutcome.RECORDED and widened.result.approvals == 1
+    assert stored.refusal(store.db, campaign.id) is None
+    [audit] = [r for r in store.audit(campaign.id) if "overrode" in r["reason"]]
+    assert audit["actor"] == "U0ANN" and "lab units, flashed by hand" in audit["reason"]
+    assert "included 2 excluded devices (1 ineligible, 1 unknown)" in audit["reason"]
+
+    # A click on a card shown before the override (another device set) counts for nothing.
+    stale = store.record_approval(campaign.id, user="U0BOB", shown_hash=checked_hash, required=2)
+    assert stale.outcome is ApprovalOutcome.STALE
+    stale_narrow = stored.narrow_and_approve(
+        store, campaign.id, user="U0BOB", shown_hash=checked_hash, required=2
+    )
+    assert stale_narrow.result.outcome is ApprovalOutcome.STALE
+    assert store.device_ids(campaign.id) == [ok, ineligible, absent]
+
+    # Bob disagrees: he approves the eligible devices, which takes the excluded ones out again.
+    narrowed = stored.narrow_and_approve(
+        store, campaign.id, user="U0BOB", shown_hash=after.content_hash, required=2
+    )
+    final = store.campaign(campaign.id)
+    assert store.device_ids(campaign.id) == [ok] and final.device_count == 1
+    assert (narrowed.kept, narrowed.dropped, narrowed.superseded) == (1, 2, ("U0ANN",))
+    record = stored.load(store, campaign.id)
+    assert record is not None and record.narrowed_by == "U0BOB" and not record.overridden
+    assert final.content_hash == stored.bound_hash(
+        stored.request_hash(final, [ok]), record.summary.digest if record.summary else ""
+    )
+    # Ann's approval was of the widened set: it does not count for what is sent now.
     with pytest.raises(NotApproved):
         store.claim_for_submission(campaign.id, required=2)
-    # Ann approves what is sent now; that completes the set.
-    again = store.record_approval(
-        campaign.id, user="U0ANN", shown_hash=after.content_hash, required=2
-    )
+    again = store.record_approval(campaign.id, user="U0ANN", shown_hash=final.content_hash, required=2)
     assert again.outcome is ApprovalOutcome.APPROVED and again.approvals == 2
     assert store.claim_for_submission(campaign.id, required=2).state is CampaignState.SUBMITTING
-    # The devices left out are kept, with why.
-    assert stored.dropped_devices(store, campaign.id) == devices[1:]
-    assert stored.device_findings(store, campaign.id)[devices[2]] == ("unknown",)
+    # Nothing is lost: every device left out stays on record with why.
+    assert stored.dropped_devices(store, campaign.id) == [ineligible, absent, done]
+    assert [imei for imei, _, kept in stored.excluded_devices(store, campaign.id) if not kept] == [
+        ineligible, absent, done,
+    ]
+    assert stored.device_findings(store, campaign.id)[absent] == ("unknown",)
     assert any("eligible devices only" in row["reason"] for row in store.audit(campaign.id))
+
+
+def test_nothing_to_override_when_every_excluded_device_is_done(
+    store: Store, clock: ManualClock
+) -> None:
+    devices = ["350000000000001", "350000000000002"]
+    campaign = checked(
+        store, make_campaign(store, clock, devices), [info(devices[0]), info(devices[1], firmware=TO)]
+    )
+    record = stored.load(store, campaign.id)
+    assert record is not None and record.summary is not None and record.summary.includable == 0
+    with pytest.raises(NotApproved, match="no excluded device that could be sent"):
+        stored.override_and_approve(
+            store, campaign.id, user="U0ANN", shown_hash=campaign.content_hash,
+            typed_count=0, reason="why not", required=1,
+        )
+    card = card_for(campaign, record)
+    assert buttons(card) == [blocks.ACTION_APPROVE_ELIGIBLE, blocks.ACTION_REJECT, blocks.ACTION_WITHDRAW]
 
 
 def test_eligible_only_refuses_a_stale_card_the_requester_and_a_blocked_request(
@@ -729,21 +807,23 @@ def test_the_card_shows_counts_radius_start_and_offers_eligible_only(
     assert f"about 00:00 UTC on {start.isoformat()}" in text and "18:00–22:00 UTC" in text
     assert "cannot be called back" in text
     assert record.summary.digest[:12] in text
+    assert "changed when the checks finished" in text
+    # Some devices are excluded: the primary button approves the eligible ones; sending the
+    # excluded ones too is a separate action; there is no plain Approve.
     assert buttons(card) == [
-        blocks.ACTION_APPROVE,
         blocks.ACTION_APPROVE_ELIGIBLE,
+        blocks.ACTION_INCLUDE_EXCLUDED,
         blocks.ACTION_REJECT,
         blocks.ACTION_WITHDRAW,
     ]
-    eligible = next(
-        e
-        for b in card["blocks"]
-        if b["type"] == "actions"
-        for e in b["elements"]
-        if e["action_id"] == blocks.ACTION_APPROVE_ELIGIBLE
-    )
+    elements = {e["action_id"]: e for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]}
+    eligible = elements[blocks.ACTION_APPROVE_ELIGIBLE]
     assert blocks.parse_action_value(eligible["value"]) == (campaign.id, campaign.content_hash)
-    assert "Approve eligible only (1)" == eligible["text"]["text"]
+    assert eligible["text"]["text"] == "Approve 1 eligible" and eligible["style"] == "primary"
+    assert "confirm" in eligible and "confirm" not in elements[blocks.ACTION_INCLUDE_EXCLUDED]
+    assert blocks.parse_action_value(elements[blocks.ACTION_INCLUDE_EXCLUDED]["value"]) == (
+        campaign.id, campaign.content_hash,
+    )
     assert len(card["blocks"]) <= MAX_BLOCKS
     assert all(len(b.get("text", {}).get("text", "")) <= MAX_SECTION_TEXT for b in card["blocks"])
 

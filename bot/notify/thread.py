@@ -192,6 +192,27 @@ class ThreadNotifier:
             ),
         )
 
+    def overridden(
+        self, campaign: Campaign, user: str, overridden: preflight.Overridden, reason: str
+    ) -> None:
+        self.refresh_root(campaign, now=True)
+        superseded = [
+            d.user
+            for d in self.store.decisions(campaign.id)
+            if d.decision == "approve" and d.user != user and d.content_hash == overridden.old_hash
+        ]
+        self.reply(
+            campaign,
+            blocks.overridden_reply(
+                campaign,
+                user,
+                included=overridden.included,
+                done=overridden.done,
+                reason=reason,
+                superseded=superseded,
+            ),
+        )
+
 
 class ThreadRenderer:
     """Messages built at send time from what the database says now."""

@@ -16,9 +16,10 @@ from bot.workflow.errors import UserError
 from bot.workflow.preflight import PreflightRunner
 from bot.workflow.submission import Submitter
 from commands.requests import Problem, RequestError, ScheduleRequest
+from storage.preflight import PreflightRecord
 from storage.records import Campaign
 from storage.states import CampaignState
-from storage.store import ApprovalOutcome, CampaignNotFound, NotApproved, Store
+from storage.store import ApprovalOutcome, ApprovalResult, CampaignNotFound, NotApproved, Store
 
 log = logging.getLogger("bot.campaigns")
 
@@ -210,6 +211,10 @@ class CampaignService:
                 self.events.approval_recorded(result.campaign, user)
             elif result.outcome is ApprovalOutcome.APPROVED:
                 self.events.approved(result.campaign)
+        return self._approval_answer(result, shown_hash, required, scope)
+
+    def _approval_answer(self, result: ApprovalResult, shown_hash: str, required: int, scope: str) -> str:
+        """The approver's answer to an approval (plain, narrowed or widened); raises UserError."""
         campaign = result.campaign
         match result.outcome:
             case ApprovalOutcome.STALE:
@@ -237,6 +242,57 @@ class CampaignService:
                 self.background.spawn(self.submitter.submit(campaign.id), name=f"submit {campaign.ref}")
                 return f"You approved {campaign.ref}{scope}; it is being sent to ThingSpace now."
         raise AssertionError(result.outcome)
+
+    async def override_form(self, campaign_id: int, *, user: str, shown_hash: str) -> tuple[Campaign, PreflightRecord]:
+        """What "Include excluded devices…" shows, checked before its modal opens: who may decide,
+        the card still current, and excluded devices there to include. Raises UserError."""
+        campaign = await self.check_may_decide(campaign_id, user=user)
+        if shown_hash != campaign.content_hash:
+            raise UserError(f"{campaign.ref} changed after this card was shown; nothing changed. Look at the current card.")
+        record = self.preflight.record(campaign_id) if self.preflight is not None else None
+        if record is None or not record.approvable or record.summary is None:
+            raise UserError(f"{campaign.ref} has no finished pre-flight findings to override. Nothing changed.")
+        if record.excluded_pending == 0 or record.summary.includable == 0:
+            raise UserError(f"{campaign.ref} has no excluded device left to include. Nothing changed.")
+        return campaign, record
+
+    async def include_excluded(
+        self, campaign_id: int, *, user: str, shown_hash: str, typed_count: int, reason: str
+    ) -> str:
+        """The override modal submitted: the excluded devices go in, as this approver's approval of
+        the widened request. Mistakes come back as RequestError on the modal's fields (`count`,
+        `reason`); refusals as UserError. Nothing changes unless everything holds."""
+        campaign = self._campaign(campaign_id)
+        await self._refuse_non_decider(campaign, user, "approve it; another approver must")
+        if self.preflight is None:
+            raise UserError("Pre-flight checks are not running here; nothing to override. Nothing changed.")
+        record = self.preflight.record(campaign_id)
+        expected = record.summary.includable if record is not None and record.summary is not None else 0
+        problems = []
+        if typed_count != expected:
+            problems.append(
+                Problem("count", f"{typed_count:,}", f"is not the number of devices being added ({expected:,})")
+            )
+        if not reason.strip():
+            problems.append(Problem("reason", "", "is required: say why these devices must get this firmware"))
+        if problems:
+            raise RequestError(problems)
+        required = self.settings.required_approvals
+        with self.store.db.atomic():
+            try:
+                overridden = self.preflight.override_and_approve(
+                    campaign_id, user=user, shown_hash=shown_hash, typed_count=typed_count, reason=reason, required=required
+                )
+            except NotApproved as exc:
+                raise UserError(f"{exc}. Nothing changed.") from exc
+            result = overridden.result
+            if result.outcome is ApprovalOutcome.RECORDED:
+                self.events.approval_recorded(result.campaign, user)
+            elif result.outcome is ApprovalOutcome.APPROVED:
+                self.events.approved(result.campaign)
+        return self._approval_answer(
+            result, shown_hash, required, f" (with {overridden.included:,} excluded devices included)"
+        )
 
     async def reject(self, campaign_id: int, *, user: str, shown_hash: str, reason: str) -> str:
         campaign = await self.check_may_decide(campaign_id, user=user)

@@ -16,11 +16,13 @@ Rules (what ThingSpace documents, see shared/reference/thingspace-fota-v3.md):
    `firmwareTo` already: done); make and model should be the firmware's.
 3. Conflicts: devices already in another active campaign here; overlapping dates/windows.
 
-A device is *eligible* when ThingSpace will take it and it has something to do: in the
-account, FOTA-eligible, licensed where that matters, not on `firmwareTo` already (the findings
-in `storage.preflight.EXCLUDING`); "Approve eligible only" sends exactly those. Another firmware
-or model and a conflict are warnings. Blocking: the firmware is not listed, or no device is
-eligible.
+A device is *eligible* when the upgrade will probably succeed on it: in the account,
+FOTA-eligible, licensed where that matters, of the firmware's make and model, on `firmwareFrom`
+(on `firmwareTo` already: done, never sent) and in no other active campaign here. A device
+that does not report its make, model or firmware is not known to match, so it is excluded too.
+Every other device is excluded with its reasons; the card's primary button sends exactly the
+eligible ones, and sending excluded devices is a separate, recorded override. Blocking: the
+firmware is not listed, or no device is eligible.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from storage.preflight import (
     FirmwareCheck,
     Narrowed,
     OtherCampaign,
+    Overridden,
     PreflightRecord,
     PreflightSummary,
     RadiusRow,
@@ -331,14 +334,14 @@ def _judge(
         found.append(Finding.INELIGIBLE)
     if mrc_only and info.license_assigned is False:
         found.append(Finding.UNLICENSED)
-    if info.firmware:
-        if _same(info.firmware, request.firmware_to):
-            found.append(Finding.DONE)
-        elif not _same(info.firmware, request.firmware_from):
-            found.append(Finding.WRONG_FIRMWARE)
+    if info.firmware and _same(info.firmware, request.firmware_to):
+        found.append(Finding.DONE)
+    elif not info.firmware or not _same(info.firmware, request.firmware_from):
+        # Not reported is not "on firmwareFrom": the image is built for that version only.
+        found.append(Finding.WRONG_FIRMWARE)
     if (
         firmware.listed
-        and (info.make or info.model)
+        and (firmware.make or firmware.model)
         and not (_same(info.make, firmware.make) and _same(info.model, firmware.model))
     ):
         found.append(Finding.WRONG_MODEL)
@@ -351,6 +354,9 @@ def _no_eligible_reason(requested: int, counts: Mapping[str, int], request: Requ
         Finding.INELIGIBLE: "not FOTA-eligible",
         Finding.UNLICENSED: "without a licence on a monthly-only subscription",
         Finding.DONE: f"already on {request.firmware_to}",
+        Finding.WRONG_FIRMWARE: f"not on {request.firmware_from}",
+        Finding.WRONG_MODEL: "of another make or model",
+        Finding.IN_OTHER_CAMPAIGN: "in another active campaign",
     }
     why = ", ".join(
         f"{counts[f.value]:,} {text}" for f, text in words.items() if counts.get(f.value)
@@ -407,6 +413,10 @@ class PreflightEvents(Protocol):
         """The pre-flight record changed (checking, done or failed): redraw the card."""
 
     def narrowed(self, campaign: Campaign, user: str, narrowed: Narrowed) -> None: ...
+
+    def overridden(
+        self, campaign: Campaign, user: str, overridden: Overridden, reason: str
+    ) -> None: ...
 
 
 class PreflightRunner:
@@ -609,3 +619,28 @@ class PreflightRunner:
         if narrowed.dropped:
             self.events.narrowed(narrowed.result.campaign, user, narrowed)
         return narrowed
+
+    def override_and_approve(
+        self,
+        campaign_id: int,
+        *,
+        user: str,
+        shown_hash: str,
+        typed_count: int,
+        reason: str,
+        required: int,
+    ) -> Overridden:
+        """"Include excluded devices…" submitted: widen, record and approve in one
+        transaction, then tell the thread. Raises `NotApproved` (the guard's refusal)."""
+        overridden = stored.override_and_approve(
+            self.store,
+            campaign_id,
+            user=user,
+            shown_hash=shown_hash,
+            typed_count=typed_count,
+            reason=reason,
+            required=required,
+        )
+        if overridden.included:
+            self.events.overridden(overridden.result.campaign, user, overridden, reason.strip())
+        return overridden

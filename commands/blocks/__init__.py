@@ -148,18 +148,34 @@ __all__ = [
 # Pre-flight findings on the approval card (issue 6).
 from commands.blocks.preflight import (  # noqa: E402
     ACTION_APPROVE_ELIGIBLE,
+    ACTION_INCLUDE_EXCLUDED,
     ACTION_PREFLIGHT_RETRY,
+    OVERRIDE_COUNT_BLOCK_ID,
+    OVERRIDE_MODAL_CALLBACK_ID,
+    OVERRIDE_REASON_BLOCK_ID,
+    approve_elements,
     expected_start,
     gate_decisions,
     narrowed_reply,
+    overridden_reply,
+    override_modal,
+    parse_override_count,
     preflight_blocks,
 )
 
 __all__ += [
     "ACTION_APPROVE_ELIGIBLE",
+    "ACTION_INCLUDE_EXCLUDED",
     "ACTION_PREFLIGHT_RETRY",
+    "OVERRIDE_COUNT_BLOCK_ID",
+    "OVERRIDE_MODAL_CALLBACK_ID",
+    "OVERRIDE_REASON_BLOCK_ID",
+    "approve_elements",
     "expected_start",
     "gate_decisions",
     "narrowed_reply",
+    "overridden_reply",
+    "override_modal",
+    "parse_override_count",
     "preflight_blocks",
 ]

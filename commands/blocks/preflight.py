@@ -1,15 +1,19 @@
-"""The pre-flight section of the approval card (issue 6), its buttons, and its thread reply.
+"""The pre-flight section of the approval card, its buttons, the override modal, and the thread
+replies about narrowing and widening a request.
 
 Pure functions of the stored records. `preflight_blocks` goes into `approval_card`'s
-`preflight_blocks=`; `gate_decisions` then adjusts the card's decision buttons: no Approve while
-the checks run, after they failed, or when a finding blocks (the section says why), and an
-"Approve eligible only" button when some devices would be left out.
+`preflight_blocks=`; `gate_decisions` then sets the card's decision buttons from
+`approve_elements`, which the App Home uses too, so both always offer the same choices:
+nothing approvable while the checks run, after they failed, or when a finding blocks (the
+section says why); Approve when every device is eligible; when some are excluded, the primary
+"Approve N eligible" and a separate "Include excluded devices…" that opens `override_modal`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from commands.blocks.actions import (
     ACTION_APPROVE,
@@ -17,8 +21,11 @@ from commands.blocks.actions import (
     action_value,
     button,
     confirm_dialog,
+    decision_buttons,
 )
 from commands.blocks.kit import (
+    MAX_MODAL_BUTTON,
+    MAX_MODAL_TITLE,
     Block,
     Message,
     clip,
@@ -27,7 +34,9 @@ from commands.blocks.kit import (
     divider,
     escape,
     message,
+    plain,
     plural,
+    quote,
     section,
     slack_date,
     user,
@@ -36,8 +45,9 @@ from commands.blocks.kit import (
 from commands.requests import TimeWindow
 from storage.preflight import (
     CHECKING,
-    EXCLUDING,
+    DONE,
     FAILED,
+    NEVER_SENT,
     ConflictFinding,
     Finding,
     PreflightRecord,
@@ -46,7 +56,12 @@ from storage.preflight import (
 from storage.records import Campaign
 
 ACTION_APPROVE_ELIGIBLE = "fota_eligible_only"
+ACTION_INCLUDE_EXCLUDED = "fota_include_excluded"
 ACTION_PREFLIGHT_RETRY = "fota_preflight_retry"
+OVERRIDE_MODAL_CALLBACK_ID = "fota_override"
+OVERRIDE_COUNT_BLOCK_ID = "count"
+OVERRIDE_REASON_BLOCK_ID = "reason"
+MAX_OVERRIDE_REASON = 2000
 PREFLIGHT_BLOCK_ID = "fota_preflight"
 DIGEST_SHOWN = 12
 CONFLICTS_SHOWN = 5
@@ -77,7 +92,7 @@ def expected_start(start_date: dt.date, today: dt.date, windows: Sequence[TimeWi
 def _finding_line(
     finding: Finding, count: int, campaign: Campaign, summary: PreflightSummary
 ) -> str:
-    left_out = " — left out by _Approve eligible only_" if finding in EXCLUDING else ""
+    left_out = "" if finding in NEVER_SENT else " — excluded"
     devices = plural(count, "device")
     match finding:
         case Finding.UNKNOWN:
@@ -90,19 +105,17 @@ def _finding_line(
                 f"ThingSpace refuses the whole request while they are in it{left_out}"
             )
         case Finding.DONE:
-            return f":ballot_box_with_check: {devices} already on {code(campaign.firmware_to)}: done, nothing to send{left_out}"
+            return f":ballot_box_with_check: {devices} already on {code(campaign.firmware_to)}: done, never sent"
         case Finding.WRONG_FIRMWARE:
             return (
-                f":warning: {devices} not on {code(campaign.firmware_from)}: the upgrade is built "
-                "for that version and is likely to fail on them"
+                f":warning: {devices} not on {code(campaign.firmware_from)} (or not reporting "
+                f"a version): the upgrade is built for that version only{left_out}"
             )
         case Finding.WRONG_MODEL:
             target = " ".join(v for v in (summary.firmware.make, summary.firmware.model) if v)
-            return f":warning: {devices} of another make or model than the firmware's ({escape(target)})"
+            return f":warning: {devices} of another make or model than the firmware's ({escape(target)}){left_out}"
         case Finding.IN_OTHER_CAMPAIGN:
-            return (
-                f":twisted_rightwards_arrows: {devices} already in another active campaign (below)"
-            )
+            return f":twisted_rightwards_arrows: {devices} already in another active campaign (below){left_out}"
     raise AssertionError(finding)
 
 
@@ -203,12 +216,10 @@ def preflight_blocks(
     lines += [
         _finding_line(f, summary.count(f), campaign, summary) for f in Finding if summary.count(f)
     ]
-    if record.narrowed and record.narrowed_by:
-        lines.append(
-            f":scissors: Narrowed by {user(record.narrowed_by)} to the eligible devices: "
-            f"{campaign.device_count:,} of {record.narrowed_from or 0:,} are in the request now."
-        )
     blocks.append(section("*Pre-flight findings*\n" + "\n".join(lines)))
+    change = hash_change_line(campaign, record)
+    if change:
+        blocks.append(section(change))
     radius = _radius_lines(summary)
     if radius:
         blocks.append(
@@ -232,33 +243,47 @@ def preflight_blocks(
     return blocks
 
 
-def offers_eligible_only(record: PreflightRecord | None) -> bool:
-    """Whether to offer "Approve eligible only": checks passed, some devices would be left
-    out, some remain, and the request was not narrowed already."""
-    return (
-        record is not None
-        and record.approvable
-        and record.summary is not None
-        and record.summary.eligible > 0
-        and record.summary.excluded > 0
-        and not record.narrowed
-    )
+def hash_change_line(campaign: Campaign, record: PreflightRecord) -> str | None:
+    """Why the request hash is not what the request first had: what changed, by whom."""
+    hash_now = f"`{escape(campaign.content_hash[:DIGEST_SHOWN])}`"
+    if record.overridden and record.override_by:
+        when = f" {slack_date(record.override_at)}" if record.override_at else ""
+        return (
+            f":warning: *Overridden* by {user(record.override_by)}{when}: "
+            f"{plural(record.override_count or 0, 'excluded device')} included, "
+            f"{campaign.device_count:,} in the request now. Request hash changed to {hash_now}; "
+            "approvals of another device set do not count.\n"
+            + quote(clip(record.override_reason or "", MAX_OVERRIDE_REASON))
+        )
+    if record.narrowed and record.narrowed_by:
+        return (
+            f":scissors: Request hash changed to {hash_now}: narrowed to the "
+            f"{campaign.device_count:,} eligible devices (of {record.narrowed_from or 0:,}) by "
+            f"{user(record.narrowed_by)}; approvals of the full list do not count."
+        )
+    if record.status == DONE:
+        return (
+            f"Request hash {hash_now} includes these findings: it changed when the checks "
+            "finished, so a click on the card shown while checking does not count."
+        )
+    return None
 
 
-def eligible_only_button(campaign: Campaign, record: PreflightRecord) -> Block:
+def _eligible_button(campaign: Campaign, record: PreflightRecord, *, primary: bool) -> Block:
     assert record.summary is not None
     summary = record.summary
     return button(
-        f"Approve eligible only ({summary.eligible:,})",
+        f"Approve {summary.eligible:,} eligible",
         action_id=ACTION_APPROVE_ELIGIBLE,
         value=action_value(campaign.id, campaign.content_hash),
+        style="primary" if primary else None,
         confirm=confirm_dialog(
-            title="Approve eligible devices only?",
+            title="Approve the eligible devices?",
             text=(
                 f"{'SANDBOX. ' if campaign.sandbox else ''}Ref {campaign.ref}: send only the "
-                f"{summary.eligible:,} eligible devices of {summary.requested:,}; "
-                f"{summary.excluded:,} are left out. The request changes, so approvals of the full "
-                "list no longer count. A started campaign cannot be called back."
+                f"{summary.eligible:,} eligible devices of {summary.requested:,} to "
+                f"{campaign.firmware_to}; the {summary.excluded:,} excluded stay out. "
+                "A started campaign cannot be called back."
             ),
             confirm="Approve eligible",
             deny="Cancel",
@@ -266,32 +291,207 @@ def eligible_only_button(campaign: Campaign, record: PreflightRecord) -> Block:
     )
 
 
+def _include_button(campaign: Campaign) -> Block:
+    # No confirm dialog: it only opens the override modal, which is the confirmation.
+    return button(
+        "Include excluded devices…",
+        action_id=ACTION_INCLUDE_EXCLUDED,
+        value=action_value(campaign.id, campaign.content_hash),
+    )
+
+
+def _overridden_approve(campaign: Campaign, record: PreflightRecord) -> Block:
+    included = record.override_count or 0
+    return button(
+        f"Approve all {campaign.device_count:,}",
+        action_id=ACTION_APPROVE,
+        value=action_value(campaign.id, campaign.content_hash),
+        style="danger",
+        confirm=confirm_dialog(
+            title="Approve, excluded devices included?",
+            text=(
+                f"{'SANDBOX. ' if campaign.sandbox else ''}Ref {campaign.ref}: upgrade "
+                f"{campaign.device_count:,} devices to {campaign.firmware_to}, {included:,} of them "
+                f"excluded by pre-flight and included by {record.override_by}'s override. "
+                "A started campaign cannot be called back."
+            ),
+            confirm="Approve all",
+            deny="Cancel",
+            danger=True,
+        ),
+    )
+
+
+def approve_elements(
+    campaign: Campaign, record: PreflightRecord | None, *, sandbox: bool
+) -> list[Block]:
+    """The approving buttons pre-flight allows, for the card and the App Home alike.
+
+    - no pre-flight record (stored before pre-flight existed): Approve;
+    - checking, failed or blocked (incl. no eligible device): nothing;
+    - every device in the request eligible (or narrowed to them): Approve;
+    - some excluded: the primary "Approve N eligible" (narrows and approves in one step) and
+      "Include excluded devices…" (the override modal), when any excluded device could go;
+    - widened by an override: "Approve all N" (red, its confirm says how many were excluded)
+      and "Approve N eligible", which narrows back to the safe set.
+    """
+    if record is None:
+        return decision_buttons(campaign, sandbox=sandbox)[:1]
+    if not record.approvable or record.summary is None:
+        return []
+    if record.overridden:
+        return [
+            _overridden_approve(campaign, record),
+            _eligible_button(campaign, record, primary=False),
+        ]
+    if record.excluded_pending == 0:
+        return decision_buttons(campaign, sandbox=sandbox)[:1]
+    elements = [_eligible_button(campaign, record, primary=True)]
+    if record.summary.includable > 0:
+        elements.append(_include_button(campaign))
+    return elements
+
+
 def gate_decisions(card: Message, campaign: Campaign, record: PreflightRecord | None) -> Message:
     """The approval card's decision buttons as pre-flight allows them (a new message).
 
-    Approve is removed unless the checks finished without a blocking finding: a card shown
-    while checking can then never be used to approve something the findings would block.
-    Reject and Withdraw stay. A request stored before pre-flight existed is left as it is.
+    The card's Approve is replaced by `approve_elements`: a card shown while checking can
+    never be used to approve something the findings would block, and excluded devices go out
+    only through the override. Reject and Withdraw stay.
     """
     if record is None:
         return card
-    approvable = record.approvable
-    offer = offers_eligible_only(record)
     blocks: list[Block] = []
     for block in card.get("blocks", []):
         if block.get("type") == "actions" and block.get("block_id") == ACTIONS_BLOCK_ID:
             elements: list[Block] = []
             for element in block.get("elements", []):
                 if element.get("action_id") == ACTION_APPROVE:
-                    if approvable:
-                        elements.append(element)
-                    if offer:
-                        elements.append(eligible_only_button(campaign, record))
+                    elements += approve_elements(campaign, record, sandbox=campaign.sandbox)
                     continue
                 elements.append(element)
             block = {**block, "elements": elements}
         blocks.append(block)
     return {**card, "blocks": blocks}
+
+
+def _finding_words(finding: Finding, campaign: Campaign) -> str:
+    match finding:
+        case Finding.UNKNOWN:
+            return f"not in account {campaign.account}: ThingSpace will refuse or fail them"
+        case Finding.INELIGIBLE:
+            return "not FOTA-eligible: ThingSpace will fail them"
+        case Finding.UNLICENSED:
+            return (
+                "without a licence on a monthly-only subscription: ThingSpace refuses the "
+                "whole campaign while they are in it"
+            )
+        case Finding.WRONG_FIRMWARE:
+            return f"not on {campaign.firmware_from}: the image is built for that version only"
+        case Finding.WRONG_MODEL:
+            return "of another make or model: firmware for another model fails at best"
+        case Finding.IN_OTHER_CAMPAIGN:
+            return "already in another active campaign"
+        case Finding.DONE:
+            return f"already on {campaign.firmware_to}: left out, never sent"
+    raise AssertionError(finding)
+
+
+def override_modal(campaign: Campaign, record: PreflightRecord) -> dict[str, Any]:
+    """"Include excluded devices…": counts per reason, the number to type, a reason.
+
+    private_metadata is the card's button value, so the submission is checked against the
+    content hash the approver was shown; submitting counts as their approval of the widened
+    request (a new content hash).
+    """
+    assert record.summary is not None
+    summary = record.summary
+    included = summary.includable
+    lines = [
+        f"• {plural(summary.count(f), 'device')} {escape(_finding_words(f, campaign))}"
+        for f in Finding
+        if summary.count(f)
+    ]
+    title = f"Include in {campaign.ref}"
+    return {
+        "type": "modal",
+        "callback_id": OVERRIDE_MODAL_CALLBACK_ID,
+        "private_metadata": action_value(campaign.id, campaign.content_hash),
+        "title": plain(
+            title if len(title) <= MAX_MODAL_TITLE else "Include excluded", MAX_MODAL_TITLE
+        ),
+        "submit": plain("Include and approve", MAX_MODAL_BUTTON),
+        "close": plain("Cancel", MAX_MODAL_BUTTON),
+        "blocks": [
+            section(
+                f":warning: *Ref {campaign.ref}*: pre-flight excluded "
+                f"{plural(summary.excluded, 'device')} of {summary.requested:,} "
+                "(a device may have several reasons):\n" + "\n".join(lines)
+            ),
+            section(
+                f"Including them sends *{summary.eligible + included:,} devices* to "
+                f"{code(campaign.firmware_to)}: the {summary.eligible:,} eligible and "
+                f"*{included:,} excluded*. Firmware pushed to a device it was not built for cannot "
+                "be recalled. This counts as your approval of the widened request; approvals of "
+                "another device set no longer count. Your name and reason go on the card and in "
+                "the audit trail."
+            ),
+            {
+                "type": "input",
+                "block_id": OVERRIDE_COUNT_BLOCK_ID,
+                "label": plain("Number of excluded devices being added", 2000),
+                "hint": plain(f"Type {included:,} to confirm you read it.", 2000),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": OVERRIDE_COUNT_BLOCK_ID,
+                    "max_length": 12,
+                },
+            },
+            {
+                "type": "input",
+                "block_id": OVERRIDE_REASON_BLOCK_ID,
+                "label": plain("Reason", 2000),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": OVERRIDE_REASON_BLOCK_ID,
+                    "multiline": True,
+                    "min_length": 1,
+                    "max_length": MAX_OVERRIDE_REASON,
+                    "placeholder": plain("Why must these devices get this firmware?", 150),
+                },
+            },
+        ],
+    }
+
+
+def parse_override_count(text: str) -> int:
+    """The typed count: digits, with thousands separators or spaces allowed; ValueError else."""
+    cleaned = "".join(ch for ch in text.strip() if ch not in ", _  ")
+    if not cleaned.isascii() or not cleaned.isdigit():
+        raise ValueError(f"`{text.strip()[:40]}` is not a number of devices")
+    return int(cleaned)
+
+
+def overridden_reply(
+    campaign: Campaign,
+    by: str,
+    *,
+    included: int,
+    done: int,
+    reason: str,
+    superseded: Sequence[str] = (),
+) -> Message:
+    """Thread reply: an approver included the excluded devices (an override)."""
+    text = (
+        f":warning: {user(by)} *overrode pre-flight*: Ref {campaign.ref} now includes "
+        f"{plural(included, 'excluded device')} and holds {plural(campaign.device_count, 'device')}"
+        + (f" ({plural(done, 'device')} already on {code(campaign.firmware_to)} left out)" if done else "")
+        + f". New request hash `{escape(campaign.content_hash[:DIGEST_SHOWN])}`.\n"
+        + quote(clip(reason, MAX_OVERRIDE_REASON))
+    )
+    if superseded:
+        text += f"\nApprovals of another device set by {users(superseded)} no longer count."
+    return message(text, [section(text)])
 
 
 def narrowed_reply(
