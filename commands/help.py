@@ -28,6 +28,7 @@ not across midnight (`20-24,0-4`); default any time
 or spaces; duplicates are dropped. Long lists: upload a CSV or text file in the form (`/fota`)
 • `name`: up to 80 characters, no `[` `]`; the campaign is named `NAME [FB-12]`
 • `account`: billing account, digits and dashes (`0642233522-00001`); default the bot's account
+• `licence`: `none` (default) or `auto`: ThingSpace may give unlicensed devices the account's unused licences
 Values with spaces go in double quotes. Dates and hours are UTC. Every problem is listed at once.
 
 *`/fota status ID`* where a campaign stands, e.g. `/fota status FB-12`

@@ -202,6 +202,7 @@ def build_schedule_modal(
             max_length=MAX_ACCOUNT_LENGTH,
             prefill=given,
         ),
+        _licence_input(given),
     ]
     return {
         "type": "modal",
@@ -211,6 +212,32 @@ def build_schedule_modal(
         "close": _plain("Cancel"),
         "private_metadata": private_metadata,
         "blocks": blocks,
+    }
+
+
+def _licence_input(given: Mapping[str, str]) -> dict[str, Any]:
+    """`licence=auto` as a checkbox, off unless asked for: licences cost money."""
+    option = {
+        "text": _plain("Assign free licences automatically (licence=auto)"),
+        "description": _plain(
+            "On a monthly-only subscription, ThingSpace gives unlicensed devices one of the "
+            "account's unused licences. The approval card says how many it will use."
+        ),
+        "value": "auto",
+    }
+    element: dict[str, Any] = {"type": "checkboxes", "action_id": "licence", "options": [option]}
+    if (given.get("licence") or given.get("license") or "").strip().lower() == "auto":
+        element["initial_options"] = [option]
+    return {
+        "type": "input",
+        "block_id": "licence",
+        "optional": True,
+        "label": _plain("Licences"),
+        "hint": _plain(
+            "Only matters on a monthly-only subscription: unlicensed devices are excluded unless "
+            "this is ticked and the account has unused licences. Off by default."
+        ),
+        "element": element,
     }
 
 
@@ -238,6 +265,10 @@ def fields_from_view_state(values: dict[str, Any]) -> dict[str, str]:
                 value = option.get("value") if isinstance(option, Mapping) else None
             elif kind == "datepicker":
                 value = action.get("selected_date")
+            elif kind == "checkboxes":
+                chosen = action.get("selected_options") or ()
+                values_chosen = [o.get("value") for o in chosen if isinstance(o, Mapping)]
+                value = "auto" if "auto" in values_chosen else None
             if isinstance(value, str) and value.strip():
                 fields[key] = value
                 break

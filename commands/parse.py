@@ -30,7 +30,11 @@ SCHEDULE_KEYS = (
     "devices",
     "name",
     "account",
+    "licence",
 )
+# Other spellings taken as they are (not a mistake to correct): the US spelling.
+_SAME_KEY = {"license": "licence"}
+LICENCE_VALUES = ("auto", "none")
 LIST_SCOPES = ("active", "all", "mine")
 DEFAULT_PROTOCOL = "LWM2M"
 DEFAULT_DURATION = dt.timedelta(days=7)
@@ -60,6 +64,9 @@ _KEY_ALIASES = {
     "campaignname": "name",
     "acc": "account",
     "accountname": "account",
+    "autoassignlicenseflag": "licence",
+    "licences": "licence",
+    "licenses": "licence",
 }
 
 _REF = re.compile(r"^(?:fb[-_#]?|#)?0*(\d{1,12})$", re.IGNORECASE | re.ASCII)
@@ -548,6 +555,7 @@ def check_schedule_fields(
     seen: dict[str, str] = {}
     for raw_key, raw_value in fields.items():
         key = str(raw_key).strip().lower()
+        key = _SAME_KEY.get(key, key)
         value = raw_value.strip() if isinstance(raw_value, str) else ""
         if key not in SCHEDULE_KEYS:
             problems.append(_unknown_key_problem(str(raw_key), value))
@@ -680,6 +688,17 @@ def check_schedule_fields(
     if account is not None:
         problems += filter(None, [_account_problem(account)])
 
+    licence = given.get("licence", "none").lower()
+    if licence not in LICENCE_VALUES:
+        problems.append(
+            Problem(
+                "licence",
+                given["licence"],
+                "must be `auto` (ThingSpace may assign the account's unused licences to "
+                "unlicensed devices) or `none` (default)",
+            )
+        )
+
     if problems or firmware is None or start is None or end is None:
         return None, problems
     return (
@@ -694,6 +713,7 @@ def check_schedule_fields(
             devices=devices,
             name=name,
             account=account,
+            licence_auto=licence == "auto",
             notes=tuple(notes),
         ),
         [],

@@ -245,6 +245,12 @@ def m006_preflight_override(db: Database) -> None:
     table.add_column("override_count", int)
 
 
+@migrations()
+def m005_licence_auto(db: Database) -> None:
+    """The request's licence option (autoAssignLicenseFlag); requests before it: off."""
+    db.table("campaigns").add_column("licence_auto", int, not_null_default=0)
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)
 

@@ -221,6 +221,7 @@ class Store:
         expires_at: dt.datetime,
         notes: Sequence[str] = (),
         response_url: str | None = None,
+        licence_auto: bool = False,
     ) -> Campaign:
         """Store a new request (state pending_approval) with its devices, in one transaction."""
         now = self.now()
@@ -228,8 +229,9 @@ class Store:
             cursor = self.db.execute(
                 """INSERT INTO campaigns(state, requester, account, firmware_name, firmware_from,
                    firmware_to, protocol, start_date, end_date, windows, name, device_count,
-                   content_hash, sandbox, created_at, updated_at, expires_at, notes, response_url)
-                   VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)""",
+                   content_hash, sandbox, created_at, updated_at, expires_at, notes, response_url,
+                   licence_auto)
+                   VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?)""",
                 [
                     CampaignState.PENDING_APPROVAL.value,
                     requester,
@@ -249,6 +251,7 @@ class Store:
                     iso(expires_at),
                     json.dumps(list(notes)),
                     response_url,
+                    int(licence_auto),
                 ],
             )
             campaign_id = cursor.lastrowid

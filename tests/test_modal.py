@@ -60,6 +60,10 @@ def state(
             }
         elif kind == "file_input":
             action["files"] = files or []
+        elif kind == "checkboxes":
+            action["selected_options"] = [
+                o for o in element["options"] if o["value"] == fields.get(key)
+            ]
         values[key] = {element["action_id"]: action}
     return values
 
@@ -238,6 +242,7 @@ def _as_text(fields: dict[str, str]) -> str:
         FULL,
         {"firmware": "FW", "devices": GOOD},
         {"firmware": "FW", "devices": GOOD, "protocol": "LWM2M", "start": "2024-05-01"},
+        {"firmware": "FW", "devices": GOOD, "licence": "auto"},
     ],
 )
 def test_modal_and_text_give_equal_requests(fields: dict[str, str]) -> None:
@@ -364,3 +369,15 @@ def test_view_errors_are_plain_text_under_block_ids() -> None:
         "start": "start=x: bad",
         "firmware": "command=y: odd firmware: is required",
     }
+
+
+def test_the_licence_checkbox_is_off_unless_asked_for() -> None:
+    blocks = {b["block_id"]: b for b in build_schedule_modal()["blocks"] if b["type"] == "input"}
+    licence = blocks["licence"]
+    assert licence["optional"] and licence["element"]["type"] == "checkboxes"
+    assert "initial_options" not in licence["element"]
+    assert not submit({"firmware": "FW", "devices": GOOD}).licence_auto
+    assert submit({"firmware": "FW", "devices": GOOD, "licence": "auto"}).licence_auto
+    filled = build_schedule_modal(prefill={"licence": "auto"})
+    [checked] = [b for b in filled["blocks"] if b.get("block_id") == "licence"]
+    assert [o["value"] for o in checked["element"]["initial_options"]] == ["auto"]

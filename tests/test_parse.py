@@ -705,3 +705,23 @@ def test_command_errors_show_the_command_as_typed_not_as_a_key(text: str, shown:
     with pytest.raises(RequestError) as caught:
         parse_command(text)
     assert shown in caught.value.message() and "=" not in caught.value.message().splitlines()[1][:20]
+
+
+@pytest.mark.parametrize(
+    ("typed", "auto"),
+    [("", False), (" licence=none", False), (" licence=auto", True), (" license=AUTO", True)],
+)
+def test_the_licence_option_is_off_by_default(typed: str, auto: bool) -> None:
+    request = schedule(BASE + typed)
+    assert request.licence_auto is auto
+
+
+def test_a_bad_licence_value_says_the_two_choices() -> None:
+    with pytest.raises(RequestError) as exc:
+        schedule(BASE + " licence=yes")
+    [problem] = exc.value.problems
+    assert problem.key == "licence" and problem.value == "yes"
+    assert "`auto`" in problem.rule and "`none` (default)" in problem.rule
+    with pytest.raises(RequestError) as exc:
+        schedule(BASE + " autoAssignLicenseFlag=true")
+    assert "did you mean `licence`?" in exc.value.message()

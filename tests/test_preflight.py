@@ -228,6 +228,35 @@ def test_conflicts_report_shared_devices_and_overlapping_dates_and_windows() -> 
     assert findings.summary.eligible == 0 and findings.summary.excluded == 2
 
 
+def test_licence_auto_makes_unlicensed_devices_eligible_while_licences_are_free() -> None:
+    devices = [f"35000000000000{i}" for i in range(5)]
+    licensed, *unlicensed = devices
+    answers = [info(licensed)] + [info(d, licensed=False) for d in unlicensed]
+    # Monthly-only with 3 unused licences: the first three unlicensed devices take one each.
+    plan = {**MRC_ONLY, "licenseCount": 10, "licenseUsedCount": 7}
+    summary = evaluate(facts(devices, licence_auto=True), CATALOGUE, answers, plan).summary
+    assert (summary.eligible, summary.licences_assigned, summary.licences_free) == (4, 3, 3)
+    assert summary.count(Finding.UNLICENSED) == 1
+    # Without licence=auto they are all excluded; the licence figures are not shown.
+    summary = evaluate(facts(devices), CATALOGUE, answers, plan).summary
+    assert (summary.eligible, summary.licences_assigned, summary.licences_free) == (1, 0, None)
+    # ThingSpace not saying how many are free assigns none: nothing is assumed.
+    summary = evaluate(facts(devices, licence_auto=True), CATALOGUE, answers, MRC_ONLY).summary
+    assert (summary.eligible, summary.licences_assigned) == (1, 0)
+    # A per-event subscription needs no licence at all.
+    summary = evaluate(facts(devices, licence_auto=True), CATALOGUE, answers, EVENT_PLAN).summary
+    assert (summary.eligible, summary.licences_assigned) == (5, 0)
+
+
+def test_a_licence_is_not_spent_on_a_device_excluded_anyway() -> None:
+    devices = ["350000000000001", "350000000000002"]
+    answers = [info(devices[0], licensed=False, model="BG96"), info(devices[1], licensed=False)]
+    plan = {**MRC_ONLY, "licenseCount": 1, "licenseUsedCount": 0}
+    findings = evaluate(facts(devices, licence_auto=True), CATALOGUE, answers, plan)
+    assert findings.summary.licences_assigned == 1 and findings.summary.eligible == 1
+    assert findings.devices == {devices[0]: (Finding.UNLICENSED, Finding.WRONG_MODEL)}
+
+
 def test_windows_overlap_treats_no_windows_as_the_whole_day() -> None:
     assert windows_overlap((), (TimeWindow(2, 6),))
     assert windows_overlap((TimeWindow(18, 22),), (TimeWindow(21, 24),))

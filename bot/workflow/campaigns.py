@@ -120,6 +120,7 @@ class CampaignService:
             expires_at=self.clock() + self.settings.approval_ttl,
             notes=request.notes,
             response_url=response_url,
+            licence_auto=request.licence_auto,
         )
         log.info("%s requested by %s: %d devices", campaign.ref, user, campaign.device_count)
         if self.preflight is not None:

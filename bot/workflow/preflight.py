@@ -100,6 +100,8 @@ class RequestFacts:
     end_date: dt.date
     windows: tuple[TimeWindow, ...]
     devices: Sequence[str]
+    # licence=auto: ThingSpace may give unlicensed devices the account's unused licences.
+    licence_auto: bool = False
 
     @classmethod
     def of(cls, campaign: Campaign, devices: Sequence[str]) -> RequestFacts:
@@ -113,6 +115,7 @@ class RequestFacts:
             end_date=campaign.end_date,
             windows=campaign.windows,
             devices=devices,
+            licence_auto=campaign.licence_auto,
         )
 
 
@@ -179,6 +182,16 @@ def monthly_only(subscription: Mapping[str, Any]) -> bool:
     return bool(items) and all("MRC" in item.upper() for item in items)
 
 
+def free_licences(subscription: Mapping[str, Any]) -> int | None:
+    """Unused licences of the account (licenseCount - licenseUsedCount), None when not said."""
+    try:
+        total = int(subscription["licenseCount"])
+        used = int(subscription.get("licenseUsedCount") or 0)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return max(total - used, 0)
+
+
 def check_firmware(request: RequestFacts, catalogue: Iterable[Mapping[str, Any]]) -> FirmwareCheck:
     """Rule 1, with a sentence that says what the list does hold when it does not match."""
     named = [
@@ -239,6 +252,15 @@ def evaluate(
     for other in conflicts:
         in_other |= other.shared
 
+    # licence=auto on a monthly-only account: an unlicensed device that is otherwise eligible
+    # takes one of the unused licences, in request order, while there are any; ThingSpace
+    # assigns them when the campaign is scheduled.
+    auto_licences = request.licence_auto and mrc_only
+    free = free_licences(subscription) if auto_licences else None
+    licences_left = free or 0
+    assigned = 0
+    unlicensed_only: tuple[Finding, ...] = (Finding.UNLICENSED,)
+
     requested = list(dict.fromkeys(request.devices))
     # A device's findings follow from its answer alone (its IMEI aside), and a fleet gives few
     # distinct answers: each is judged once, then devices are only counted (100,000 devices).
@@ -261,6 +283,10 @@ def evaluate(
             found = cached
         if imei in in_other:
             found = (*found, Finding.IN_OTHER_CAMPAIGN)
+        if auto_licences and found == unlicensed_only and licences_left > 0:
+            licences_left -= 1
+            assigned += 1
+            found = ()
         if found:
             per_device[imei] = found
         combos[found] += 1
@@ -321,6 +347,8 @@ def evaluate(
         radius_other=sum(n for _, n in rows[RADIUS_ROWS:]),
         conflicts=conflict_findings,
         blocking=tuple(blocking),
+        licences_assigned=assigned,
+        licences_free=free if auto_licences else None,
     )
     return Findings(summary=_with_digest(summary, per_device), devices=per_device)
 

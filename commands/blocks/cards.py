@@ -220,12 +220,20 @@ def _request_blocks(
                 f"*Windows (UTC)*\n{_windows(campaign.windows)}",
                 f"*Campaign name*\n{code(campaign.thingspace_name)}",
                 f"*Request hash*\n`{escape(campaign.content_hash[:HASH_SHOWN])}`",
+                f"*Licences*\n{licence_words(campaign)}",
             ]
         ),
         section(_devices(campaign, devices_sample)),
         *_notes(campaign),
     ]
     return blocks
+
+
+def licence_words(campaign: Campaign) -> str:
+    """The licence option as the card shows it (sent as autoAssignLicenseFlag)."""
+    if campaign.licence_auto:
+        return "`licence=auto`: ThingSpace may assign unused licences"
+    return "`licence=none`: none assigned"
 
 
 def _fallback(campaign: Campaign, sandbox: bool, tail: str) -> str:

@@ -100,9 +100,15 @@ def _finding_line(
         case Finding.INELIGIBLE:
             return f":no_entry_sign: {devices} not FOTA-eligible (ThingSpace says `fotaEligible: false`){left_out}"
         case Finding.UNLICENSED:
+            if campaign.licence_auto:
+                return (
+                    f":ticket: {devices} without a licence, and no unused licence of the account "
+                    f"left for them (monthly-only subscription){left_out}"
+                )
             return (
                 f":ticket: {devices} without a licence. The subscription is monthly-only (MRC), so "
-                f"ThingSpace refuses the whole request while they are in it{left_out}"
+                f"ThingSpace refuses the whole request while they are in it; `licence=auto` lets "
+                f"it assign unused licences{left_out}"
             )
         case Finding.DONE:
             return f":ballot_box_with_check: {devices} already on {code(campaign.firmware_to)}: done, never sent"
@@ -117,6 +123,21 @@ def _finding_line(
         case Finding.IN_OTHER_CAMPAIGN:
             return f":twisted_rightwards_arrows: {devices} already in another active campaign (below){left_out}"
     raise AssertionError(finding)
+
+
+def licence_line(campaign: Campaign, summary: PreflightSummary) -> str | None:
+    """How many licences `licence=auto` will use, on a monthly-only account."""
+    if not (campaign.licence_auto and summary.monthly_only):
+        return None
+    if summary.licences_free is None:
+        return (
+            ":ticket: `licence=auto`: ThingSpace did not say how many unused licences the account "
+            "has, so no unlicensed device counts as eligible"
+        )
+    return (
+        f":ticket: `licence=auto`: uses {plural(summary.licences_assigned, 'licence')} of the "
+        f"account's {summary.licences_free:,} unused"
+    )
 
 
 def _conflict_line(conflict: ConflictFinding) -> str:
@@ -213,6 +234,9 @@ def preflight_blocks(
         )
         + (" · licences checked: the subscription is monthly-only" if summary.monthly_only else ""),
     ]
+    licences = licence_line(campaign, summary)
+    if licences:
+        lines.append(licences)
     lines += [
         _finding_line(f, summary.count(f), campaign, summary) for f in Finding if summary.count(f)
     ]
