@@ -264,6 +264,8 @@ def build_runtime(
         approval_channel=settings.approval_channel or "",
         update_interval=settings.update_interval,
         clock=clock,
+        approvers=settings.approvers,
+        required_approvals=settings.required_approvals,
     )
     renderer = ThreadRenderer(store=store, required_approvals=settings.required_approvals, clock=clock)
     # The outbox waits out Slack's 429s through the database (postponing every queued update),

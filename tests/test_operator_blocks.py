@@ -36,6 +36,7 @@ from commands.blocks import (
 )
 from commands.blocks.operations import cancel_value, firmware_value, list_page_value
 from commands.requests import TimeWindow
+from storage.preflight import PreflightRecord
 from storage.records import Campaign, Decision, Device
 from storage.states import CampaignState
 from tests.support.blocks import all_text, check_blocks, check_escaped
@@ -127,6 +128,7 @@ class Facts:
     decisions: list[Decision] = field(default_factory=list)
     sample: tuple[str, ...] = ("354658090353977", "490154203237518")
     not_approvable: str | None = None
+    preflight: PreflightRecord | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -34,6 +35,7 @@ from storage.records import Campaign
 from storage.states import CampaignState
 from storage.store import ApprovalOutcome, NotApproved, Store
 from tests.conftest import ManualClock
+from tests.support.blocks import check_blocks
 
 ACCOUNT = "0000000000-00001"
 FIRMWARE = "SEQUANSCommunications_GM01Q_SR1.2.0.0-10512_SR1.2.0.0-10657"
@@ -855,6 +857,80 @@ def test_the_card_shows_counts_radius_start_and_offers_eligible_only(
     )
     assert len(card["blocks"]) <= MAX_BLOCKS
     assert all(len(b.get("text", {}).get("text", "")) <= MAX_SECTION_TEXT for b in card["blocks"])
+
+
+@dataclass(frozen=True)
+class HomeFacts:
+    campaign: Campaign
+    preflight: PreflightRecord | None
+    counts: dict[str, int] = field(default_factory=dict)
+    decisions: list[Any] = field(default_factory=list)
+    sample: tuple[str, ...] = ()
+    not_approvable: str | None = None
+
+
+def home_for(campaign: Campaign, record: PreflightRecord | None, **facts: Any) -> dict[str, Any]:
+    return blocks.home_view(
+        "U0ANN",
+        may_approve=True,
+        to_decide=[HomeFacts(campaign, record, **facts)],
+        mine_waiting=[],
+        active=[],
+        totals={},
+        required_approvals=1,
+        sandbox=True,
+        now=dt.datetime.combine(TODAY, dt.time(9), tzinfo=dt.UTC),
+    )
+
+
+def decision_row(view: dict[str, Any]) -> list[dict[str, Any]]:
+    """The approve-side buttons and Reject, without Withdraw (the requester's, card only)."""
+    return [
+        e
+        for b in view["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["action_id"] != blocks.ACTION_WITHDRAW
+    ]
+
+
+def test_the_app_home_shows_the_cards_findings_and_the_same_buttons(
+    store: Store, clock: ManualClock
+) -> None:
+    devices = ["350000000000001", "350000000000002", "350000000000003", "350000000000004"]
+    waiting = make_campaign(store, clock, ["350000000000009"])
+    stored.begin(store, waiting.id)
+    cases = [("checking", waiting, stored.load(store, waiting.id))]
+    campaign = checked(
+        store,
+        make_campaign(store, clock, devices),
+        [info(devices[0]), info(devices[1], model="BG96"), info(devices[2], firmware="SR0")],
+    )
+    record = stored.load(store, campaign.id)
+    cases.append(("excluded", campaign, record))
+    stored.override_and_approve(
+        store, campaign.id, user="U0BOB", shown_hash=campaign.content_hash,
+        typed_count=3, reason="bench units", required=2,
+    )
+    cases.append(("overridden", store.campaign(campaign.id), stored.load(store, campaign.id)))
+    all_eligible = checked(
+        store, make_campaign(store, clock, ["350000000000008"]), [info("350000000000008")]
+    )
+    cases.append(("eligible", all_eligible, stored.load(store, all_eligible.id)))
+    for name, shown, rec in cases:
+        card, home = card_for(shown, rec), home_for(shown, rec)
+        check_blocks(home["blocks"], max_blocks=100)
+        check_blocks(card["blocks"], unique_ids="message")
+        same = [(e["action_id"], e["text"]["text"], e["value"], e.get("confirm")) for e in decision_row(card)]
+        assert same == [
+            (e["action_id"], e["text"]["text"], e["value"], e.get("confirm")) for e in decision_row(home)
+        ], name
+    text = json.dumps(home_for(cases[1][1], cases[1][2]), ensure_ascii=False)
+    assert "*1 of 4 devices eligible*" in text and "1 device not in account" in text
+    assert "1 device of another make or model" in text and "Blast radius:" in text
+    assert "Expected start: on demand" in text and "changed when the checks finished" in text
+    text = json.dumps(home_for(cases[2][1], cases[2][2]), ensure_ascii=False)
+    assert "*Overridden* by <@U0BOB>" in text and "bench units" in text
 
 
 def test_a_failed_check_offers_to_run_again(store: Store, clock: ManualClock) -> None:

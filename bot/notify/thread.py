@@ -37,7 +37,11 @@ class ThreadNotifier:
         update_interval: float,
         clock: Callable[[], dt.datetime],
         wake: Callable[[], None] = lambda: None,
+        approvers: frozenset[str] = frozenset(),
+        required_approvals: int | None = None,
     ):
+        self.approvers = approvers
+        self.required_approvals = required_approvals
         self.store = store
         self.outbox = Outbox(store)
         self.approval_channel = approval_channel
@@ -106,7 +110,16 @@ class ThreadNotifier:
         self.dm(campaign, "expired")
 
     def reminder(self, campaign: Campaign) -> None:
-        self.reply(campaign, blocks.reminder_reply(campaign, campaign.expires_at))
+        self.reply(
+            campaign,
+            blocks.reminder_reply(
+                campaign,
+                campaign.expires_at,
+                decisions=self.store.decisions(campaign.id),
+                required_approvals=self.required_approvals,
+                approvers=sorted(self.approvers),
+            ),
+        )
 
     # --- submission (SubmissionEvents) -------------------------------------------------------
 

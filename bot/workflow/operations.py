@@ -66,6 +66,8 @@ class CampaignView:
     last_actor: str | None = None
     # Why pre-flight does not allow approving it now (checking, failed, blocked), or None.
     not_approvable: str | None = None
+    # The pre-flight record, so the App Home shows the card's findings and buttons.
+    preflight: preflight.PreflightRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,9 @@ class Operations:
             self.store.decisions(campaign.id),
             tuple(d.imei for d in self.store.devices(campaign.id, limit=DEVICE_SAMPLE)) if sample else (),
             not_approvable=preflight.refusal(self.store.db, campaign.id)
+            if campaign.state is S.PENDING_APPROVAL
+            else None,
+            preflight=preflight.load(self.store, campaign.id)
             if campaign.state is S.PENDING_APPROVAL
             else None,
         )

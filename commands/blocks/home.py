@@ -37,6 +37,7 @@ from commands.blocks.kit import (
     user,
 )
 from commands.blocks.operations import CampaignFacts
+from commands.blocks.preflight import approve_elements, findings_summary
 from storage.records import Campaign
 
 HOME_CALLBACK_ID = "fota_home"
@@ -59,7 +60,9 @@ def _more(shown: int, total: int, what: str) -> list[Block]:
     return [context(f"… and {plural(hidden, what)} more: `/fota list active` lists them all.")] if hidden > 0 else []
 
 
-def _to_decide(facts: CampaignFacts, required_approvals: int, user_id: str) -> list[Block]:
+def _to_decide(
+    facts: CampaignFacts, required_approvals: int, user_id: str, today: dt.date
+) -> list[Block]:
     c = facts.campaign
     approvals = counted_approvals(c, facts.decisions)
     sample = ", ".join(code(i, 40) for i in facts.sample[:3])
@@ -87,6 +90,17 @@ def _to_decide(facts: CampaignFacts, required_approvals: int, user_id: str) -> l
         blocks.append(context("You approved this; it waits for the other approvers."))
         return blocks
     value = action_value(c.id, c.content_hash)
+    record = facts.preflight
+    if record is not None:
+        # The card's findings and the card's buttons, never more: whoever decides from here
+        # sees what the approval card shows.
+        blocks.insert(1, section(findings_summary(c, record, today=today)))
+        elements = approve_elements(c, record, sandbox=c.sandbox)
+        if not elements and facts.not_approvable:
+            blocks.append(context(f":hourglass: Not approvable now: {escape(facts.not_approvable)}."))
+        reject = button("Reject", action_id=ACTION_REJECT, value=value, style="danger")
+        blocks.append({"type": "actions", "elements": [*elements, reject]})
+        return blocks
     if facts.not_approvable:
         # Pre-flight decides whether Approve is offered at all, here as on the card.
         blocks.append(context(f":hourglass: Not approvable now: {escape(facts.not_approvable)}."))
@@ -144,7 +158,7 @@ def home_view(
         if not shown:
             blocks.append(context("Nothing is waiting for you."))
         for facts in shown:
-            blocks += _to_decide(facts, required_approvals, user_id)
+            blocks += _to_decide(facts, required_approvals, user_id, now.astimezone(dt.UTC).date())
         blocks += _more(len(shown), totals.get("to_decide", len(to_decide)), "request")
         blocks.append(divider())
 

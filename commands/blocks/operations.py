@@ -41,6 +41,7 @@ from commands.blocks.kit import (
     slack_date,
     user,
 )
+from storage.preflight import PreflightRecord
 from storage.records import Campaign, Decision, Device
 from storage.states import DEVICE_BUCKETS, CampaignState
 
@@ -87,6 +88,9 @@ class CampaignFacts(Protocol):
 
     @property
     def not_approvable(self) -> str | None: ...
+
+    @property
+    def preflight(self) -> PreflightRecord | None: ...
 
 
 class SharedCsv(Protocol):

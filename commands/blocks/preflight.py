@@ -26,6 +26,7 @@ from commands.blocks.actions import (
 from commands.blocks.kit import (
     MAX_MODAL_BUTTON,
     MAX_MODAL_TITLE,
+    MAX_SECTION_TEXT,
     Block,
     Message,
     clip,
@@ -265,6 +266,44 @@ def preflight_blocks(
         )
     )
     return blocks
+
+
+def findings_summary(campaign: Campaign, record: PreflightRecord, *, today: dt.date) -> str:
+    """The card's findings in one section (the App Home): eligible count, counts per reason,
+    a blast radius line, the expected start and what changed the request hash."""
+    start = f":clock3: Expected start: {expected_start(campaign.start_date, today, campaign.windows)}"
+    if record.status == CHECKING:
+        return f":hourglass_flowing_sand: *Pre-flight checks: checking…*\n{start}"
+    if record.status == FAILED or record.summary is None:
+        return (
+            ":x: *Pre-flight checks could not finish:* "
+            f"{escape(clip(record.error or 'no reason given', 500))}\n{start}"
+        )
+    summary = record.summary
+    lines = []
+    if summary.blocked:
+        lines += [f":no_entry: {escape(clip(r, 400))}" for r in summary.blocking]
+    lines.append(f"*{summary.eligible:,} of {plural(summary.requested, 'device')} eligible*")
+    licences = licence_line(campaign, summary)
+    if licences:
+        lines.append(licences)
+    lines += [_finding_line(f, summary.count(f), campaign, summary) for f in Finding if summary.count(f)]
+    radius = [
+        f"{escape(' '.join(v for v in (r.make, r.model) if v) or 'make/model not given')} on "
+        f"{code(r.firmware) if r.firmware else 'firmware not given'}: {r.devices:,}"
+        + (" :dart:" if r.target else "")
+        for r in summary.radius[:3]
+    ]
+    rest = sum(r.devices for r in summary.radius[3:]) + summary.radius_other
+    if rest:
+        radius.append(f"{rest:,} on other models and versions")
+    if radius:
+        lines.append(":dart: *Blast radius:* " + "; ".join(radius))
+    lines.append(start)
+    change = hash_change_line(campaign, record)
+    if change:
+        lines.append(change)
+    return clip("\n".join(lines), MAX_SECTION_TEXT)
 
 
 def hash_change_line(campaign: Campaign, record: PreflightRecord) -> str | None:

@@ -200,12 +200,27 @@ def reminder_reply(
     *,
     decisions: Sequence[Decision] = (),
     required_approvals: int | None = None,
+    approvers: Sequence[str] = (),
 ) -> Message:
+    """Half-way to expiry: who still has to decide. `approvers` are FOTA_APPROVERS' users
+    (`U…`, `W…`) and user groups (`S…`); users who approved what the card shows now or
+    rejected are not pinged again, nor the requester (who cannot decide); a group is
+    mentioned whole, since any member may decide."""
     got = ""
     if required_approvals is not None:
         got = f" ({len(counted_approvals(campaign, decisions))} of {plural(required_approvals, 'approval')} so far)"
+    decided = {d.user for d in counted_approvals(campaign, decisions)}
+    decided |= {d.user for d in decisions if d.decision == "reject"}
+    people = sorted(a for a in approvers if not a.startswith("S") and a not in decided and a != campaign.requester)
+    groups = sorted(a for a in approvers if a.startswith("S"))
+    mentions = [user(a) for a in people] + [f"<!subteam^{g}>" for g in groups]
+    waiting = (
+        f" Waiting on {', '.join(mentions)}." if mentions
+        else "" if approvers
+        else " Any approver but the requester may decide (FOTA_APPROVERS is not set)."
+    )
     return _reply(
-        f":bell: Ref {campaign.ref} is still waiting for approval{got}. "
+        f":bell: Ref {campaign.ref} is still waiting for approval{got}.{waiting} "
         f"It expires {slack_date(expires_at)} unless someone decides."
     )
 
