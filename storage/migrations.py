@@ -246,7 +246,7 @@ def m006_preflight_override(db: Database) -> None:
 
 
 @migrations()
-def m005_licence_auto(db: Database) -> None:
+def m007_licence_auto(db: Database) -> None:
     """The request's licence option (autoAssignLicenseFlag); requests before it: off."""
     db.table("campaigns").add_column("licence_auto", int, not_null_default=0)
 

@@ -829,3 +829,17 @@ def excluded_devices(store: Store, campaign_id: int) -> list[tuple[str, tuple[st
         [campaign_id],
     ).fetchall()
     return [(imei, tuple(found.split(",")), bool(kept)) for imei, found, kept in rows]
+
+
+def left_out_counts(store: Store, campaign_id: int) -> tuple[int, dict[str, int]]:
+    """Devices pre-flight excluded that were not sent (narrowed out, or already on
+    firmwareTo), and how many of them had each finding (a device may have several)."""
+    total = 0
+    counts: dict[str, int] = {}
+    for _, found, kept in excluded_devices(store, campaign_id):
+        if kept:
+            continue
+        total += 1
+        for value in found:
+            counts[value] = counts.get(value, 0) + 1
+    return total, counts

@@ -562,6 +562,17 @@ class Store:
             counts[device_bucket(status)] += count
         return counts
 
+    def failure_reasons(self, campaign_id: int) -> list[tuple[str, int]]:
+        """Failed devices per reason (empty when ThingSpace gave none), most first."""
+        failed = FAILED_DEVICE_STATUSES
+        rows = self.db.execute(
+            f"""SELECT coalesce(reason, ''), count(*) FROM devices WHERE campaign_id = ?
+                AND dropped_at IS NULL AND status IN ({",".join("?" * len(failed))})
+                GROUP BY 1 ORDER BY 2 DESC, 1""",
+            [campaign_id, *failed],
+        ).fetchall()
+        return [(str(r[0]), int(r[1])) for r in rows]
+
     def apply_device_updates(
         self, campaign_id: int, updates: Iterable[tuple[str, str, str | None, str | None]]
     ) -> list[tuple[str, str | None, str]]:

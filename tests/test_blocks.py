@@ -39,6 +39,7 @@ from commands.blocks import (
     escape,
     expired_reply,
     failures_reply,
+    final_headline,
     final_summary_reply,
     parse_action_value,
     progress_bar,
@@ -566,27 +567,31 @@ def test_decided_card_submit_failed_shows_thingspace_words() -> None:
 @pytest.mark.parametrize(
     ("counts", "width", "expected"),
     [
-        ({}, 20, "░" * 20 + " 0%\nno device reports yet"),
-        ({"pending": 0, "failed": 0}, 10, "░" * 10 + " 0%\nno device reports yet"),
-        ({"succeeded": 6, "pending": 4}, 10, "▓▓▓▓▓▓░░░░ 60%\npending 4 · succeeded 6"),
-        ({"succeeded": 2, "failed": 1}, 20, "▓" * 20 + " 100%\nsucceeded 2 · failed 1"),
-        ({"succeeded": 2, "pending": 1}, 20, "▓" * 13 + "░" * 7 + " 66%\npending 1 · succeeded 2"),
+        ({}, 20, "░" * 20 + " 0% done\nno device reports yet"),
+        ({"pending": 0, "failed": 0}, 10, "░" * 10 + " 0% done\nno device reports yet"),
+        ({"succeeded": 6, "pending": 4}, 10, "▓▓▓▓▓▓░░░░ 60% succeeded\npending 4 · succeeded 6"),
+        (
+            {"succeeded": 2, "failed": 1},
+            20,
+            "▓" * 13 + "▒" * 7 + " 66% succeeded · 33% failed\nsucceeded 2 · failed 1",
+        ),
+        ({"succeeded": 2, "pending": 1}, 20, "▓" * 13 + "░" * 7 + " 66% succeeded\npending 1 · succeeded 2"),
         (
             {"succeeded": 999, "in progress": 1},
             20,
-            "▓" * 19 + "░" + " 99%\nin progress 1 · succeeded 999",
+            "▓" * 19 + "░" + " 99% succeeded\nin progress 1 · succeeded 999",
         ),
-        ({"succeeded": 1, "pending": 999}, 20, "░" * 20 + " 0%\npending 999 · succeeded 1"),
-        ({"failed": 3, "pending": 0}, 4, "▓▓▓▓ 100%\nfailed 3"),
+        ({"succeeded": 1, "pending": 999}, 20, "░" * 20 + " 0% succeeded\npending 999 · succeeded 1"),
+        ({"failed": 3, "pending": 0}, 4, "▒▒▒▒ 0% succeeded · 100% failed\nfailed 3"),
         (
             {"other": 1, "failed": 1, "succeeded": 1, "in progress": 1, "pending": 1},
             5,
-            "▓▓░░░ 40%\npending 1 · in progress 1 · succeeded 1 · failed 1 · other 1",
+            "▓▒░░░ 20% succeeded · 20% failed\npending 1 · in progress 1 · succeeded 1 · failed 1 · other 1",
         ),
         (
             {"succeeded": 12_345, "pending": 87_655},
             20,
-            "▓▓░░░░░░░░░░░░░░░░░░ 12%\npending 87,655 · succeeded 12,345",
+            "▓▓░░░░░░░░░░░░░░░░░░ 12% succeeded\npending 87,655 · succeeded 12,345",
         ),
     ],
 )
@@ -599,16 +604,25 @@ def test_progress_bar_unknown_buckets_count_as_other_or_their_bucket() -> None:
     counts = {"UpgradeSuccess": 1, "Mystery": 2, "in progress": 1, "DeviceRejected": 1}
     assert (
         progress_bar(counts, 10)
-        == "▓▓▓▓░░░░░░ 40%\nin progress 1 · succeeded 1 · failed 1 · other 2"
+        == "▓▓▒▒░░░░░░ 20% succeeded · 20% failed\nin progress 1 · succeeded 1 · failed 1 · other 2"
     )
 
 
 def test_progress_bar_never_goes_past_100_or_below_0() -> None:
-    assert progress_bar({"succeeded": 5, "pending": -3}).endswith("100%\nsucceeded 5")
+    assert progress_bar({"succeeded": 5, "pending": -3}).endswith("100% succeeded\nsucceeded 5")
     for done in range(0, 101):
-        bar, line = progress_bar({"succeeded": done, "pending": 100 - done}, 7).split("\n")
-        assert len(bar.split(" ")[0]) == 7
-        assert 0 <= int(bar.split(" ")[1].rstrip("%")) <= 100
+        for failed in (0, 100 - done):
+            counts = {"succeeded": done, "failed": failed, "pending": 100 - done - failed}
+            bar, line = progress_bar(counts, 7).split("\n")
+            assert len(bar.split(" ")[0]) == 7
+            shares = [int(w.rstrip("%")) for w in bar.split(" ")[1:] if w.endswith("%")]
+            assert all(0 <= share <= 100 for share in shares) and sum(shares) <= 100
+
+
+def test_a_finished_campaign_with_failures_never_reads_100_percent() -> None:
+    bar = progress_bar({"succeeded": 1674, "failed": 326}).split("\n")[0]
+    assert "100%" not in bar and "83% succeeded · 16% failed" in bar
+    assert bar.count("▓") == 16 and bar.count("▒") == 4 and "░" not in bar
 
 
 def test_progress_bar_labels_are_the_spec_words() -> None:
@@ -665,7 +679,7 @@ def test_campaign_card_content() -> None:
         "*:arrows_counterclockwise: Scheduled",
         "`f9c0e0b7-3c7d-4c0a`",
         "`Telit` / `ME910C1`",
-        "▓▓▓▓▓▓▓▓▓▓▓▓▓▓░░░░░░ 70%\npending 3 · succeeded 6 · failed 1",
+        "▓" * 12 + "▒" * 2 + "░" * 6 + " 60% succeeded · 10% failed\npending 3 · succeeded 6 · failed 1",
         "*succeeded*\n6 · 60%",
         "*failed*\n1 · 10%",
         "*other*\n0 · 0%",
@@ -783,11 +797,47 @@ def test_final_summary_reply() -> None:
     assert ":checkered_flag: *Ended* · Ref FB-12" in text
     assert "*97 of 100 devices upgraded (97%)*, 3 failed (3%)" in text
     assert "Duration 2 d 3 h" in text
-    assert msg["text"] == "Ref FB-12 finished: Ended. 97 of 100 devices upgraded, 3 failed."
+    assert msg["text"] == (
+        "Ref FB-12 finished: Ended. 97 of 100 devices sent upgraded, 3 failed; "
+        "0 excluded at approval."
+    )
+    assert "*Excluded at approval:* none" in text and "*Sent:* 100 devices" in text
     perfect = all_text(final_summary_reply(campaign, {"succeeded": 4}, started_at=T0, ended_at=T0))
     assert ":tada: *Ended*" in perfect and "Duration under a minute" in perfect
     unfinished = all_text(final_summary_reply(make_campaign(state=S.ABORTED), {}))
     assert ":octagonal_sign: *Aborted*" in unfinished and "Duration" not in unfinished
+
+
+def test_the_final_summary_says_what_was_excluded_sent_succeeded_and_failed_by_reason() -> None:
+    campaign = make_campaign(state=S.ENDED, last_callback_at=T0 + dt.timedelta(hours=3))
+    counts = {"succeeded": 1674, "failed": 326}
+    reasons = [("Device did not respond", 200), ("Firmware download failed", 100), ("", 26)]
+    msg = final_summary_reply(
+        campaign,
+        counts,
+        left_out=148,
+        left_out_reasons={"wrong_model": 100, "unknown": 48, "wrong_firmware": 100},
+        included_by_override=12,
+        override_by="U7",
+        failure_reasons=reasons,
+    )
+    check_message(msg)
+    text = all_text(msg)
+    assert "*1,674 of 2,000 devices upgraded (83%)*, 326 failed (16%)" in text
+    assert "83% succeeded · 16% failed" in text and "100%" not in text
+    assert (
+        "*Excluded at approval, never sent:* 148 devices (100 not on the from version, "
+        "100 of another make or model, 48 not in the account)" in text
+    )
+    assert "*Sent by override:* 12 devices pre-flight excluded were included by <@U7>" in text
+    assert "*Sent:* 2,000 devices · *succeeded* 1,674 · *failed* 326" in text
+    assert "• Device did not respond: 200\n• Firmware download failed: 100\n• no reason given: 26" in text
+    # The requester's direct message leads with the very same sentence as the thread.
+    assert final_headline(campaign, counts) in all_text(dm_finished(campaign, counts, None))
+    assert final_headline(campaign, counts) in text
+    many = [(f"reason {i:02d}", 1) for i in range(14)]
+    text = all_text(final_summary_reply(campaign, {"failed": 14}, failure_reasons=many))
+    assert "reason 09: 1" in text and "reason 10" not in text and "other reasons: 4" in text
 
 
 def test_format_duration() -> None:
@@ -807,7 +857,7 @@ def test_reminder_expired_rejected_withdrawn_cancelled_replies() -> None:
         )
     )
     assert (
-        f"Ref FB-12 is still waiting for approval (1 of 2 approvals so far)." in text
+        "Ref FB-12 is still waiting for approval (1 of 2 approvals so far)." in text
         and f"It expires {slack_date(campaign.expires_at)}" in text
     )
     assert "(1 of" not in all_text(reminder_reply(campaign, campaign.expires_at))
@@ -886,7 +936,7 @@ def test_direct_messages_link_to_the_thread() -> None:
         "cancelled": (dm_cancelled(campaign, "U4", PERMALINK), "Ref FB-12 was cancelled by <@U4>"),
         "finished": (
             dm_finished(make_campaign(state=S.ENDED), {"succeeded": 3}, PERMALINK),
-            "3 of 3 devices upgraded",
+            "*3 of 3 devices upgraded (100%)*",
         ),
     }
     for kind, (msg, expected) in cases.items():
@@ -918,7 +968,7 @@ def test_requester_dm_dispatches_every_event() -> None:
     assert "approved by <@U2>" in all_text(
         requester_dm(failed, "approved", decisions=[approve("U2")])
     )
-    assert "3 of 4 devices upgraded, 1 failed" in all_text(
+    assert "*3 of 4 devices upgraded (75%)*, 1 failed (25%)" in all_text(
         requester_dm(failed, "finished", counts={"succeeded": 3, "failed": 1})
     )
     assert "was rejected." in all_text(requester_dm(failed, "rejected"))

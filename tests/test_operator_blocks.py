@@ -519,7 +519,7 @@ def test_home_view_sections_in_order_with_the_card_buttons() -> None:
         text.index("*Ref FB-4*"),
     ]
     assert order == sorted(order)
-    assert "▓" * 14 + "░" * 6 + " 70%" in text  # FB-4's progress bar
+    assert "▓" * 10 + "▒" * 4 + "░" * 6 + " 50% succeeded · 20% failed" in text  # FB-4's progress bar
     [approve] = buttons(view, ACTION_APPROVE)
     [reject] = buttons(view, ACTION_REJECT)
     assert parse_action_value(approve["value"]) == parse_action_value(reject["value"]) == (5, HASH)

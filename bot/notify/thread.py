@@ -164,7 +164,8 @@ class ThreadNotifier:
         self.dm(campaign, "lost")
 
     def _final_report(self, campaign: Campaign) -> None:
-        """The end of a campaign at ThingSpace: a summary reply and the per-device CSV."""
+        """The end of a campaign at ThingSpace: a summary reply, the per-device CSV, and one CSV
+        of the failed devices per failure reason (the reasons past the summary's list in one)."""
         self.outbox.enqueue("summary", {}, campaign_id=campaign.id, coalesce_key=f"summary:{campaign.id}")
         self.outbox.enqueue(
             "upload",
@@ -172,6 +173,18 @@ class ThreadNotifier:
             campaign_id=campaign.id,
             coalesce_key=f"upload:{campaign.id}",
         )
+        reasons = [r for r, _ in self.store.failure_reasons(campaign.id)]
+        groups = [[r] for r in reasons[: blocks.MAX_FAILURE_REASONS]]
+        if reasons[blocks.MAX_FAILURE_REASONS :]:
+            groups.append(reasons[blocks.MAX_FAILURE_REASONS :])
+        for n, group in enumerate(groups, 1):
+            label = blocks.failure_label(group[0]) if len(group) == 1 else "other reasons"
+            self.outbox.enqueue(
+                "upload",
+                {"title": f"{campaign.ref} failed: {label}", "reasons": group, "part": n},
+                campaign_id=campaign.id,
+                coalesce_key=f"upload:{campaign.id}:failed:{n}",
+            )
         self.wake()
 
     def cancelled(self, campaign: Campaign, user: str) -> None:
@@ -280,7 +293,18 @@ class ThreadRenderer:
             self.store.mark_failures_reported(campaign.id)
             return blocks.failures_reply(campaign, failures, more)
         if kind == "summary":
-            return blocks.final_summary_reply(campaign, self.store.device_counts(campaign.id))
+            left_out, reasons = preflight.left_out_counts(self.store, campaign.id)
+            record = preflight.load(self.store, campaign.id)
+            overridden = record is not None and record.overridden
+            return blocks.final_summary_reply(
+                campaign,
+                self.store.device_counts(campaign.id),
+                left_out=left_out,
+                left_out_reasons=reasons,
+                included_by_override=(record.override_count or 0) if record and overridden else 0,
+                override_by=record.override_by if record and overridden else None,
+                failure_reasons=self.store.failure_reasons(campaign.id),
+            )
         if kind == "confirm":
             return blocks.request_confirmation(campaign, payload.get("permalink"))
         if kind == "dm":
@@ -295,15 +319,39 @@ class ThreadRenderer:
             )
         raise ValueError(kind)
 
-    def csv(self, campaign: Campaign) -> tuple[str, str]:
-        return f"{campaign.ref}-devices.csv", devices_csv(self.store, campaign)
+    def csv(self, campaign: Campaign, payload: dict[str, Any] | None = None) -> tuple[str, str]:
+        """The file of an `upload` row: every device, or (`reasons` given) the failed devices
+        with those reasons."""
+        reasons = (payload or {}).get("reasons")
+        if reasons is None:
+            return f"{campaign.ref}-devices.csv", devices_csv(self.store, campaign)
+        name = f"{campaign.ref}-failed-{int((payload or {}).get('part') or 1)}.csv"
+        return name, devices_csv(self.store, campaign, failed_only=True, reasons=set(reasons))
 
 
-def devices_csv(store: Store, campaign: Campaign, *, failed_only: bool = False) -> str:
-    """The per-device report: IMEI, status, reason, updated time."""
+def devices_csv(
+    store: Store, campaign: Campaign, *, failed_only: bool = False, reasons: set[str] | None = None
+) -> str:
+    """The per-device report: IMEI, status, reason, updated time (`reasons`: only devices
+    with one of those reasons, '' for none given)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["imei", "status", "reason", "updated_at"])
     for device in store.devices(campaign.id, failed_only=failed_only):
+        if reasons is not None and (device.reason or "") not in reasons:
+            continue
         writer.writerow([device.imei, device.status or "", device.reason or "", device.updated_at or ""])
     return buffer.getvalue()
+
+
+def excluded_csv(store: Store, campaign: Campaign) -> tuple[str, int]:
+    """Every device pre-flight excluded, with its reasons and what became of it: the CSV
+    behind the card's "Excluded devices (CSV)"."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["imei", "findings", "reasons", "in_request"])
+    rows = preflight.excluded_devices(store, campaign.id)
+    for imei, found, kept in rows:
+        words = "; ".join(blocks.LEFT_OUT_WORDS.get(f, f) for f in found)
+        writer.writerow([imei, ";".join(found), words, "yes" if kept else "no"])
+    return buffer.getvalue(), len(rows)

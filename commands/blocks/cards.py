@@ -133,17 +133,26 @@ def percent(part: int, total: int) -> int:
 
 
 def progress_bar(counts: Mapping[str, int], width: int = 20) -> str:
-    """`▓▓▓▓▓▓░░░░ 60%` (done = succeeded + failed, of all devices) and a line of the non-zero
-    buckets in DEVICE_BUCKETS order: `succeeded 2 · failed 1`."""
+    """`▓▓▓▓▓▒░░░░ 50% succeeded · 10% failed`: the succeeded share (▓) and the failed share
+    (▒) of all devices, the rest (░) not done, then a line of the non-zero buckets in
+    DEVICE_BUCKETS order: `succeeded 5 · failed 1`. A finished campaign with failures never
+    reads "100%": the shares say how it went, not only that it is over."""
     if width < 1:
         raise ValueError("progress bar width must be at least 1")
     buckets = bucket_counts(counts)
     total = sum(buckets.values())
-    done = buckets["succeeded"] + buckets["failed"]
-    filled = done * width // total if total else 0
-    bar = "▓" * filled + "░" * (width - filled)
+    succeeded, failed = buckets["succeeded"], buckets["failed"]
+    good = succeeded * width // total if total else 0
+    done = (succeeded + failed) * width // total if total else 0
+    bar = "▓" * good + "▒" * (done - good) + "░" * (width - done)
+    if not succeeded and not failed:
+        shares = "0% done"
+    else:
+        shares = f"{percent(succeeded, total)}% succeeded"
+        if failed:
+            shares += f" · {percent(failed, total)}% failed"
     line = " · ".join(f"{name} {buckets[name]:,}" for name in DEVICE_BUCKETS if buckets[name])
-    return f"{bar} {percent(done, total)}%\n{line or 'no device reports yet'}"
+    return f"{bar} {shares}\n{line or 'no device reports yet'}"
 
 
 # --- Shared card parts -------------------------------------------------------------------------

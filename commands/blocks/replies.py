@@ -157,28 +157,88 @@ def failures_reply(
     return message(head, blocks)
 
 
+# Short words for each pre-flight finding, for the final summary's "excluded at approval".
+LEFT_OUT_WORDS = {
+    "unknown": "not in the account",
+    "ineligible": "not FOTA-eligible",
+    "unlicensed": "without a licence",
+    "done": "already on the target version",
+    "wrong_firmware": "not on the from version",
+    "wrong_model": "of another make or model",
+    "in_other_campaign": "in another active campaign",
+}
+# Failure reasons listed by name (each with its own CSV); the rest are summed in one line.
+MAX_FAILURE_REASONS = 10
+
+
+def failure_label(reason: str) -> str:
+    return reason or "no reason given"
+
+
+def final_headline(campaign: Campaign, counts: Mapping[str, int]) -> str:
+    """The one sentence the thread's summary and the requester's direct message both lead
+    with, so the two never disagree on how the campaign ended."""
+    buckets = bucket_counts(counts)
+    total = sum(buckets.values())
+    succeeded, failed = buckets["succeeded"], buckets["failed"]
+    unfinished = total - succeeded - failed
+    all_good = campaign.state is S.ENDED and total > 0 and succeeded == total
+    emoji, words = state_parts(campaign.state)
+    text = (
+        f"{':tada:' if all_good else emoji} *{words}* · Ref {campaign.ref}: "
+        f"*{succeeded:,} of {plural(total, 'device')} upgraded ({percent(succeeded, total)}%)*, "
+        f"{failed:,} failed ({percent(failed, total)}%)"
+    )
+    if unfinished:
+        text += f", {unfinished:,} without a final report"
+    return text + "."
+
+
 def final_summary_reply(
     campaign: Campaign,
     counts: Mapping[str, int],
     *,
     started_at: dt.datetime | None = None,
     ended_at: dt.datetime | None = None,
+    left_out: int = 0,
+    left_out_reasons: Mapping[str, int] | None = None,
+    included_by_override: int = 0,
+    override_by: str | None = None,
+    failure_reasons: Sequence[tuple[str, int]] = (),
 ) -> Message:
-    """The end of the rollout. Duration runs from `started_at` (default: when it was
-    requested) to `ended_at` (default: the last callback)."""
+    """The end of the rollout: what was excluded at approval, what was sent, what succeeded
+    and what failed, by reason (a CSV for each reason follows in the thread). Duration runs
+    from `started_at` (default: when it was requested) to `ended_at` (default: the last
+    callback)."""
     buckets = bucket_counts(counts)
     total = sum(buckets.values())
     succeeded, failed = buckets["succeeded"], buckets["failed"]
-    all_good = campaign.state is S.ENDED and total > 0 and succeeded == total
-    emoji, words = state_parts(campaign.state)
-    rate = f"*{succeeded:,} of {plural(total, 'device')} upgraded ({percent(succeeded, total)}%)*"
-    if failed:
-        rate += f", {failed:,} failed ({percent(failed, total)}%)"
-    lines = [
-        f"{':tada:' if all_good else emoji} *{words}* · Ref {campaign.ref}",
-        rate,
-        progress_bar(buckets),
-    ]
+    _, words = state_parts(campaign.state)
+    lines = [final_headline(campaign, counts), progress_bar(buckets)]
+    if left_out:
+        why = ", ".join(
+            f"{n:,} {LEFT_OUT_WORDS.get(k, escape(k))}"
+            for k, n in sorted((left_out_reasons or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        )
+        lines.append(f"*Excluded at approval, never sent:* {plural(left_out, 'device')} ({why})")
+    else:
+        lines.append("*Excluded at approval:* none")
+    if included_by_override:
+        who = f" by {user(override_by)}" if override_by else ""
+        lines.append(
+            f":warning: *Sent by override:* {plural(included_by_override, 'device')} pre-flight "
+            f"excluded were included{who}"
+        )
+    lines.append(
+        f"*Sent:* {plural(total, 'device')} · *succeeded* {succeeded:,} · *failed* {failed:,}"
+    )
+    if failure_reasons:
+        shown = list(failure_reasons[:MAX_FAILURE_REASONS])
+        rest = sum(n for _, n in failure_reasons[MAX_FAILURE_REASONS:])
+        lines.append("*Failed, by reason* (a CSV for each below):")
+        lines += [f"• {escape(clip(failure_label(r), 200))}: {n:,}" for r, n in shown]
+        if rest:
+            lines.append(f"• other reasons: {rest:,}")
     start, end = started_at or campaign.created_at, ended_at or campaign.last_callback_at
     if end:
         lines.append(
@@ -189,9 +249,10 @@ def final_summary_reply(
     ]
     fallback = (
         f"Ref {campaign.ref} finished: {words}. "
-        f"{succeeded:,} of {total:,} devices upgraded, {failed:,} failed."
+        f"{succeeded:,} of {total:,} devices sent upgraded, {failed:,} failed; "
+        f"{left_out:,} excluded at approval."
     )
-    return message(fallback, [section("\n".join(lines), fields=fields)])
+    return message(fallback, [section(clip("\n".join(lines), 3000), fields=fields)])
 
 
 def reminder_reply(
@@ -333,14 +394,11 @@ def dm_withdrawn(campaign: Campaign, by_user: str | None, permalink: str | None)
 def dm_finished(
     campaign: Campaign, counts: Mapping[str, int] | None, permalink: str | None
 ) -> Message:
-    text = f"{state_label(campaign.state)}: Ref {campaign.ref} has finished."
-    if counts is not None:
-        buckets = bucket_counts(counts)
-        total = sum(buckets.values())
-        text += (
-            f" {buckets['succeeded']:,} of {plural(total, 'device')} upgraded, "
-            f"{buckets['failed']:,} failed."
-        )
+    if counts is None:
+        text = f"{state_label(campaign.state)}: Ref {campaign.ref} has finished."
+    else:
+        # The same sentence as the thread's final summary: the two never disagree.
+        text = final_headline(campaign, counts)
     return _reply(text + _thread_link(permalink))
 
 
