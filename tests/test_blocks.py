@@ -691,7 +691,7 @@ def test_campaign_card_content() -> None:
     assert "ThingSpace status" not in text  # same as the state: not repeated
     assert (
         msg["text"]
-        == "Ref FB-12: Scheduled: devices upgrade in the campaign's dates and windows. 70% done: 6 succeeded, 1 failed of 10 reported."
+        == "Ref FB-12: Scheduled: devices upgrade in the campaign's dates and windows. 6 succeeded (60%), 1 failed (10%) of 10."
     )
 
 

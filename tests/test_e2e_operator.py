@@ -377,7 +377,8 @@ async def test_devices_of_a_request_with_no_failures(tmp_path: Path) -> None:
 async def test_app_home_shows_the_right_sections_for_each_user(tmp_path: Path) -> None:
     async with running_stack(tmp_path) as stack:
         await request_and_submit(stack)  # FB-1, under way
-        await request(stack)  # FB-2, waiting
+        # FB-2, waiting, on other devices (FB-1's would be excluded: in another active campaign).
+        await request(stack, imeis=sandbox_imeis(3, kind="eligible", start=500))
         home = await open_home(stack, ANN)
         text = text_of(home)
         waiting = text.index("Requests waiting for your approval")

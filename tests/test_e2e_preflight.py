@@ -14,9 +14,10 @@ from commands import blocks
 from storage import preflight as stored
 from storage.states import CampaignState
 from storage.store import NotApproved
-from tests.support.slack import block_action_body
-from tests.support.stack import ANN, BOB, CHANNEL, FIRMWARE, Stack, running_stack
+from tests.support.slack import block_action_body, text_input
+from tests.support.stack import ANN, BOB, CHANNEL, EVE, FIRMWARE, Stack, running_stack
 from tests.test_e2e_flow import action_ids
+from tests.test_e2e_operator import open_home
 
 DEVICES_PATH = "/api/fota/v3/devices/"
 
@@ -159,48 +160,207 @@ async def test_no_eligible_device_disables_approve(tmp_path: Path) -> None:
         assert stack.thingspace.schedule_posts() == []
 
 
-async def test_approve_eligible_only_sends_exactly_the_eligible_devices(tmp_path: Path) -> None:
-    eligible = sandbox_imeis(3)
-    left_out = sandbox_imeis(1, kind="unknown") + sandbox_imeis(1, kind="ineligible")
-    imeis = [eligible[0], left_out[0], eligible[1], left_out[1], eligible[2]]
+BG96_FIRMWARE = "Quectel_BG96_BG96MAR04A02M1G"
+BG96_FROM, BG96_TO = "BG96MAR02A08M1G", "BG96MAR04A02M1G"
+
+
+def bg96_schedule(imeis: list[str], extra: str = "") -> str:
+    return (
+        f"schedule firmware={BG96_FIRMWARE} from={BG96_FROM} to={BG96_TO} "
+        f"start=today end=+3d devices={','.join(imeis)} {extra}"
+    ).strip()
+
+
+def every_kind() -> dict[str, list[str]]:
+    """Devices of every kind pre-flight tells apart, for the BG96 firmware from BG96MAR02A08M1G."""
+    bg96 = {"model": "BG96", "firmware": BG96_FROM}
+    return {
+        "eligible": sandbox_imeis(3, **bg96),
+        "will_fail": sandbox_imeis(1, kind="will_fail", **bg96),  # ThingSpace takes it; it fails
+        "unknown": sandbox_imeis(1, kind="unknown", **bg96),
+        "ineligible": sandbox_imeis(1, kind="ineligible", **bg96),
+        "unlicensed": sandbox_imeis(1, kind="unlicensed", **bg96),
+        "wrong_firmware": sandbox_imeis(2, model="BG96", firmware="BG96MAR03A01M1G"),
+        "wrong_model": sandbox_imeis(2),  # SEQUANS GM01Q
+        "in_other_campaign": sandbox_imeis(1, start=700, **bg96),
+    }
+
+
+def decision_buttons_of(view_blocks: list[dict]) -> list[tuple[str, str, str]]:
+    return [
+        (e["action_id"], e["text"]["text"], e["value"])
+        for b in view_blocks
+        if b.get("type") == "actions"
+        for e in b["elements"]
+        if e["action_id"] not in (blocks.ACTION_WITHDRAW, blocks.ACTION_PREFLIGHT_RETRY)
+    ]
+
+
+async def test_a_request_with_devices_of_every_kind_sends_exactly_the_eligible_set(
+    tmp_path: Path,
+) -> None:
+    kinds = every_kind()
     async with running_stack(tmp_path, FOTA_REQUIRED_APPROVALS="2") as stack:
-        await stack.slash(schedule(imeis))
+        stack.sandbox.mrc_only = True
+        # Another request, still waiting, already holds one device.
+        await stack.slash(bg96_schedule(kinds["in_other_campaign"]))
         await stack.settle()
-        assert "*3 of 5 devices eligible*" in card_text(stack)
-        full_hash = stack.rt.store.campaign(1).content_hash
-
-        # Ann approves the full list; Bob then approves the eligible devices only.
-        await stack.click(blocks.ACTION_APPROVE, user=ANN)
+        imeis = [imei for group in kinds.values() for imei in group]
+        await stack.slash(bg96_schedule(imeis))
         await stack.settle()
-        _, bob = await stack.click(blocks.ACTION_APPROVE_ELIGIBLE, user=BOB)
-        await stack.settle()
-        assert "3 eligible devices; 2 left out" in answers(stack, bob) and "1 of 2" in answers(
-            stack, bob
+        text = card_text(stack)
+        # Eligible means will-probably-succeed: the right model on the right version, known,
+        # eligible, licensed, in no other campaign. Every other device is excluded with why.
+        assert "*4 of 12 devices eligible*" in text
+        for line in (
+            "1 device not in account",
+            "1 device not FOTA-eligible",
+            "1 device without a licence",
+            f"4 devices not on `{BG96_FROM}`",  # 2 on BG96MAR03A01M1G, 2 GM01Q
+            "2 devices of another make or model than the firmware's (Quectel BG96)",
+            "1 device already in another active campaign",
+        ):
+            assert line in text, line
+        assert text.count(" — excluded") == 6
+        # The primary, green button approves the eligible devices; sending the others is a
+        # separate action; there is no plain Approve.
+        buttons = decision_buttons_of(stack.root().blocks)
+        assert [(a, t) for a, t, _ in buttons] == [
+            (blocks.ACTION_APPROVE_ELIGIBLE, "Approve 4 eligible"),
+            (blocks.ACTION_INCLUDE_EXCLUDED, "Include excluded devices…"),
+            (blocks.ACTION_REJECT, "Reject"),
+        ]
+        primary = next(
+            e for b in stack.root().blocks if b.get("type") == "actions" for e in b["elements"]
+            if e["action_id"] == blocks.ACTION_APPROVE_ELIGIBLE
         )
+        assert primary["style"] == "primary" and "the 8 excluded stay out" in primary["confirm"]["text"]["text"]
 
-        campaign = stack.rt.store.campaign(1)
-        assert campaign.content_hash != full_hash and campaign.device_count == 3
-        assert stack.rt.store.device_ids(1) == eligible
-        # Nothing is deleted: the devices left out stay on record, marked with when.
-        kept = stack.rt.store.db.execute(
-            "SELECT imei, dropped_at IS NOT NULL FROM devices WHERE campaign_id = 1 ORDER BY rowid"
-        ).fetchall()
-        assert kept == [(imei, imei in left_out) for imei in imeis]
-        thread = " ".join(stack.thread_texts())
-        assert "approved the eligible devices only" in thread and "no longer count" in thread
-        # Ann's approval was given to the full list: it does not count for what is sent now.
-        assert stack.thingspace.schedule_posts() == []
-        assert "1 of 2 approvals" in card_text(stack)
-        assert blocks.ACTION_APPROVE_ELIGIBLE not in action_ids(stack.root().blocks)
+        # The App Home offers the same buttons with the same values, and the same findings.
+        home = await open_home(stack, ANN)
+        assert [b for b in decision_buttons_of(home["blocks"]) if "\"campaign_id\":2" in b[2]] == buttons
+        home_text = json.dumps(home, ensure_ascii=False)
+        assert "*4 of 12 devices eligible*" in home_text and "Blast radius:" in home_text
 
-        await stack.click(blocks.ACTION_APPROVE, user=ANN)
+        # A plain Approve (an old or forged click) cannot send the excluded devices.
+        campaign = stack.rt.store.campaign(2)
+        url = await forged_click(
+            stack, blocks.ACTION_APPROVE, user=ANN, campaign_id=2, shown_hash=campaign.content_hash
+        )
+        await stack.settle()
+        assert "pre-flight excluded" in answers(stack, url) and stack.rt.store.decisions(2) == []
+
+        _, ann = await stack.click(blocks.ACTION_APPROVE_ELIGIBLE, user=ANN)
+        await stack.settle()
+        assert "4 eligible devices; 8 left out" in answers(stack, ann) and "1 of 2" in answers(stack, ann)
+        narrowed = stack.rt.store.campaign(2)
+        assert narrowed.content_hash != campaign.content_hash and narrowed.device_count == 4
+        assert "narrowed to the 4 eligible devices (of 12) by <@U0ANN>" in card_text(stack)
+        # The second approver sees the narrowed request: a plain Approve of what is sent.
+        assert [a for a, _, _ in decision_buttons_of(stack.root().blocks)] == [
+            blocks.ACTION_APPROVE, blocks.ACTION_REJECT,
+        ]
+        await stack.click(blocks.ACTION_APPROVE, user=BOB)
         await stack.settle()
         [post] = stack.thingspace.schedule_posts()
-        assert post.json()["deviceList"] == eligible
-        decisions = stack.rt.store.decisions(1)
-        assert {d.user for d in decisions} == {ANN, BOB}
-        assert all(d.content_hash == campaign.content_hash for d in decisions)
-        assert stack.rt.store.campaign(1).state is CampaignState.SUBMITTED
+        sent = kinds["eligible"] + kinds["will_fail"]
+        assert post.json()["deviceList"] == sent
+        assert stack.rt.store.campaign(2).state is CampaignState.SUBMITTED
+        stamp = card_text(stack)
+        assert "Narrowed by <@U0ANN> to the eligible devices: 8 excluded devices left out" in stamp
+
+        # To the end: every device accounted for, the excluded ones in the summary.
+        await stack.run_sandbox(60, step=2.0)
+        stack.clock.advance(seconds=60)
+        await stack.settle()
+        assert stack.rt.store.campaign(2).state is CampaignState.ENDED
+        counts = stack.rt.store.device_counts(2)
+        assert (counts["succeeded"], counts["failed"]) == (3, 1)
+        summary = next(m for m in stack.standin.thread(CHANNEL, stack.root().ts) if "finished" in m.text)
+        summary_text = json.dumps(summary.blocks, ensure_ascii=False)
+        assert "*Excluded at approval, never sent:* 8 devices" in summary_text
+        assert "*Sent:* 4 devices · *succeeded* 3 · *failed* 1" in summary_text
+        assert "75% succeeded · 25% failed" in summary_text
+
+
+async def test_including_excluded_devices_is_an_explicit_recorded_override(tmp_path: Path) -> None:
+    kinds = every_kind()
+    eligible, wrong_model = kinds["eligible"], kinds["wrong_model"]
+    imeis = eligible + wrong_model
+    async with running_stack(tmp_path, FOTA_REQUIRED_APPROVALS="2") as stack:
+        await stack.slash(bg96_schedule(imeis))
+        await stack.settle()
+        before = stack.root().to_slack()  # the card as Bob sees it now
+        checked_hash = stack.rt.store.campaign(1).content_hash
+
+        # Someone who may not approve cannot even open the modal.
+        _, eve = await stack.click(blocks.ACTION_INCLUDE_EXCLUDED, user=EVE)
+        await stack.settle()
+        assert "not one of them" in answers(stack, eve)
+        assert not [c for c in stack.standin.calls_to("views.open") if c.ok]
+
+        await stack.click(blocks.ACTION_INCLUDE_EXCLUDED, user=ANN)
+        await stack.settle()
+        [opened] = [c for c in stack.standin.calls_to("views.open") if c.ok]
+        view = opened.args["view"]
+        view = json.loads(view) if isinstance(view, str) else view
+        assert view["callback_id"] == blocks.OVERRIDE_MODAL_CALLBACK_ID
+        modal_text = json.dumps(view, ensure_ascii=False)
+        assert "2 devices of another make or model" in modal_text and "Type 2 to confirm" in modal_text
+        meta = view["private_metadata"]
+
+        async def submit(count: str, reason: str) -> dict:
+            values = {"count": {"count": text_input(count)}, "reason": {"reason": text_input(reason)}}
+            response = await stack.submit_view(
+                blocks.OVERRIDE_MODAL_CALLBACK_ID, values, user=ANN, private_metadata=meta
+            )
+            assert response.status_code == 200
+            await stack.settle()
+            return response.json() if response.content else {}
+
+        # A wrong count, a count that is not a number, no reason: told under the field,
+        # nothing changes.
+        assert "not the number of devices being added (2)" in submit_errors(await submit("5", "lab"))
+        assert "is not a number" in submit_errors(await submit("two", "lab"))
+        assert "reason" in (await submit("2", "   ")).get("errors", {})
+        assert stack.rt.store.campaign(1).content_hash == checked_hash
+        assert stack.rt.store.decisions(1) == []
+
+        assert await submit("2", "Bench units reflashed to BG96 <b>") == {}
+        widened = stack.rt.store.campaign(1)
+        assert widened.content_hash != checked_hash and widened.device_count == 5
+        [decision] = stack.rt.store.decisions(1)
+        assert (decision.user, decision.content_hash) == (ANN, widened.content_hash)
+        text = card_text(stack)
+        assert "*Overridden* by <@U0ANN>" in text and "Bench units reflashed to BG96 &lt;b&gt;" in text
+        assert "2 excluded devices included" in text and "1 of 2 approvals" in text
+        [audit] = [r for r in stack.rt.store.audit(1) if "overrode" in r["reason"]]
+        assert audit["actor"] == ANN and "Bench units reflashed" in audit["reason"]
+        thread = " ".join(stack.thread_texts())
+        assert "overrode pre-flight" in thread
+        dm = " ".join(m.text for m in stack.standin.messages(stack.standin.dm_channel(ANN)))
+        assert "with 2 excluded devices included" in dm
+
+        # Bob's card was shown before the override (another device set): his click is refused.
+        _, bob = await stack.click(blocks.ACTION_APPROVE_ELIGIBLE, user=BOB, message=before)
+        await stack.settle()
+        assert "changed after this card was shown" in answers(stack, bob)
+        assert stack.rt.store.campaign(1).device_count == 5
+        # On the current card Bob approves all, knowingly (the confirm says how many).
+        buttons = [a for a, _, _ in decision_buttons_of(stack.root().blocks)]
+        assert buttons == [blocks.ACTION_APPROVE, blocks.ACTION_APPROVE_ELIGIBLE, blocks.ACTION_REJECT]
+        await stack.click(blocks.ACTION_APPROVE, user=BOB)
+        await stack.settle()
+        [post] = stack.thingspace.schedule_posts()
+        assert post.json()["deviceList"] == imeis
+        stamp = card_text(stack)
+        assert "*Overridden* by <@U0ANN>: 2 excluded devices included" in stamp
+        assert "Bench units reflashed" in stamp
+
+
+def submit_errors(answer: dict) -> str:
+    assert answer.get("response_action") == "errors", answer
+    return json.dumps(answer["errors"])
 
 
 async def test_a_monthly_only_account_needs_licences_and_eligible_only_leaves_them_out(
@@ -239,9 +399,13 @@ async def test_a_conflict_with_another_active_campaign_is_on_the_card(tmp_path: 
         text = card_text(stack)
         assert "*Ref FB-1* (pending approval) already holds 2 devices" in text
         assert "its dates overlap; its windows overlap" in text
-        assert "2 devices already in another active campaign" in text
-        # A warning, not a block.
-        assert blocks.ACTION_APPROVE in action_ids(stack.root().blocks)
+        assert "2 devices already in another active campaign (below) — excluded" in text
+        # Excluded, not blocked: the approver sends the device in no other campaign, or
+        # includes the others by override.
+        assert action_ids(stack.root().blocks) == {
+            blocks.ACTION_APPROVE_ELIGIBLE, blocks.ACTION_INCLUDE_EXCLUDED,
+            blocks.ACTION_REJECT, blocks.ACTION_WITHDRAW,
+        }
 
 
 async def test_an_interrupted_preflight_is_run_again_at_start_up(tmp_path: Path) -> None:

@@ -51,12 +51,26 @@ async def test_a_rollout_is_followed_to_its_end_with_a_summary_and_a_csv(tmp_pat
             assert any(status in t or status.replace("Campaign", "") in t for t in texts), status
         failed = [i for i in imeis[-2:]]
         assert all(imei in joined for imei in failed)
-        assert any("finished" in t and "8 of 10 devices upgraded, 2 failed" in t for t in texts), texts
+        assert any("finished" in t and "8 of 10 devices sent upgraded, 2 failed" in t for t in texts), texts
+        # The per-device report, then one CSV of the failed devices per failure reason.
         uploads = [f for m in thread for f in m.files]
-        assert len(uploads) == 1 and uploads[0]["name"] == "FB-1-devices.csv"
+        reasons = stack.rt.store.failure_reasons(1)
+        assert sum(n for _, n in reasons) == 2
+        assert [f["name"] for f in uploads] == ["FB-1-devices.csv"] + [
+            f"FB-1-failed-{n}.csv" for n in range(1, len(reasons) + 1)
+        ]
         csv_bytes = stack.standin.file(uploads[0]["id"]).content
         lines = csv_bytes.decode().strip().splitlines()
         assert lines[0] == "imei,status,reason,updated_at" and len(lines) == 11
+        for (reason, count), upload in zip(reasons, uploads[1:], strict=True):
+            rows = stack.standin.file(upload["id"]).content.decode().strip().splitlines()[1:]
+            assert len(rows) == count and all(row.split(",")[0] in failed for row in rows)
+            assert all(row.split(",")[2] == reason for row in rows)
+            assert reason in upload["title"]
+        summary = next(m for m in thread if "finished" in m.text)
+        summary_text = json.dumps(summary.blocks, ensure_ascii=False)
+        assert "*Excluded at approval:* none" in summary_text and "*Sent:* 10 devices" in summary_text
+        assert all(f"{reason}: {count}" in summary_text for reason, count in reasons)
         root_text = json.dumps(stack.root().blocks)
         assert "succeeded 8" in root_text and "failed 2" in root_text
 
@@ -126,8 +140,9 @@ async def test_ten_thousand_devices_in_random_order_with_duplicates_end_with_exa
         thread = stack.standin.thread(CHANNEL, stack.root().ts)
         summaries = [m for m in thread if "finished" in m.text]
         assert len(summaries) == 1
-        assert "9,300 of 10,000 devices upgraded, 700 failed" in summaries[0].text
-        assert len([f for m in thread for f in m.files]) == 1
+        assert "9,300 of 10,000 devices sent upgraded, 700 failed" in summaries[0].text
+        # The per-device report and one CSV per failure reason.
+        assert len([f for m in thread for f in m.files]) == 1 + len(store.failure_reasons(campaign.id))
         assert store.callback_count() == len(events) // 250 + (len(events) % 250 > 0) + 2
 
 
@@ -151,7 +166,8 @@ async def test_slack_rate_limiting_then_down_loses_no_update_and_sends_no_edit_t
         texts = [m.text for m in thread]
         assert sum("finished" in t for t in texts) == 1
         assert any("CampaignEnded" in t for t in texts)
-        assert sum(len(m.files) for m in thread) == 1
+        # Each file once: the per-device report and one per failure reason.
+        assert sum(len(m.files) for m in thread) == 1 + len(stack.rt.store.failure_reasons(1))
         assert "succeeded 6" in json.dumps(stack.root().blocks)
         # Each root edit that Slack accepted was a different state of the card: none twice in a row.
         accepted = [c for c in stack.standin.calls_to("chat.update") if c.ok]
@@ -261,7 +277,7 @@ async def test_one_item_failing_unexpectedly_does_not_stop_other_updates(tmp_pat
     async with running_stack(tmp_path) as stack:
         await approve_and_submit(stack, sandbox_imeis(2, kind="eligible"))
 
-        def broken_csv(campaign: object) -> tuple[str, str]:
+        def broken_csv(campaign: object, payload: object = None) -> tuple[str, str]:
             raise RuntimeError("a renderer bug")
 
         stack.rt.sender.renderer.csv = broken_csv  # type: ignore[method-assign]

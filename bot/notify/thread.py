@@ -276,6 +276,7 @@ class ThreadRenderer:
                 devices_sample=sample,
                 sandbox=campaign.sandbox,
                 by_user=by_user,
+                scope_lines=blocks.scope_lines(preflight.load(self.store, campaign.id)),
             )
         return blocks.campaign_card(
             campaign,
@@ -283,6 +284,7 @@ class ThreadRenderer:
             last_update=campaign.last_callback_at,
             sandbox=campaign.sandbox,
             decisions=decisions,
+            scope_lines=blocks.scope_lines(preflight.load(self.store, campaign.id)),
         )
 
     def dynamic(self, kind: str, campaign: Campaign, payload: dict[str, Any]) -> dict[str, Any] | None:

@@ -169,6 +169,7 @@ from commands.blocks.preflight import (  # noqa: E402
     override_modal,
     parse_override_count,
     preflight_blocks,
+    scope_lines,
 )
 
 __all__ += [
@@ -186,4 +187,5 @@ __all__ += [
     "override_modal",
     "parse_override_count",
     "preflight_blocks",
+    "scope_lines",
 ]

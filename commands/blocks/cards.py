@@ -15,8 +15,10 @@ from commands.blocks.actions import (
 )
 from commands.blocks.kit import (
     MAX_BLOCKS,
+    MAX_SECTION_TEXT,
     Block,
     Message,
+    clip,
     code,
     context,
     escape,
@@ -410,8 +412,12 @@ def decided_card(
     sandbox: bool,
     decided_at: dt.datetime | None = None,
     by_user: str | None = None,
+    scope_lines: Sequence[str] = (),
 ) -> Message:
     """The approval card with its buttons replaced by a stamp (SPEC §6).
+
+    `scope_lines` (mrkdwn) go under the stamp: how approvers changed the device set before
+    deciding (narrowed to the eligible devices, or widened by an override: by whom, why).
 
     `outcome`: `approved`, `submitting`, `rejected`, `withdrawn`, `expired`, `submit_failed` or
     `cancelled` (a CampaignState or the verb form works too; anything else gets its state words). `decided_at`/`by_user` fill in what the
@@ -419,9 +425,9 @@ def decided_card(
     """
     sandbox = sandbox or campaign.sandbox
     outcome = _OUTCOME_ALIASES.get(str(outcome), str(outcome))
-    stamp = _stamp(campaign, outcome, decisions, decided_at, by_user)
+    stamp = _stamp(campaign, outcome, decisions, decided_at, by_user) + list(scope_lines)
     blocks = _request_blocks(campaign, devices_sample, sandbox) + [
-        section("\n".join(stamp)),
+        section(clip("\n".join(stamp), MAX_SECTION_TEXT)),
         _ref_context(campaign, f"Request hash `{escape(campaign.content_hash[:HASH_SHOWN])}`"),
     ]
     return message(_fallback(campaign, sandbox, f"Outcome: {outcome.replace('_', ' ')}."), blocks)
@@ -437,12 +443,13 @@ def campaign_card(
     last_update: dt.datetime | None,
     sandbox: bool,
     decisions: Sequence[Decision],
+    scope_lines: Sequence[str] = (),
 ) -> Message:
-    """The thread root once submitted (also the `/fota status` answer): status, progress."""
+    """The thread root once submitted (also the `/fota status` answer): status, progress.
+    `scope_lines`: how approvers changed the device set (as on the decided card)."""
     sandbox = sandbox or campaign.sandbox
     buckets = bucket_counts(counts)
     total = sum(buckets.values())
-    done = buckets["succeeded"] + buckets["failed"]
     status = f"*{state_label(campaign.state)}*"
     if campaign.thingspace_status and campaign.thingspace_status != campaign.state.value:
         status += f" · ThingSpace status {code(campaign.thingspace_status)}"
@@ -478,6 +485,8 @@ def campaign_card(
     ]
     if campaign.state is S.LOST:
         blocks.append(section(f":ghost: {lost_advice(campaign)}"))
+    if scope_lines:
+        blocks.append(section(clip("\n".join(scope_lines), MAX_SECTION_TEXT)))
     approvals = counted_approvals(campaign, decisions)
     updated = f"Last update {slack_date(last_update)}" if last_update else "No device reports yet"
     blocks.append(
@@ -489,7 +498,7 @@ def campaign_card(
     )
     fallback = (
         f"{'[SANDBOX] ' if sandbox else ''}Ref {campaign.ref}: {STATE_LABELS[campaign.state][1]}. "
-        f"{percent(done, total)}% done: {buckets['succeeded']:,} succeeded, "
-        f"{buckets['failed']:,} failed of {total:,} reported."
+        f"{buckets['succeeded']:,} succeeded ({percent(buckets['succeeded'], total)}%), "
+        f"{buckets['failed']:,} failed ({percent(buckets['failed'], total)}%) of {total:,}."
     )
     return message(fallback, blocks)

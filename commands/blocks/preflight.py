@@ -306,6 +306,25 @@ def findings_summary(campaign: Campaign, record: PreflightRecord, *, today: dt.d
     return clip("\n".join(lines), MAX_SECTION_TEXT)
 
 
+def scope_lines(record: PreflightRecord | None) -> list[str]:
+    """For the stamp and the campaign card: the device set was narrowed or widened, by whom
+    and why; nothing when approvers approved the request as it was."""
+    if record is None:
+        return []
+    if record.overridden and record.override_by:
+        return [
+            f":warning: *Overridden* by {user(record.override_by)}: "
+            f"{plural(record.override_count or 0, 'excluded device')} included\n"
+            + quote(clip(record.override_reason or "", MAX_OVERRIDE_REASON))
+        ]
+    if record.narrowed and record.narrowed_by and record.summary is not None:
+        return [
+            f":scissors: Narrowed by {user(record.narrowed_by)} to the eligible devices: "
+            f"{plural(record.summary.excluded, 'excluded device')} left out"
+        ]
+    return []
+
+
 def hash_change_line(campaign: Campaign, record: PreflightRecord) -> str | None:
     """Why the request hash is not what the request first had: what changed, by whom."""
     hash_now = f"`{escape(campaign.content_hash[:DIGEST_SHOWN])}`"
