@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bot.cli")
 
-SUBCOMMANDS = ("serve", "sandbox", "demo", "check", "campaigns", "register-callback")
+SUBCOMMANDS = ("serve", "sandbox", "demo", "check", "campaigns", "history", "register-callback", "callback-url")
 
 SANDBOX_BANNER = (
     "SANDBOX MODE: no ThingSpace credentials are set, so fota-bot talks to its built-in "
@@ -67,7 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     export = views.add_parser("export", help="per-device CSV of one campaign")
     export.add_argument("id")
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    history = sub.add_parser("history", help="the audit trail of one campaign")
+    history.add_argument("id")
     sub.add_parser("register-callback", help="register {FOTA_PUBLIC_URL}/thingspace/callbacks/{token} with ThingSpace")
+    sub.add_parser("callback-url", help="print the full callback URL, for registering it by hand")
     return parser
 
 
@@ -94,7 +97,9 @@ def _demo_devices(text: str) -> int:
 
 
 # The commands that open FOTA_DB, and whether it must already be there.
-_DATABASE_COMMANDS = {"serve": False, "campaigns": False, "register-callback": False}
+_DATABASE_COMMANDS = {
+    "serve": False, "campaigns": False, "history": False, "register-callback": False, "callback-url": False,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,6 +164,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from bot.operator import run_campaigns
 
         return run_campaigns(settings, args)
+    if args.command == "history":
+        from bot.operator import run_history
+
+        return run_history(settings, args.id)
+    if args.command == "callback-url":
+        from bot.operator import run_callback_url
+
+        return run_callback_url(settings)
     if args.command == "register-callback":
         from bot.check import register_callback
 

@@ -1,4 +1,5 @@
-"""`fota-bot campaigns list | show ID | export ID`: the operator's views of the database."""
+"""`fota-bot campaigns list | show ID | export ID`, `history ID`, `callback-url`: the operator's
+views of the database."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 
 from bot.notify.thread import devices_csv
 from bot.settings import Settings
+from storage import history
 from storage.store import CampaignNotFound, Store
 
 
@@ -65,3 +67,48 @@ def run_campaigns(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     finally:
         store.close()
+
+
+def run_history(settings: Settings, ident: str) -> int:
+    """The audit trail of one campaign, oldest first, a line per entry (tab-free, for grep)."""
+    if not settings.db_path.exists():
+        print(f"No database at {settings.db_path} (FOTA_DB).", file=sys.stderr)
+        return 1
+    store = Store.open(settings.db_path)
+    try:
+        campaign = store.find_campaign(ident)
+        print(f"{campaign.ref}  {campaign.state.value}  ThingSpace id {campaign.thingspace_id or '-'}")
+        for entry in history.load(store, campaign.id):
+            detail = f"  {entry.detail}" if entry.detail else ""
+            print(f"  {entry.at:%Y-%m-%d %H:%M:%S}  {entry.actor:<12} {entry.what}{detail}")
+        return 0
+    except CampaignNotFound as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
+def run_callback_url(settings: Settings) -> int:
+    """The full callback URL, token included, for an operator registering it by hand.
+
+    It is printed on standard output only (never logged): whoever holds it can post callbacks.
+    The token is FOTA_CALLBACK_TOKEN, else the one kept in FOTA_DB (generated there now if this
+    runs before the first `serve`, which then uses the same one)."""
+    if not settings.public_url:
+        print("FOTA_PUBLIC_URL is not set: the callback URL is {FOTA_PUBLIC_URL}/thingspace/callbacks/{token}; "
+              "set it to the bot's public https:// address.", file=sys.stderr)
+        return 2
+    if settings.callback_token:
+        token = settings.callback_token.reveal()
+    else:
+        store = Store.open(settings.db_path)
+        try:
+            token = store.callback_token()
+        finally:
+            store.close()
+    print(settings.callback_url(token))
+    if settings.sandbox_mode:
+        print("(sandbox mode: `fota-bot serve` registers its own in-process URL with the simulator; "
+              "register this one with ThingSpace once live)", file=sys.stderr)
+    return 0

@@ -42,6 +42,7 @@ from commands.operator_listeners import (
     register_operator_listeners,
     show_devices,
     show_firmware,
+    show_history,
     show_list,
     show_status,
 )
@@ -50,6 +51,7 @@ from commands.parse import (
     Devices,
     Firmware,
     Help,
+    History,
     ListCampaigns,
     OpenModal,
     Schedule,
@@ -150,6 +152,9 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
                 await ack(text=f"Checking your request for {count:,} device{'s' if count != 1 else ''}…")
             case Status(campaign=ident):
                 later(show_status(services, ident, respond), respond, "status")
+                await ack()
+            case History(campaign=ident):
+                later(show_history(services, ident, respond), respond, "history")
                 await ack()
             case ListCampaigns(scope=scope):
                 later(show_list(services, scope, user, None, respond), respond, "list")

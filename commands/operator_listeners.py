@@ -74,6 +74,16 @@ def register_operator_listeners(app: AsyncApp, services: Services) -> None:
             later(confirm_cancel(services, campaign_id, kind, body["user"]["id"], respond), respond, "cancel")
         await ack()
 
+    @app.action(blocks.ACTION_HISTORY)
+    async def history_clicked(ack: Any, action: dict[str, Any], respond: Respond) -> None:
+        try:
+            campaign_id = blocks.parse_history_value(action.get("value"))
+        except ValueError:
+            later(_raise(_STALE_BUTTON), respond, "history")
+        else:
+            later(show_history(services, f"FB-{campaign_id}", respond), respond, "history")
+        await ack()
+
     @app.action(blocks.ACTION_CANCEL_KEEP)
     async def cancel_kept(ack: Any, respond: Respond) -> None:
         later(respond(delete_original=True), respond, "cancel kept")
@@ -117,6 +127,11 @@ async def show_status(services: Services, ident: str, respond: Respond) -> None:
         last_actor=view.last_actor,
     )
     await respond(response_type="ephemeral", replace_original=False, **reply)
+
+
+async def show_history(services: Services, ident: str, respond: Respond) -> None:
+    campaign, entries = services.operations.history(ident)
+    await respond(response_type="ephemeral", replace_original=False, **blocks.history_reply(campaign.ref, entries))
 
 
 async def show_list(services: Services, scope: str, user: str, before: int | None, respond: Respond) -> None:

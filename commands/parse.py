@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from commands.imei import parse_imeis
 from commands.requests import PROTOCOLS, Problem, RequestError, ScheduleRequest, TimeWindow
 
-SUBCOMMANDS = ("help", "schedule", "status", "list", "cancel", "firmware", "devices")
+SUBCOMMANDS = ("help", "schedule", "status", "list", "cancel", "firmware", "devices", "history")
 SCHEDULE_KEYS = (
     "firmware",
     "from",
@@ -129,6 +129,11 @@ class Status:
 
 
 @dataclass(frozen=True)
+class History:
+    campaign: str
+
+
+@dataclass(frozen=True)
 class ListCampaigns:
     scope: str = "active"
 
@@ -149,7 +154,7 @@ class Devices:
     failed_only: bool = False
 
 
-Command = Help | OpenModal | Schedule | Status | ListCampaigns | Cancel | Firmware | Devices
+Command = Help | OpenModal | Schedule | Status | ListCampaigns | Cancel | Firmware | Devices | History
 
 
 def _nearest(word: str, choices: tuple[str, ...] | list[str]) -> str | None:
@@ -244,6 +249,8 @@ def parse_command(text: str) -> Command:
         return Status(_campaign_arg(sub, args))
     if sub == "cancel":
         return Cancel(_campaign_arg(sub, args))
+    if sub == "history":
+        return History(_campaign_arg(sub, args))
     if sub == "list":
         return ListCampaigns(_list_scope(args))
     if sub == "firmware":

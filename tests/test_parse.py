@@ -118,7 +118,7 @@ def test_subcommands(text: str, expected: object) -> None:
 
 
 def test_every_subcommand_is_routed() -> None:
-    args = {"status": " FB-1", "cancel": " FB-1", "devices": " FB-1", "schedule": " firmware=x"}
+    args = {"status": " FB-1", "cancel": " FB-1", "devices": " FB-1", "history": " FB-1", "schedule": " firmware=x"}
     for sub in SUBCOMMANDS:
         parse_command(sub + args.get(sub, ""))  # no RequestError
 
@@ -679,7 +679,7 @@ def test_help_documents_every_subcommand_and_key() -> None:
 def test_usage_hint() -> None:
     assert USAGE_HINT == (
         "schedule key=value … | status ID | list [active|all|mine] | cancel ID | "
-        "firmware [account] | devices ID [failed] | help"
+        "firmware [account] | devices ID [failed] | history ID | help"
     )
 
 

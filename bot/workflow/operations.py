@@ -25,7 +25,8 @@ from bot.workflow.approvers import Directory
 from bot.workflow.campaigns import ApprovalTimers, describe
 from bot.workflow.errors import UserError
 from commands.blocks.operations import CancelKind
-from storage import preflight
+from storage import history, preflight
+from storage.history import HistoryEntry
 from storage.records import Campaign, Decision, Device
 from storage.states import ACTIVE_AT_THINGSPACE, CampaignState, IllegalTransition
 from storage.store import CampaignNotFound, Store
@@ -181,6 +182,11 @@ class Operations:
             await self.permalink(view.campaign),
             audit[-1]["actor"] if audit else None,
         )
+
+    def history(self, ident: str) -> tuple[Campaign, list[HistoryEntry]]:
+        """`/fota history` and the History button: the campaign's audit trail, oldest first."""
+        campaign = self.find(ident)
+        return campaign, history.load(self.store, campaign.id)
 
     def list_campaigns(self, *, scope: str, user: str, before_id: int | None = None, limit: int = LIST_PAGE) -> ListPage:
         """One page of `/fota list`, newest first; one row more than shown tells if there is a next."""

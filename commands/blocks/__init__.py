@@ -30,6 +30,7 @@ from commands.blocks.cards import (
     progress_bar,
     state_label,
 )
+from commands.blocks.history import ACTION_HISTORY, history_reply, parse_history_value
 from commands.blocks.home import HOME_CALLBACK_ID, home_notice, home_view
 from commands.blocks.kit import Block, Message, escape, slack_date
 from commands.blocks.modals import reject_reason_modal
@@ -189,3 +190,5 @@ __all__ += [
     "preflight_blocks",
     "scope_lines",
 ]
+
+__all__ += ["ACTION_HISTORY", "history_reply", "parse_history_value"]

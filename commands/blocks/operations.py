@@ -23,6 +23,7 @@ from commands.blocks.cards import (
     state_label,
     thingspace_error,
 )
+from commands.blocks.history import ACTION_HISTORY, history_value
 from commands.blocks.kit import (
     MAX_BLOCKS,
     MAX_BUTTON_VALUE,
@@ -179,6 +180,8 @@ def status_reply(
         else f"The thread of Ref {campaign.ref} is not posted yet."
     )
     extra.append(context(where))
+    history = button("History", action_id=ACTION_HISTORY, value=history_value(campaign.id))
+    extra.append({"type": "actions", "elements": [history]})
     blocks = list(card["blocks"])[: MAX_BLOCKS - len(extra)] + extra
     return message(card["text"], blocks)
 
