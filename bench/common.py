@@ -394,3 +394,113 @@ def bot_env(*, slack_url: str, db: Path, port: int, **extra: str) -> dict[str, s
         FOTA_LOG_LEVEL="WARNING",
         **extra,
     )
+
+
+# --- history, ThingSpace in its own process, the loop-stall watch --------------------------------
+
+# Finished campaigns on record before a run: none, a busy team's few months, years of history
+# (with 100 devices each: 10,000,000 device rows).
+HISTORY = ((0, 0), (10_000, 100), (100_000, 100))
+QUICK_HISTORY = ((0, 0), (2_000, 10))
+SANDBOX_ACCOUNT = "0000000000-00001"
+
+
+def history_label(campaigns: int, devices: int) -> str:
+    return f"{campaigns:,} campaigns stored" + (f" ({devices} devices each)" if campaigns else "")
+
+
+def seed(db: Path, campaigns: int, devices: int) -> float:
+    """Put `campaigns` finished campaigns in the (not yet existing) database; seconds it took."""
+    from bench import seed as seeding
+
+    return seeding.copy_to(db, campaigns, devices)
+
+
+def last_id(db: Path) -> int:
+    """The highest campaign id in the database: the run's own campaigns come after it."""
+    if not db.exists():
+        return 0
+    return int(db_query(db, "SELECT coalesce(max(id), 0) FROM campaigns")[0][0])  # type: ignore[arg-type]
+
+
+def spawn_sandbox(work: Path, port: int, speed: float = 1.0) -> Server:
+    """The ThingSpace sandbox in its own process, so that its work is not the bot's."""
+    return spawn(
+        "sandbox", "bench.servers", "sandbox", "--port", str(port), "--speed", f"{speed:g}",
+        env=base_env(), port=port, workdir=work,
+    )
+
+
+def thingspace_env(sandbox_url: str, bot_port: int) -> dict[str, str]:
+    """Live mode against the sandbox process (any non-empty credentials), callbacks to the bot."""
+    return {
+        "FOTA_PUBLIC_URL": f"http://127.0.0.1:{bot_port}",
+        "THINGSPACE_URL": sandbox_url,
+        "THINGSPACE_CLIENT_ID": "bench-key",
+        "THINGSPACE_CLIENT_SECRET": "bench-secret",
+        "THINGSPACE_USERNAME": "bench-user",
+        "THINGSPACE_PASSWORD": "bench-password",
+        "THINGSPACE_ACCOUNT": SANDBOX_ACCOUNT,
+    }
+
+
+async def register_callback(env: dict[str, str], work: Path) -> None:
+    """ThingSpace learns where to call back the way an operator tells it: by the CLI."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "register-callback", env=env, cwd=work,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    if process.returncode != 0:
+        raise RuntimeError(f"register-callback failed: {output.decode(errors='replace')}")
+
+
+class StallWatch:
+    """Reads the bot's loop-stall monitor from /metrics every `every` seconds while a run lasts;
+    `longest` is the longest stall seen (the monitor's 5-second window covers the gaps)."""
+
+    def __init__(self, bot_url: str, every: float = 2.0):
+        self.url = f"{bot_url}/metrics"
+        self.every = every
+        self.longest = 0.0
+        self.samples = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _poll(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                await self.read(session)
+                await asyncio.sleep(self.every)
+
+    async def read(self, session: aiohttp.ClientSession) -> None:
+        with contextlib.suppress(aiohttp.ClientError, OSError, ValueError):
+            async with session.get(self.url) as response:
+                for line in (await response.text()).splitlines():
+                    if line.startswith('fota_event_loop_stall_max_seconds{window="5s"}'):
+                        self.longest = max(self.longest, float(line.split()[-1]))
+                        self.samples += 1
+
+    async def __aenter__(self) -> StallWatch:
+        self._task = asyncio.get_running_loop().create_task(self._poll())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        async with aiohttp.ClientSession() as session:
+            await self.read(session)  # the last seconds of the run
+
+    @property
+    def ms(self) -> float:
+        return self.longest * 1000
+
+
+STALL_TARGET_MS = 50.0
+
+
+def stall_figure(name: str, watch: StallWatch) -> Figure:
+    return Figure(
+        name, watch.ms, "ms", None, target=f"≤ {STALL_TARGET_MS:.0f} ms", ok=watch.ms <= STALL_TARGET_MS and watch.samples > 0
+    )

@@ -14,7 +14,7 @@ import shlex
 import sys
 import time
 
-from bench.common import RESULTS, Section, append_results, machine
+from bench.common import HISTORY, QUICK_HISTORY, RESULTS, Section, append_results, machine
 
 BENCHMARKS = ("ack", "ingest", "economy", "scale", "preflight")
 
@@ -49,12 +49,28 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--scale-devices", type=int, help="scale: devices (default 100,000; quick 20,000)"
     )
+    parser.add_argument(
+        "--history",
+        help="ack, ingest: finished campaigns stored before each run, comma-separated, each "
+        "CAMPAIGNS or CAMPAIGNSxDEVICES (default 0,10000x100,100000x100; quick 0,2000x10)",
+    )
     parser.add_argument("--no-record", action="store_true", help=f"do not append to {RESULTS.name}")
     return parser
 
 
+def _history(args: argparse.Namespace) -> tuple[tuple[int, int], ...]:
+    if not args.history:
+        return QUICK_HISTORY if args.quick else HISTORY
+    sizes = []
+    for item in args.history.split(","):
+        campaigns, _, devices = item.strip().partition("x")
+        sizes.append((int(campaigns), int(devices or 100) if int(campaigns) else 0))
+    return tuple(sizes)
+
+
 async def _run(args: argparse.Namespace, selected: list[str]) -> list[Section]:
     quick = args.quick
+    history = _history(args)
     sections: list[Section] = []
     for name in selected:
         if name == "preflight":
@@ -64,7 +80,9 @@ async def _run(args: argparse.Namespace, selected: list[str]) -> list[Section]:
             from bench import ack
 
             section = await ack.run(
-                seconds=args.ack_seconds or (5 if quick else 30), clients=args.ack_clients
+                seconds=args.ack_seconds or (5 if quick else 30),
+                clients=args.ack_clients,
+                history=history,
             )
         elif name == "ingest":
             from bench import ingest
