@@ -1,12 +1,13 @@
-"""Benchmark 2: callback ingestion over loopback HTTP (SPEC §9: ≥ 2,000/s sustained, p99 ≤ 100 ms,
-none lost).
+"""Benchmark 2: callback ingestion over loopback HTTP: ≥ 3,000/s, and in every 5-second window
+≥ 50 % of a bare Starlette endpoint's rate; p99 ≤ 100 ms; none lost; with 0, 10,000 and 100,000
+finished campaigns stored.
 
-`fota-bot serve` (sandbox mode) follows a submitted 1,000-device campaign, requested and approved
+`fota-bot serve` (live mode against the sandbox in its own process) follows a submitted 1,000-device campaign, requested and approved
 through signed Slack requests first. `senders` concurrent senders then POST `total` device-status
 callbacks about that campaign to `/thingspace/callbacks/{token}`, each sending its next one as
 soon as the last is answered. Every callback is a real change (the devices' statuses alternate,
 each newer than the last), so the bot's applier works on the same event loop while the receiver
-answers, as it would during a big rollout; the in-process sandbox sends its own callbacks too.
+answers, as it would during a big rollout; the sandbox sends its own callbacks too.
 
 Afterwards the callbacks table is counted: every callback answered 200 must be a row. The
 baseline is a bare Starlette endpoint answering 200, served by uvicorn the same way, fed by the
@@ -19,7 +20,7 @@ import asyncio
 import datetime as dt
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -29,17 +30,26 @@ from bench.common import (
     FIRMWARE,
     FIRMWARE_FROM,
     FIRMWARE_TO,
+    HISTORY,
     SIGNING_SECRET,
     Figure,
     Request,
     Section,
+    StallWatch,
     base_env,
     closed_loop,
     db_query,
     free_port,
+    history_label,
+    last_id,
+    register_callback,
     running,
+    seed,
     spawn,
+    spawn_sandbox,
     spawn_standin,
+    stall_figure,
+    thingspace_env,
     wait_for,
 )
 from bench.common import (
@@ -50,7 +60,8 @@ from bot.settings import SANDBOX_ACCOUNT
 from commands.blocks import ACTION_APPROVE, action_value
 from tests.support.slack import block_action_body, sign, slash_command_body
 
-TARGET_RATE = 2_000.0
+TARGET_RATE = 3_000.0
+TARGET_SHARE = 0.5  # of the bare endpoint's rate, in every 5-second window
 TARGET_P99_MS = 100.0
 DEVICES = 1_000
 CALLBACK_TOKEN = "bench-callback-token-4f2a9c"
@@ -79,18 +90,48 @@ def callbacks(target: str, thingspace_id: str, imeis: list[str]) -> Callable[[in
     return request
 
 
-async def run(*, total: int = 100_000, senders: int = 32) -> Section:
-    section = Section(f"2. Callback ingestion: {total:,} callbacks, {senders} concurrent senders")
+async def run(
+    *, total: int = 100_000, senders: int = 32, history: Sequence[tuple[int, int]] = HISTORY
+) -> Section:
+    sizes = ", ".join(f"{c:,}" for c, _ in history)
+    section = Section(
+        f"2. Callback ingestion: {total:,} callbacks, {senders} concurrent senders, with {sizes} campaigns stored"
+    )
+    for campaigns, devices in history:
+        await _at(section, campaigns, devices, total=total, senders=senders)
+    section.note(
+        f"Every callback is a status change of one of the campaign's {DEVICES:,} devices, so the applier "
+        "really applies them (device rows, progress edits for the card) on the bot's loop meanwhile."
+    )
+    section.note(
+        "Closed loop over keep-alive connections (aiohttp); the generator runs in its own process. "
+        "Baseline: a bare Starlette endpoint reading the body and answering 200 (bench/servers.py), "
+        "measured again beside each history size. ThingSpace is the sandbox in its own process; "
+        "loop stall: the bot's own monitor, read from /metrics every 2 s through the run."
+    )
+    return section
+
+
+async def _at(section: Section, campaigns: int, devices: int, *, total: int, senders: int) -> None:
+    label = history_label(campaigns, devices)
     with tempfile.TemporaryDirectory(prefix="fota-bench-ingest-") as tmp:
         work = Path(tmp)
-        slack_port, bot_port, bare_port = free_port(), free_port(), free_port()
+        slack_port, bot_port, bare_port, ts_port = free_port(), free_port(), free_port(), free_port()
         env = base_env()
+        db = work / "fota.db"
+        seed(db, campaigns, devices)
+        first = last_id(db)
         standin = spawn_standin(work, slack_port)
-        async with running(standin, "/bench/stats"):
-            db = work / "fota.db"
-            bot_env = bot_env_for(slack_url=standin.url, db=db, port=bot_port,
+        sandbox = spawn_sandbox(work, ts_port)
+        async with running(standin, "/bench/stats"), running(sandbox):
+            bot_env = bot_env_for(
+                slack_url=standin.url,
+                db=db,
+                port=bot_port,
                 FOTA_CALLBACK_TOKEN=CALLBACK_TOKEN,
+                **thingspace_env(sandbox.url, bot_port),
             )
+            await register_callback(bot_env, work)
             imeis = sandbox_imeis(DEVICES)
             bare = spawn(
                 "bare-starlette",
@@ -108,11 +149,12 @@ async def run(*, total: int = 100_000, senders: int = 32) -> Section:
                 )
             bot = spawn("bot", "bot", "serve", env=bot_env, port=bot_port, workdir=work)
             async with running(bot):
-                thingspace_id = await submitted_campaign(bot.url, standin.url, db, imeis)
+                thingspace_id = await submitted_campaign(bot.url, standin.url, db, imeis, after=first)
                 before = _ours(db)
-                measured = await closed_loop(
-                    callbacks(bot.url, thingspace_id, imeis), concurrency=senders, total=total
-                )
+                async with StallWatch(bot.url) as watch:
+                    measured = await closed_loop(
+                        callbacks(bot.url, thingspace_id, imeis), concurrency=senders, total=total
+                    )
                 stored, distinct = _ours(db)
                 applied_in = await wait_for(
                     lambda: _unapplied(db) == 0,
@@ -125,18 +167,20 @@ async def run(*, total: int = 100_000, senders: int = 32) -> Section:
     assert before == (0, 0)
     ok = measured.statuses[200]
     sustained = measured.slowest_window_rate(5.0)
+    bare_rate = baseline.rate
+    share = sustained / bare_rate if bare_rate else 0.0
     section.add(
         Figure(
-            "callbacks per second (whole run)",
+            f"{label}: callbacks per second (whole run)",
             measured.rate,
             "/s",
-            baseline.rate,
+            bare_rate,
             target=f"≥ {TARGET_RATE:,.0f}/s",
             ok=measured.rate >= TARGET_RATE,
             digits=0,
         ),
         Figure(
-            "slowest 5-second window",
+            f"{label}: slowest 5-second window",
             sustained,
             "/s",
             baseline.slowest_window_rate(5.0),
@@ -144,18 +188,28 @@ async def run(*, total: int = 100_000, senders: int = 32) -> Section:
             ok=sustained >= TARGET_RATE,
             digits=0,
         ),
-        Figure("latency p50", measured.ms(50), "ms", baseline.ms(50)),
         Figure(
-            "latency p99",
+            f"{label}: slowest 5-second window ÷ bare rate",
+            share * 100,
+            "%",
+            None,
+            target=f"≥ {TARGET_SHARE:.0%}",
+            ok=share >= TARGET_SHARE,
+            digits=0,
+        ),
+        Figure(f"{label}: latency p50", measured.ms(50), "ms", baseline.ms(50)),
+        Figure(
+            f"{label}: latency p99",
             measured.ms(99),
             "ms",
             baseline.ms(99),
             target=f"≤ {TARGET_P99_MS:.0f} ms",
             ok=measured.ms(99) <= TARGET_P99_MS,
         ),
-        Figure("latency max", measured.ms(100), "ms", baseline.ms(100)),
+        Figure(f"{label}: latency max", measured.ms(100), "ms", baseline.ms(100)),
+        stall_figure(f"{label}: loop stall max", watch),
         Figure(
-            "answered 200",
+            f"{label}: answered 200",
             ok,
             "",
             baseline.statuses[200],
@@ -164,7 +218,7 @@ async def run(*, total: int = 100_000, senders: int = 32) -> Section:
             digits=0,
         ),
         Figure(
-            "rows in the callbacks table",
+            f"{label}: rows in the callbacks table",
             stored,
             "",
             None,
@@ -172,21 +226,12 @@ async def run(*, total: int = 100_000, senders: int = 32) -> Section:
             ok=stored == ok and distinct == ok,
             digits=0,
         ),
-        Figure("all applied, after the last answer", applied_in, "s", None),
-    )
-    section.note(
-        f"Every callback is a status change of one of the campaign's {DEVICES:,} devices, so the applier "
-        "really applies them (device rows, progress edits for the card) on the bot's loop meanwhile."
-    )
-    section.note(
-        "Closed loop over keep-alive connections (aiohttp); the generator runs in its own process. "
-        "Baseline: a bare Starlette endpoint reading the body and answering 200 (bench/servers.py)."
+        Figure(f"{label}: all applied, after the last answer", applied_in, "s", None),
     )
     if measured.errors or baseline.errors:
         section.note(
-            f"client errors: bot {dict(measured.errors)}, baseline {dict(baseline.errors)}"
+            f"{label}: client errors: bot {dict(measured.errors)}, baseline {dict(baseline.errors)}"
         )
-    return section
 
 
 def _ours(db: Path) -> tuple[int, int]:
@@ -202,7 +247,9 @@ def _unapplied(db: Path) -> int:
     return int(db_query(db, "SELECT count(*) FROM callbacks WHERE applied = 0")[0][0])  # type: ignore[arg-type]
 
 
-async def submitted_campaign(bot_url: str, slack_url: str, db: Path, imeis: list[str]) -> str:
+async def submitted_campaign(
+    bot_url: str, slack_url: str, db: Path, imeis: list[str], *, after: int = 0
+) -> str:
     """Request a campaign of `imeis` with `/fota schedule`, approve it once its pre-flight is
     done, and return ThingSpace's (the in-process sandbox's) id for it."""
     text = (
@@ -221,14 +268,16 @@ async def submitted_campaign(bot_url: str, slack_url: str, db: Path, imeis: list
             slash_command_body(text, user_id="U0BENCHREQ", response_url=f"{slack_url}/response/S1")
         )
         await wait_for(
-            lambda: bool(db_query(db, "SELECT 1 FROM campaigns WHERE thread_ts IS NOT NULL")),
+            lambda: bool(db_query(db, "SELECT 1 FROM campaigns WHERE id > ? AND thread_ts IS NOT NULL", [after])),
             "the approval card",
             within=60,
         )
         # Approve until it takes: a click while pre-flight still runs is (rightly) refused.
         for attempt in range(120):
             campaign_id, content_hash, ts, state = db_query(
-                db, "SELECT id, content_hash, thread_ts, state FROM campaigns ORDER BY id LIMIT 1"
+                db,
+                "SELECT id, content_hash, thread_ts, state FROM campaigns WHERE id > ? ORDER BY id LIMIT 1",
+                [after],
             )[0]
             if state != "pending_approval":
                 break
@@ -246,9 +295,11 @@ async def submitted_campaign(bot_url: str, slack_url: str, db: Path, imeis: list
             raise RuntimeError("the campaign could not be approved within 60 s")
 
     def named() -> bool:
-        return bool(db_query(db, "SELECT 1 FROM campaigns WHERE thingspace_id IS NOT NULL"))
+        return bool(
+            db_query(db, "SELECT 1 FROM campaigns WHERE id > ? AND thingspace_id IS NOT NULL", [after])
+        )
 
     await wait_for(named, "ThingSpace's answer to the submission", within=60)
     return str(
-        db_query(db, "SELECT thingspace_id FROM campaigns WHERE thingspace_id IS NOT NULL")[0][0]
+        db_query(db, "SELECT thingspace_id FROM campaigns WHERE id > ? AND thingspace_id IS NOT NULL", [after])[0][0]
     )

@@ -88,7 +88,9 @@ async def _run(args: argparse.Namespace, selected: list[str]) -> list[Section]:
             from bench import ingest
 
             section = await ingest.run(
-                total=args.callbacks or (10_000 if quick else 100_000), senders=args.senders
+                total=args.callbacks or (10_000 if quick else 100_000),
+                senders=args.senders,
+                history=history,
             )
         elif name == "economy":
             from bench import economy
@@ -101,7 +103,9 @@ async def _run(args: argparse.Namespace, selected: list[str]) -> list[Section]:
         else:
             from bench import scale
 
-            section = await scale.run(devices=args.scale_devices or (20_000 if quick else 100_000))
+            section = await scale.run(
+                devices=args.scale_devices or (20_000 if quick else 100_000), history=max(history)
+            )
         section.seconds = time.perf_counter() - started
         section.print()
         sections.append(section)
