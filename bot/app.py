@@ -55,6 +55,7 @@ log = logging.getLogger("bot.app")
 IN_PROCESS_BOT_URL = "http://fota-bot.in-process"
 SANDBOX_CREDENTIAL = Secret("sandbox")
 WATCHDOG_SECONDS = 60.0
+MIN_FREE_BYTES = 64 * 1024 * 1024
 # The WAL is copied into the database file this often, on the reader thread.
 CHECKPOINT_SECONDS = 10.0
 # Delivered Slack updates are kept this long (what was said, for a look back), then pruned.
@@ -121,6 +122,9 @@ class Runtime:
     sandbox: Sandbox | None = None
     preflight: PreflightRunner | None = None
     loop_monitor: LoopStallMonitor = field(default_factory=LoopStallMonitor)
+    # /healthz says 503 below this much free space beside the database: room for the WAL of
+    # a 100,000-device report re-read and for the log, before writes start failing.
+    min_free_bytes: int = MIN_FREE_BYTES
     asgi: Starlette = field(init=False)
     _workers: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -381,10 +385,12 @@ def _http_app(rt: Runtime) -> Starlette:
             return PlainTextResponse("malformed Slack request", status_code=400)
 
     async def healthz(request: Request) -> Response:
-        database = "ok" if rt.store.healthy() else "unusable"
+        problem = rt.store.health(min_free_bytes=rt.min_free_bytes)
+        database = "ok" if problem is None else "unusable"
         body = {
             "status": "ok" if database == "ok" else "error",
             "database": database,
+            **({"reason": f"the database {problem}"} if problem else {}),
             "scheduler": "running" if rt.jobs.running else "stopped",
             "thingspace": rt.mode,
         }

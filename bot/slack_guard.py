@@ -42,7 +42,6 @@ TOO_LARGE = Refusal(413, "request body too large")
 GONE = Refusal(400, "request body incomplete")
 # A replay of a signed request that was acted on: an empty 200 (Slack shows nothing) and no work.
 REPLAYED = Refusal(200, "")
-UNRECORDED = Refusal(503, "fota-bot cannot record requests right now")
 
 
 class SlackRequestGuard:
@@ -86,8 +85,11 @@ class SlackRequestGuard:
         try:
             fresh = self._first_sighting(signature, self._now())
         except sqlite3.Error:
-            log.exception("a Slack request could not be recorded: the database is unusable")
-            return UNRECORDED
+            # Nothing can be recorded, so a replay could change nothing either; let the request
+            # through so the user is told, by the listener that fails to record it, that nothing
+            # happened (rather than Slack's bare "failed with http_service_error").
+            log.exception("a Slack request's signature could not be recorded: the database is unusable")
+            return body
         if not fresh:
             log.warning("a signed Slack request arrived a second time; not acted on again")
             return REPLAYED

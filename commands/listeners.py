@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -193,6 +194,9 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
                 await dm_errors(exc.message())
             except UserError as exc:
                 await dm_errors(str(exc))
+            except sqlite3.Error:
+                log.exception("a schedule request could not be recorded")
+                await dm_errors(NOT_RECORDED)
 
         services.background.spawn(submit(), name="schedule request (modal)")
         await ack()
@@ -339,6 +343,11 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
         log.error("unhandled error in a Slack listener: %s", type(error).__name__, exc_info=error)
 
 
+NOT_RECORDED = (
+    "fota-bot could not record that: its database cannot be written right now (disk full or "
+    "read-only). Nothing changed and nothing was sent to ThingSpace. Please try again later, and "
+    "tell whoever runs fota-bot."
+)
 STALE_BUTTON = "This button is damaged or out of date; nothing changed. Run the command again, or use the latest card."
 
 
@@ -363,6 +372,11 @@ async def _answer_errors(respond: Respond, work: Awaitable[Any]) -> None:
     except UserError as exc:
         # Our own sentences carry <@U…> mentions of the requester; user text in them is ours to escape.
         await respond(response_type="ephemeral", replace_original=False, **blocks.error_reply(str(exc), mentions=True))
+        return
+    except sqlite3.Error:
+        # Disk full, a read-only file: the user hears that nothing was recorded, not silence.
+        log.exception("a request could not be recorded")
+        await respond(response_type="ephemeral", replace_original=False, text=NOT_RECORDED)
         return
     except SlackApiError as exc:
         # E.g. views.open after the trigger expired (Slack allows 3 s): say so, not nothing.

@@ -163,6 +163,30 @@ class Store:
         except sqlite3.Error:
             return False
 
+    def health(self, *, min_free_bytes: int) -> str | None:
+        """None when the database takes a write and has room; else the reason, in plain words.
+
+        A read alone says nothing about a full disk or a read-only file, so this writes (one
+        row, one transaction) and looks at the free space beside the file.
+        """
+        try:
+            with self.db.atomic():
+                self.db.execute(
+                    "INSERT INTO kv(key, value) VALUES('health_check', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [self.now()],
+                )
+        except sqlite3.Error as exc:
+            return f"cannot be written ({exc})"
+        path = next((row[2] for row in self.db.execute("PRAGMA database_list") if row[1] == "main"), "")
+        if path:
+            stat = os.statvfs(os.path.dirname(path) or ".")
+            free = stat.f_bavail * stat.f_frsize
+            if free < min_free_bytes:
+                mib = 1024 * 1024
+                return f"only {free // mib} MiB free beside the database (at least {min_free_bytes // mib} MiB needed)"
+        return None
+
     def now(self) -> str:
         return iso(self.clock())
 
