@@ -1156,6 +1156,20 @@ async def test_register_callback_reads_first_and_changes_only_what_differs(
             assert json.loads(request.content) == {"url": CALLBACK_URL}
 
 
+async def test_a_refused_read_of_the_listener_registers_with_post(make_client: MakeClient) -> None:
+    def fota(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(
+                400, json={"errorCode": "NO_CALLBACK", "errorMessage": "No callback registered"}
+            )
+        return httpx.Response(200, json={"url": CALLBACK_URL})
+
+    ts = FakeThingSpace(fota)
+
+    assert await make_client(ts).register_callback(ACCOUNT, CALLBACK_URL) is Registration.CREATED
+    assert [r.method for r in ts.fota_requests] == ["GET", "POST"]
+
+
 async def test_register_callback_twice_sends_one_write(make_client: MakeClient) -> None:
     listener = Listener()
     ts = FakeThingSpace(listener)

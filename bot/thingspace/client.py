@@ -404,14 +404,25 @@ class ThingSpaceClient:
     async def register_callback(self, account: str, url: str) -> Registration:
         """Make `url` the account's one callback listener, changing nothing when it already is.
 
-        Reads first: nothing is sent when `url` is registered. With none registered it is
-        created (POST); another URL is updated (PUT, as Verizon's SDK does). ThingSpace's older
-        pages say a POST replaces a listener, so a refused PUT falls back to POST.
+        Reads first: nothing is sent when `url` is registered. With none registered (or the
+        read refused) it is created (POST); another URL is updated (PUT, as Verizon's SDK does).
+        ThingSpace's older pages say a POST replaces a listener, so a refused PUT falls back to
+        POST.
         """
         # The callback URL's path carries our secret token; keep it out of error messages.
         hidden = urlsplit(url)._replace(scheme="", netloc="").geturl()
         hide = (hidden,) if hidden.strip("/") else ()
-        current = await self.get_callback(account)
+        try:
+            current = await self.get_callback(account)
+        except ThingSpaceRejected as exc:
+            # Only 400 is modelled for this GET; "none registered" may well come as one.
+            # A POST creates or replaces, so it is right whatever is registered.
+            log.info(
+                "ThingSpace refused to read the callback listener of %s (%s); registering with POST",
+                account,
+                exc.error_code,
+            )
+            current = None
         registered = (current or {}).get("url")
         if registered == url:
             return Registration.UNCHANGED
