@@ -273,6 +273,21 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
         # A modal has no response_url: the approver's answer goes to a direct message.
         services.background.spawn(client.chat_postMessage(channel=user, text=answer), name="override answer")
 
+    @app.action(blocks.ACTION_EXCLUDED_CSV)
+    async def excluded_csv(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+        campaign_id, _ = _action_value(action)
+        if not campaign_id:
+            later(_stale_button(), respond, "stale button")
+            await ack()
+            return
+
+        async def share() -> str:
+            shared = await services.operations.share_excluded_csv(campaign_id, body["user"]["id"])
+            return blocks.excluded_csv_reply(f"FB-{campaign_id}", shared)
+
+        later(share(), respond, "excluded devices CSV")
+        await ack()
+
     @app.action(blocks.ACTION_PREFLIGHT_RETRY)
     async def preflight_retry(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         campaign_id, _ = _action_value(action)

@@ -4,6 +4,8 @@ the recording Slack stand-in and the sandbox behind a recording transport."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -147,7 +149,10 @@ async def test_no_eligible_device_disables_approve(tmp_path: Path) -> None:
             "Approve is disabled" in text and "None of the 3 devices can take this upgrade" in text
         )
         assert "2 devices not in account" in text and "1 device not FOTA-eligible" in text
-        assert action_ids(stack.root().blocks) == {blocks.ACTION_REJECT, blocks.ACTION_WITHDRAW}
+        # Nothing approvable; the excluded list can still be downloaded.
+        assert action_ids(stack.root().blocks) == {
+            blocks.ACTION_EXCLUDED_CSV, blocks.ACTION_REJECT, blocks.ACTION_WITHDRAW,
+        }
         url = await forged_click(
             stack,
             blocks.ACTION_APPROVE,
@@ -192,7 +197,8 @@ def decision_buttons_of(view_blocks: list[dict]) -> list[tuple[str, str, str]]:
         for b in view_blocks
         if b.get("type") == "actions"
         for e in b["elements"]
-        if e["action_id"] not in (blocks.ACTION_WITHDRAW, blocks.ACTION_PREFLIGHT_RETRY)
+        if e["action_id"]
+        not in (blocks.ACTION_WITHDRAW, blocks.ACTION_PREFLIGHT_RETRY, blocks.ACTION_EXCLUDED_CSV)
     ]
 
 
@@ -292,6 +298,19 @@ async def test_including_excluded_devices_is_an_explicit_recorded_override(tmp_p
         await stack.settle()
         before = stack.root().to_slack()  # the card as Bob sees it now
         checked_hash = stack.rt.store.campaign(1).content_hash
+
+        # The excluded list, with the reasons, is a click away: a CSV in the clicker's DM.
+        _, csv_url = await stack.click(blocks.ACTION_EXCLUDED_CSV, user=BOB)
+        await stack.settle()
+        assert "Sent you FB-1-excluded-devices.csv" in answers(stack, csv_url)
+        upload = stack.standin.uploads[-1]
+        assert upload.channel == stack.standin.dm_channel(BOB)
+        rows = list(csv.reader(io.StringIO(upload.content.decode())))
+        assert rows[0] == ["imei", "findings", "reasons", "in_request"]
+        assert [r[0] for r in rows[1:]] == wrong_model
+        assert all(r[1] == "wrong_firmware;wrong_model" and r[3] == "yes" for r in rows[1:])
+        assert "of another make or model" in rows[1][2]
+        assert not any(m.files for m in stack.standin.thread(CHANNEL, stack.root().ts))
 
         # Someone who may not approve cannot even open the modal.
         _, eve = await stack.click(blocks.ACTION_INCLUDE_EXCLUDED, user=EVE)
@@ -403,8 +422,8 @@ async def test_a_conflict_with_another_active_campaign_is_on_the_card(tmp_path: 
         # Excluded, not blocked: the approver sends the device in no other campaign, or
         # includes the others by override.
         assert action_ids(stack.root().blocks) == {
-            blocks.ACTION_APPROVE_ELIGIBLE, blocks.ACTION_INCLUDE_EXCLUDED,
-            blocks.ACTION_REJECT, blocks.ACTION_WITHDRAW,
+            blocks.ACTION_EXCLUDED_CSV, blocks.ACTION_APPROVE_ELIGIBLE,
+            blocks.ACTION_INCLUDE_EXCLUDED, blocks.ACTION_REJECT, blocks.ACTION_WITHDRAW,
         }
 
 

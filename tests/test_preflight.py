@@ -530,7 +530,10 @@ def test_nothing_to_override_when_every_excluded_device_is_done(
             typed_count=0, reason="why not", required=1,
         )
     card = card_for(campaign, record)
-    assert buttons(card) == [blocks.ACTION_APPROVE_ELIGIBLE, blocks.ACTION_REJECT, blocks.ACTION_WITHDRAW]
+    assert buttons(card) == [
+        blocks.ACTION_EXCLUDED_CSV, blocks.ACTION_APPROVE_ELIGIBLE, blocks.ACTION_REJECT,
+        blocks.ACTION_WITHDRAW,
+    ]
 
 
 def test_eligible_only_refuses_a_stale_card_the_requester_and_a_blocked_request(
@@ -842,6 +845,7 @@ def test_the_card_shows_counts_radius_start_and_offers_eligible_only(
     # Some devices are excluded: the primary button approves the eligible ones; sending the
     # excluded ones too is a separate action; there is no plain Approve.
     assert buttons(card) == [
+        blocks.ACTION_EXCLUDED_CSV,
         blocks.ACTION_APPROVE_ELIGIBLE,
         blocks.ACTION_INCLUDE_EXCLUDED,
         blocks.ACTION_REJECT,
@@ -884,13 +888,14 @@ def home_for(campaign: Campaign, record: PreflightRecord | None, **facts: Any) -
 
 
 def decision_row(view: dict[str, Any]) -> list[dict[str, Any]]:
-    """The approve-side buttons and Reject, without Withdraw (the requester's, card only)."""
+    """The approve-side buttons and Reject, without Withdraw (the requester's) and the
+    excluded-devices download (a card-only extra, not a decision)."""
     return [
         e
         for b in view["blocks"]
         if b["type"] == "actions"
         for e in b["elements"]
-        if e["action_id"] != blocks.ACTION_WITHDRAW
+        if e["action_id"] not in (blocks.ACTION_WITHDRAW, blocks.ACTION_EXCLUDED_CSV)
     ]
 
 
@@ -979,3 +984,19 @@ def test_a_request_stored_before_preflight_keeps_its_card() -> None:
 )
 def test_expected_start(start: dt.date, words: str) -> None:
     assert words in blocks.expected_start(start, TODAY)
+
+
+@dataclass(frozen=True)
+class Shared:
+    name: str = "FB-3-excluded-devices.csv"
+    rows: int = 2
+    permalink: str | None = "https://example.slack.com/files/U0/F1/x.csv"
+    error: str | None = None
+
+
+def test_the_excluded_csv_answer_says_where_the_file_went_or_why_not() -> None:
+    sent = blocks.excluded_csv_reply("FB-3", Shared())
+    assert "Sent you FB-3-excluded-devices.csv" in sent and "the 2 devices pre-flight excluded" in sent
+    refused = blocks.excluded_csv_reply("FB-3", Shared(permalink=None, error="not_in_channel<b>"))
+    assert "`not_in_channel&lt;b&gt;`" in refused and "nothing else changed" in refused
+    assert "no device" in blocks.excluded_csv_reply("FB-3", None)

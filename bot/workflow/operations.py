@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.notify.thread import devices_csv
+from bot.notify.thread import devices_csv, excluded_csv
 from bot.settings import Settings
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError, ThingSpaceRejected, for_users
@@ -377,3 +377,35 @@ class Operations:
         files = answer.get("files") or [answer.get("file") or {}]
         permalink = files[0].get("permalink") if files and isinstance(files[0], dict) else None
         return SharedFile(name, listing.total, str(permalink) if permalink else None)
+
+    async def share_excluded_csv(self, campaign_id: int, user: str) -> SharedFile | None:
+        """The devices pre-flight excluded, each with its reasons, as a CSV in the user's
+        direct message with the bot (like `/fota devices`: a file only the clicker asked for
+        does not belong in the shared thread, and a double click does not post it twice there);
+        None when nothing was excluded."""
+        try:
+            campaign = self.store.campaign(campaign_id)
+        except CampaignNotFound as exc:
+            raise UserError(str(exc)) from exc
+        content, rows = excluded_csv(self.store, campaign)
+        if rows == 0:
+            return None
+        name = f"{campaign.ref}-excluded-devices.csv"
+        slack = self._slack()
+        try:
+            opened = await slack.conversations_open(users=user)
+            answer = await slack.files_upload_v2(
+                channel=opened["channel"]["id"],
+                filename=name,
+                title=f"{campaign.ref} devices excluded by pre-flight",
+                content=content,
+                initial_comment=f"Ref {campaign.ref}: {rows:,} device{'s' if rows != 1 else ''} "
+                "pre-flight excluded, each with its reasons, as asked from the approval card.",
+            )
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "no answer")
+            log.warning("%s: the excluded devices CSV was not shared with %s: %s", campaign.ref, user, error)
+            return SharedFile(name, rows, None, error)
+        files = answer.get("files") or [answer.get("file") or {}]
+        permalink = files[0].get("permalink") if files and isinstance(files[0], dict) else None
+        return SharedFile(name, rows, str(permalink) if permalink else None)

@@ -157,12 +157,14 @@ __all__ = [
 # Pre-flight findings on the approval card (issue 6).
 from commands.blocks.preflight import (  # noqa: E402
     ACTION_APPROVE_ELIGIBLE,
+    ACTION_EXCLUDED_CSV,
     ACTION_INCLUDE_EXCLUDED,
     ACTION_PREFLIGHT_RETRY,
     OVERRIDE_COUNT_BLOCK_ID,
     OVERRIDE_MODAL_CALLBACK_ID,
     OVERRIDE_REASON_BLOCK_ID,
     approve_elements,
+    excluded_csv_reply,
     expected_start,
     gate_decisions,
     narrowed_reply,
@@ -175,12 +177,14 @@ from commands.blocks.preflight import (  # noqa: E402
 
 __all__ += [
     "ACTION_APPROVE_ELIGIBLE",
+    "ACTION_EXCLUDED_CSV",
     "ACTION_INCLUDE_EXCLUDED",
     "ACTION_PREFLIGHT_RETRY",
     "OVERRIDE_COUNT_BLOCK_ID",
     "OVERRIDE_MODAL_CALLBACK_ID",
     "OVERRIDE_REASON_BLOCK_ID",
     "approve_elements",
+    "excluded_csv_reply",
     "expected_start",
     "gate_decisions",
     "narrowed_reply",

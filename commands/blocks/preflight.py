@@ -34,6 +34,7 @@ from commands.blocks.kit import (
     context,
     divider,
     escape,
+    link,
     message,
     plain,
     plural,
@@ -43,6 +44,7 @@ from commands.blocks.kit import (
     user,
     users,
 )
+from commands.blocks.operations import SharedCsv
 from commands.requests import TimeWindow
 from storage.preflight import (
     CHECKING,
@@ -58,6 +60,8 @@ from storage.records import Campaign
 
 ACTION_APPROVE_ELIGIBLE = "fota_eligible_only"
 ACTION_INCLUDE_EXCLUDED = "fota_include_excluded"
+ACTION_EXCLUDED_CSV = "fota_excluded_csv"
+EXCLUDED_BLOCK_ID = "fota_excluded"
 ACTION_PREFLIGHT_RETRY = "fota_preflight_retry"
 OVERRIDE_MODAL_CALLBACK_ID = "fota_override"
 OVERRIDE_COUNT_BLOCK_ID = "count"
@@ -242,6 +246,20 @@ def preflight_blocks(
         _finding_line(f, summary.count(f), campaign, summary) for f in Finding if summary.count(f)
     ]
     blocks.append(section("*Pre-flight findings*\n" + "\n".join(lines)))
+    if summary.excluded:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": EXCLUDED_BLOCK_ID,
+                "elements": [
+                    button(
+                        "Excluded devices (CSV)",
+                        action_id=ACTION_EXCLUDED_CSV,
+                        value=action_value(campaign.id, campaign.content_hash),
+                    )
+                ],
+            }
+        )
     change = hash_change_line(campaign, record)
     if change:
         blocks.append(section(change))
@@ -591,3 +609,19 @@ def narrowed_reply(
             "they need to approve again."
         )
     return message(text, [section(text)])
+
+
+def excluded_csv_reply(ref: str, shared: SharedCsv | None) -> str:
+    """The answer to "Excluded devices (CSV)": where the file went, or why it did not."""
+    if shared is None:
+        return f"Pre-flight excluded no device of Ref {ref}; there is no list to send."
+    if shared.error:
+        return (
+            f"Slack did not take the CSV of the {shared.rows:,} excluded devices of Ref {ref} "
+            f"(`{escape(shared.error)}`); nothing else changed. Please try again."
+        )
+    where = f" ({link(shared.permalink, shared.name)})" if shared.permalink else ""
+    return (
+        f"Sent you {shared.name}{where} in a direct message: the {plural(shared.rows, 'device')} "
+        f"pre-flight excluded from Ref {ref}, each with its reasons."
+    )
