@@ -2,8 +2,11 @@
 
 The real app, wired exactly as `serve` wires it, with a local stand-in for Slack's Web API
 (over real HTTP on 127.0.0.1) and the built-in ThingSpace sandbox on a sped-up clock. A
-requester types `/fota schedule …`, an approver clicks Approve (both as Slack-signed
-requests), and the thread is printed as messages arrive and the card changes.
+requester types `/fota schedule …` for a fleet with a few devices that should not take the
+firmware (another model, unknown to the account, not FOTA-eligible); pre-flight excludes them,
+an approver clicks the card's primary "Approve N eligible" (both as Slack-signed requests), and
+the thread is printed as messages arrive and the card changes. It ends by accounting for every
+device: excluded at approval, or sent and then succeeded or failed.
 """
 
 from __future__ import annotations
@@ -106,7 +109,18 @@ async def run_demo(*, devices: int = 25, speed: float = 4.0, write: Any = print)
 
 
 async def _play(rt: Runtime, write: Any, count: int) -> int:
-    imeis = sandbox_imeis(max(1, count - count // 5), kind="eligible") + sandbox_imeis(count // 5, kind="will_fail")
+    # Mostly devices the firmware is built for (SEQUANS GM01Q on SR1.2.0.0-10512), some of which
+    # fail in the field, plus a few pre-flight must exclude.
+    excluded = (
+        sandbox_imeis(1, kind="unknown")
+        + sandbox_imeis(1, kind="ineligible")
+        + sandbox_imeis(2, model="BG96", firmware="BG96MAR02A08M1G")
+    )
+    imeis = (
+        sandbox_imeis(max(1, count - count // 5), kind="eligible")
+        + sandbox_imeis(count // 5, kind="will_fail")
+        + excluded
+    )
     text = (
         f"schedule firmware={FIRMWARE} from=SR1.2.0.0-10512 to=SR1.2.0.0-10657 start=today end=+2d "
         f'window=0-24 devices={",".join(imeis)} name="Demo rollout"'
@@ -124,7 +138,13 @@ async def _play(rt: Runtime, write: Any, count: int) -> int:
         card = await _wait(rt, lambda: rt.store.campaign(campaign[0].id).thread_ts, "the card in Slack")
         # Approvers decide on the pre-flight findings: the card offers Approve only once they are in.
         await _wait(rt, lambda: _checked(rt, campaign[0].id), "the pre-flight checks")
-        write(f"<@{APPROVER}> reads the checks, clicks Approve, and confirms.")
+        record = preflight.load(rt.store, campaign[0].id)
+        assert record is not None and record.summary is not None
+        eligible = record.summary.eligible
+        write(
+            f"<@{APPROVER}> reads the checks ({record.summary.excluded} of {len(imeis)} devices "
+            f"excluded), clicks Approve {eligible} eligible, and confirms."
+        )
         payload = {
             "type": "block_actions",
             "user": {"id": APPROVER},
@@ -134,7 +154,8 @@ async def _play(rt: Runtime, write: Any, count: int) -> int:
             "trigger_id": "demo.2",
             "response_url": f"{rt.settings.slack_api_url.removesuffix('/api/')}/response/demo2",
             "actions": [
-                {"action_id": "fota_approve", "block_id": "actions", "type": "button", "action_ts": str(time.time()),
+                {"action_id": "fota_eligible_only", "block_id": "fota_decision", "type": "button",
+                 "action_ts": str(time.time()),
                  "value": json.dumps({"campaign_id": campaign[0].id, "hash": rt.store.campaign(campaign[0].id).content_hash})}
             ],
         }
@@ -147,8 +168,17 @@ async def _play(rt: Runtime, write: Any, count: int) -> int:
             "the end of the rollout",
         )
     final = rt.store.campaign(campaign[0].id)
-    write(f"\nDone: {final.ref} is {final.state.value}; the whole thread is above.")
-    return 0 if ended and final.state.value == "CampaignEnded" else 1
+    counts = rt.store.device_counts(final.id)
+    left_out, _ = preflight.left_out_counts(rt.store, final.id)
+    sent = final.device_count
+    accounted = left_out + sent == len(imeis) and counts["succeeded"] + counts["failed"] == sent
+    write(
+        f"\nDone: {final.ref} is {final.state.value}; the whole thread is above. Of {len(imeis)} "
+        f"devices asked for, {left_out} were excluded at approval and never sent; {sent} were sent: "
+        f"{counts['succeeded']} succeeded, {counts['failed']} failed. "
+        + ("Every device is accounted for." if accounted else "SOME DEVICES ARE NOT ACCOUNTED FOR.")
+    )
+    return 0 if ended and final.state.value == "CampaignEnded" and accounted else 1
 
 
 def _checked(rt: Runtime, campaign_id: int) -> bool:
