@@ -128,10 +128,12 @@ def _main(args: argparse.Namespace) -> int:
     # The demo's output is the thread: only warnings unless FOTA_LOG_LEVEL asks for more.
     level = "WARNING" if args.command == "demo" and "FOTA_LOG_LEVEL" not in env else settings.log_level
     configure_logging(level, _secret_values(settings), settings.log_format)
-    if args.command in _DATABASE_COMMANDS:
+    # The demo keeps its database only where FOTA_DB says; else it uses a temporary one.
+    args.demo_db = settings.db_path if args.command == "demo" and "FOTA_DB" in env else None
+    if args.command in _DATABASE_COMMANDS or args.demo_db:
         from bot.database_file import database_problem
 
-        if problem := database_problem(settings.db_path, must_exist=_DATABASE_COMMANDS[args.command]):
+        if problem := database_problem(settings.db_path, must_exist=_DATABASE_COMMANDS.get(args.command, False)):
             raise OperatorError(problem)
     try:
         return _run(args, settings)
@@ -154,9 +156,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "sandbox":
         return asyncio.run(_sandbox(args.host, args.port, args.speed))
     if args.command == "demo":
-        from bot.demo import run_demo
+        from bot.demo import DemoRefused, run_demo
+        from bot.server import AlreadyRunning
 
-        return asyncio.run(run_demo(devices=args.devices, speed=args.speed))
+        try:
+            return asyncio.run(run_demo(devices=args.devices, speed=args.speed, db_path=args.demo_db))
+        except (DemoRefused, AlreadyRunning) as exc:
+            raise OperatorError(str(exc)) from exc
     if args.command == "check":
         from bot.check import run_check
 

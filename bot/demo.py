@@ -26,10 +26,11 @@ import httpx
 
 from bot.app import Runtime, build_runtime
 from bot.sandbox import Sandbox, SandboxClock, SandboxTimings, sandbox_imeis
-from bot.server import serve_in_loop
+from bot.server import exclusive_lock, serve_in_loop
 from bot.settings import load
 from bot.slack_standin import RecordedCall, SlackStandIn, create_slack_standin_app, render_message
 from storage import preflight
+from storage.store import Store
 
 DEMO_SECRET = "demo-signing-secret"
 DEMO_TOKEN = "xoxb-0000-demo"
@@ -82,30 +83,70 @@ class _Printer:
             self.write(f"{stamp} thread: " + "\n                   ".join(lines))
 
 
-async def run_demo(*, devices: int = 25, speed: float = 4.0, write: Any = print) -> int:
+class DemoRefused(Exception):
+    """The database named for the demo is not one the demo may write to; the message says why."""
+
+
+def _check_demo_database(path: Path) -> None:
+    """The demo writes rehearsal campaigns: only into a new database or an earlier demo's."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    store = Store.open(path)
+    try:
+        row = store.db.execute(
+            "SELECT count(*) FROM campaigns WHERE approval_channel IS NOT ? OR sandbox = 0", [CHANNEL]
+        ).fetchone()
+    finally:
+        store.close()
+    if row[0]:
+        raise DemoRefused(
+            f"FOTA_DB={path} holds {row[0]} campaign(s) of a real bot; the demo writes only to a new "
+            "database or an earlier demo's: point FOTA_DB at another file"
+        )
+
+
+async def run_demo(
+    *, devices: int = 25, speed: float = 4.0, write: Any = print, db_path: Path | None = None
+) -> int:
+    """One rollout, printed. With `db_path` (FOTA_DB) the database is kept there, for
+    `fota-bot campaigns list/show/export` and `history` afterwards; else it is temporary."""
+    if db_path is not None:
+        _check_demo_database(db_path)
+        with exclusive_lock(db_path):
+            write(f"fota-bot demo: database {db_path} (FOTA_DB); it is kept for `fota-bot campaigns list`.")
+            status = await _run(devices, speed, write, db_path)
+        write(f"With FOTA_DB={db_path}: `fota-bot campaigns list`, `campaigns show FB-n`, "
+              "`campaigns export FB-n`, `history FB-n` show what the demo left.")
+        return status
+    with tempfile.TemporaryDirectory(prefix="fota-demo-") as folder:
+        path = Path(folder) / "demo.db"
+        write(f"fota-bot demo: database {path}, deleted at the end; set FOTA_DB to keep it.")
+        return await _run(devices, speed, write, path)
+
+
+async def _run(devices: int, speed: float, write: Any, db_path: Path) -> int:
     standin = SlackStandIn(bot_token=DEMO_TOKEN)
     standin.on_call = _Printer(standin, write)
-    with tempfile.TemporaryDirectory(prefix="fota-demo-") as folder:
-        async with serve_in_loop(create_slack_standin_app(standin)) as slack_url:
-            standin.public_url = slack_url
-            settings = load(
-                {
-                    "SLACK_BOT_TOKEN": DEMO_TOKEN,
-                    "SLACK_SIGNING_SECRET": DEMO_SECRET,
-                    "FOTA_APPROVAL_CHANNEL": CHANNEL,
-                    "SLACK_API_URL": f"{slack_url}/api/",
-                    "FOTA_DB": str(Path(folder) / "demo.db"),
-                    "FOTA_UPDATE_INTERVAL": "1",
-                    "FOTA_APPROVERS": APPROVER,
-                }
-            )
-            sandbox = Sandbox(clock=SandboxClock.real(speed=speed), timings=SandboxTimings())
-            runtime = build_runtime(settings, sandbox=sandbox)
-            await runtime.start()
-            try:
-                return await _play(runtime, write, devices)
-            finally:
-                await runtime.stop()
+    async with serve_in_loop(create_slack_standin_app(standin)) as slack_url:
+        standin.public_url = slack_url
+        settings = load(
+            {
+                "SLACK_BOT_TOKEN": DEMO_TOKEN,
+                "SLACK_SIGNING_SECRET": DEMO_SECRET,
+                "FOTA_APPROVAL_CHANNEL": CHANNEL,
+                "SLACK_API_URL": f"{slack_url}/api/",
+                "FOTA_DB": str(db_path),
+                "FOTA_UPDATE_INTERVAL": "1",
+                "FOTA_APPROVERS": APPROVER,
+            }
+        )
+        sandbox = Sandbox(clock=SandboxClock.real(speed=speed), timings=SandboxTimings())
+        runtime = build_runtime(settings, sandbox=sandbox)
+        await runtime.start()
+        try:
+            return await _play(runtime, write, devices)
+        finally:
+            await runtime.stop()
 
 
 async def _play(rt: Runtime, write: Any, count: int) -> int:
