@@ -11,7 +11,7 @@ from commands import blocks
 from commands.modal import SCHEDULE_CALLBACK_ID
 from storage.states import CampaignState
 from tests.support.slack import file_input, static_select, text_input
-from tests.support.stack import ANN, CHANNEL, EVE, FIRMWARE, REQUESTER, running_stack
+from tests.support.stack import ANN, BOB, CHANNEL, EVE, FIRMWARE, REQUESTER, running_stack
 from tests.test_e2e_flow import IMEIS, SCHEDULE, request_campaign
 
 
@@ -70,6 +70,10 @@ async def test_expiry_and_reminder_are_jobs_rebuilt_from_the_database(tmp_path: 
         await stack.rt.service.remind(1)
         await stack.settle()
         assert any("remind" in m.text.lower() or "waiting" in m.text.lower() for m in stack.standin.thread(CHANNEL, stack.root().ts)[1:])
+        # The reminder names the approvers who have not decided.
+        assert any(
+            f"Waiting on <@{ANN}>, <@{BOB}>." in m.text for m in stack.standin.thread(CHANNEL, stack.root().ts)
+        )
         await stack.rt.service.expire(1)  # too early: nothing happens
         assert stack.rt.store.campaign(1).state is CampaignState.PENDING_APPROVAL
 

@@ -408,6 +408,44 @@ async def test_a_monthly_only_account_needs_licences_and_eligible_only_leaves_th
         assert blocks.ACTION_APPROVE_ELIGIBLE not in action_ids(stack.root().blocks)
 
 
+async def test_licence_auto_uses_the_accounts_unused_licences_and_sets_the_flag(
+    tmp_path: Path,
+) -> None:
+    licensed = sandbox_imeis(2)
+    unlicensed = sandbox_imeis(2, kind="unlicensed")
+    async with running_stack(tmp_path) as stack:
+        stack.sandbox.mrc_only = True
+        stack.sandbox.model.license_count = 1  # one unused licence on the account
+        await stack.slash(schedule(licensed + unlicensed, extra="licence=auto"))
+        await stack.settle()
+        text = card_text(stack)
+        assert "`licence=auto`: ThingSpace may assign unused licences" in text
+        assert "`licence=auto`: uses 1 licence of the account's 1 unused" in text
+        assert "*3 of 4 devices eligible*" in text
+        assert "1 device without a licence, and no unused licence of the account left" in text
+        await stack.click(blocks.ACTION_APPROVE_ELIGIBLE, user=ANN)
+        await stack.settle()
+        [post] = stack.thingspace.schedule_posts()
+        body = post.json()
+        assert body["deviceList"] == licensed + unlicensed[:1]
+        assert body["autoAssignLicenseFlag"] is True and body["autoAddDevicesFlag"] is False
+        assert stack.rt.store.campaign(1).state is CampaignState.SUBMITTED
+
+    # The same request without licence=auto: both unlicensed devices are excluded, and the
+    # flag goes out false.
+    async with running_stack(tmp_path / "none") as stack:
+        stack.sandbox.mrc_only = True
+        await stack.slash(schedule(licensed + unlicensed))
+        await stack.settle()
+        text = card_text(stack)
+        assert "`licence=none`: none assigned" in text and "*2 of 4 devices eligible*" in text
+        await stack.click(blocks.ACTION_APPROVE_ELIGIBLE, user=ANN)
+        await stack.settle()
+        [post] = stack.thingspace.schedule_posts()
+        assert post.json()["deviceList"] == licensed
+        assert post.json()["autoAssignLicenseFlag"] is False
+
+
 async def test_a_conflict_with_another_active_campaign_is_on_the_card(tmp_path: Path) -> None:
     imeis = sandbox_imeis(4)
     async with running_stack(tmp_path) as stack:

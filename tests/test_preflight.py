@@ -4,6 +4,7 @@ the sandbox through the real client (httpx.ASGITransport), and the card's findin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Sequence
@@ -35,7 +36,7 @@ from storage.records import Campaign
 from storage.states import CampaignState
 from storage.store import ApprovalOutcome, NotApproved, Store
 from tests.conftest import ManualClock
-from tests.support.blocks import check_blocks
+from tests.support.blocks import check_blocks, check_escaped
 
 ACCOUNT = "0000000000-00001"
 FIRMWARE = "SEQUANSCommunications_GM01Q_SR1.2.0.0-10512_SR1.2.0.0-10657"
@@ -1000,3 +1001,92 @@ def test_the_excluded_csv_answer_says_where_the_file_went_or_why_not() -> None:
     refused = blocks.excluded_csv_reply("FB-3", Shared(permalink=None, error="not_in_channel<b>"))
     assert "`not_in_channel&lt;b&gt;`" in refused and "nothing else changed" in refused
     assert "no device" in blocks.excluded_csv_reply("FB-3", None)
+
+
+def test_every_payload_stays_within_slacks_limits_at_100000_devices(
+    store: Store, clock: ManualClock
+) -> None:
+    """The card, the App Home, the override modal, the stamp and the final summary of a
+    100,000-device request with every finding, many models and hostile names."""
+    devices = [f"35{i:012d}0" for i in range(100_000)]
+    # Six other active requests, each sharing a device: more conflicts than the card lists.
+    for n in range(6):
+        checked(store, make_campaign(store, clock, [devices[n]]), [info(devices[n])])
+    campaign = make_campaign(
+        store, clock, devices, name="<!channel> big " + "x" * 60, firmware_name=FIRMWARE
+    )
+    answers = []
+    for i, imei in enumerate(devices[:-1000]):  # the last 1,000: not in the account
+        match i % 10:
+            case 0:
+                answers.append(info(imei, eligible=False))
+            case 1:
+                answers.append(info(imei, firmware=f"<b>SR{i % 37}</b>" + "9" * 150))
+            case 2:
+                answers.append(info(imei, make=f"<Weird> maker {i % 50}", model="M" * 200))
+            case 3:
+                answers.append(info(imei, firmware=TO))
+            case _:
+                answers.append(info(imei))
+    campaign = checked(store, campaign, answers)
+    record = stored.load(store, campaign.id)
+    assert record is not None and record.summary is not None
+    summary = record.summary
+    assert summary.requested == 100_000 and 0 < summary.eligible < summary.requested
+    assert len(summary.conflicts) == 6
+
+    card = card_for(campaign, record)
+    check_blocks(card["blocks"], unique_ids="message")
+    check_escaped(card)
+    assert blocks.ACTION_APPROVE_ELIGIBLE in buttons(card)
+    home = home_for(campaign, record)
+    check_blocks(home["blocks"], max_blocks=100)
+    check_escaped(home)
+    busy = blocks.home_view(
+        "U0ANN",
+        may_approve=True,
+        to_decide=[HomeFacts(campaign, record)] * 12,
+        mine_waiting=[HomeFacts(campaign, record)] * 12,
+        active=[HomeFacts(campaign, None)] * 20,
+        totals={},
+        required_approvals=2,
+        sandbox=True,
+        now=dt.datetime.combine(TODAY, dt.time(9), tzinfo=dt.UTC),
+        notice=blocks.home_notice("You approved FB-7."),
+    )
+    check_blocks(busy["blocks"], max_blocks=100)
+    modal = blocks.override_modal(campaign, record)
+    check_blocks(modal["blocks"], max_blocks=100)
+    assert len(modal["private_metadata"]) <= 3000 and len(modal["title"]["text"]) <= 24
+
+    widened = stored.override_and_approve(
+        store, campaign.id, user="U0ANN", shown_hash=campaign.content_hash,
+        typed_count=summary.includable, reason="r" * 2000, required=2,
+    )
+    assert widened.included == summary.includable
+    after = store.campaign(campaign.id)
+    record = stored.load(store, campaign.id)
+    card = card_for(after, record)
+    check_blocks(card["blocks"], unique_ids="message")
+    stamp = blocks.decided_card(
+        after, decisions=store.decisions(campaign.id), outcome="approved",
+        devices_sample=devices[:10], sandbox=True, scope_lines=blocks.scope_lines(record),
+    )
+    check_blocks(stamp["blocks"], unique_ids="message")
+    reply = blocks.overridden_reply(
+        after, "U0ANN", included=widened.included, done=widened.done, reason="r" * 2000
+    )
+    check_blocks(reply["blocks"])
+    left_out, reasons = stored.left_out_counts(store, campaign.id)
+    final = blocks.final_summary_reply(
+        dataclasses.replace(after, state=CampaignState.ENDED),
+        {"succeeded": 60_000, "failed": 39_000, "pending": 1_000},
+        left_out=left_out,
+        left_out_reasons=reasons,
+        included_by_override=widened.included,
+        override_by="U0ANN",
+        failure_reasons=[(f"<b>reason {i}</b> " + "z" * 300, 1_000 - i) for i in range(39)],
+    )
+    check_blocks(final["blocks"])
+    check_escaped(final)
+    assert len(final["text"]) <= 3000
