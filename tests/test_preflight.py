@@ -516,6 +516,37 @@ def test_an_override_widens_rehashes_records_and_narrowing_undoes_it(
     assert any("eligible devices only" in row["reason"] for row in store.audit(campaign.id))
 
 
+def test_a_second_override_submission_changes_nothing(store: Store, clock: ManualClock) -> None:
+    """A double submit of the modal, or a second approver's form opened on the same card."""
+    devices = ["350000000000001", "350000000000002"]
+    campaign = checked(
+        store, make_campaign(store, clock, devices), [info(devices[0]), info(devices[1], model="X")]
+    )
+    first = stored.override_and_approve(
+        store, campaign.id, user="U0ANN", shown_hash=campaign.content_hash,
+        typed_count=1, reason="first", required=2,
+    )
+    assert first.result.outcome is ApprovalOutcome.RECORDED
+    widened = store.campaign(campaign.id)
+    audit_rows = len(store.audit(campaign.id))
+    for user in ("U0ANN", "U0BOB"):
+        again = stored.override_and_approve(
+            store, campaign.id, user=user, shown_hash=campaign.content_hash,
+            typed_count=1, reason="again", required=2,
+        )
+        assert again.result.outcome is ApprovalOutcome.STALE and again.included == 0
+    # With the current hash it is refused outright: the request is widened already.
+    with pytest.raises(NotApproved, match="already widened by <@U0ANN>"):
+        stored.override_and_approve(
+            store, campaign.id, user="U0BOB", shown_hash=widened.content_hash,
+            typed_count=1, reason="again", required=2,
+        )
+    assert store.campaign(campaign.id) == widened and len(store.audit(campaign.id)) == audit_rows
+    record = stored.load(store, campaign.id)
+    assert record is not None and record.override_reason == "first"
+    assert [d.user for d in store.decisions(campaign.id)] == ["U0ANN"]
+
+
 def test_nothing_to_override_when_every_excluded_device_is_done(
     store: Store, clock: ManualClock
 ) -> None:
