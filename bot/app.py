@@ -248,6 +248,8 @@ def build_runtime(
     if settings.sandbox_mode:
         # Sandbox mode is always the in-process simulator, never THINGSPACE_URL.
         sandbox = sandbox or Sandbox()
+        # Its own tables in the bot's database: a restart of `serve` carries the rehearsal on.
+        sandbox.open_state(settings.db_path)
         if thingspace_transport is None:
             thingspace_transport = httpx.ASGITransport(app=create_sandbox_app(sandbox))
         thingspace = ThingSpaceClient(

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=_port, default=8099)
     sandbox.add_argument("--speed", type=_speed, default=1.0, help="simulated seconds per real second")
+    sandbox.add_argument(
+        "--state", default="fota-sandbox.db", help="SQLite file the sandbox keeps its state in across restarts"
+    )
     demo = sub.add_parser("demo", help="one whole rollout with no credentials, printed as it unfolds")
     demo.add_argument("--devices", type=_demo_devices, default=25, help="how many devices (1 to 1000)")
     demo.add_argument("--speed", type=_speed, default=4.0, help="simulated seconds per real second")
@@ -154,7 +157,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return asyncio.run(_serve(settings))
     if args.command == "sandbox":
-        return asyncio.run(_sandbox(args.host, args.port, args.speed))
+        return asyncio.run(_sandbox(args.host, args.port, args.speed, args.state))
     if args.command == "demo":
         from bot.demo import DemoRefused, run_demo
         from bot.server import AlreadyRunning
@@ -321,7 +324,7 @@ async def connect_socket_mode(runtime: Runtime, app_token: str) -> AsyncSocketMo
     return handler
 
 
-async def _sandbox(host: str, port: int, speed: float) -> int:
+async def _sandbox(host: str, port: int, speed: float, state: str) -> int:
     import uvicorn
 
     from bot.sandbox import Sandbox, SandboxClock, create_sandbox_app
@@ -329,6 +332,10 @@ async def _sandbox(host: str, port: int, speed: float) -> int:
 
     _check_address(host, port, f"--host {host} --port {port}")
     sandbox = Sandbox(clock=SandboxClock.real(speed=speed))
+    try:
+        sandbox.open_state(state)
+    except sqlite3.DatabaseError as exc:
+        raise OperatorError(f"--state {state} cannot be used: {exc}") from exc
     ticker = asyncio.get_running_loop().create_task(sandbox.run_forever())
     log.warning("ThingSpace sandbox on http://%s:%s (speed x%s); point THINGSPACE_URL at it", host, port, speed)
     server = GracefulServer(

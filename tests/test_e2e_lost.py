@@ -1,7 +1,7 @@
 """A campaign ThingSpace no longer knows, end to end: counted re-reads, then `lost`, told once.
 
-The in-process sandbox forgets its campaigns when it is replaced (what a restart of `serve` in
-sandbox mode did, or a reset): the bot then hears 404 CAMPAIGN_NOT_FOUND for a campaign it
+The in-process sandbox forgets its campaigns when its state is reset (its tables dropped from
+the database; a restart alone carries them on): the bot then hears 404 CAMPAIGN_NOT_FOUND for a campaign it
 follows. Everything goes through the real HTTP app, signed Slack requests, the Slack stand-in
 and the sandbox; time moves only when the test says so.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from bot.sandbox import Sandbox, create_sandbox_app, sandbox_imeis
+from bot.sandbox.state import forget
 from bot.workflow.lost import NOT_FOUND_READS, NOT_FOUND_SPACING
 from commands import blocks
 from storage.states import ACTIVE_AT_THINGSPACE, CampaignState
@@ -37,9 +38,10 @@ async def submit(stack: Stack, imeis: list[str]) -> str:
 
 
 async def sandbox_forgets_everything(stack: Stack) -> None:
-    """`serve` restarted in sandbox mode with a sandbox that remembers nothing."""
+    """`serve` restarted in sandbox mode after the sandbox's state was reset."""
     await stack.shutdown()
     await stack.sandbox.aclose()
+    forget(stack.env["FOTA_DB"])
     fresh = Sandbox(clock=stack.sandbox_clock)
     stack.sandbox = fresh
     stack.thingspace.inner = httpx.ASGITransport(app=create_sandbox_app(fresh))

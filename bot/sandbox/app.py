@@ -189,7 +189,11 @@ class _Api:
             if not self.sandbox.auth.session_valid(session, self.now):
                 raise unauthorized("Session token is invalid or expired; log in again")
             account = check_account(request.path_params["acc"])
-            return await handler(request, account)
+            try:
+                return await handler(request, account)
+            finally:
+                # Reads move the simulation along too: whatever changed is kept.
+                self.sandbox.save()
 
         return endpoint
 

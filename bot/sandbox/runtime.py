@@ -30,11 +30,14 @@ import random
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from sqlite_utils import Database
 
+from bot.sandbox import state
 from bot.sandbox.devices import DEFAULT_CATALOGUE, FirmwareEntry
 from bot.sandbox.simulator import (
     AuthRegistry,
@@ -171,6 +174,7 @@ class Sandbox:
         self._fail_rules: list[FailRule] = []
         self._delay_rules: list[DelayRule] = []
         self._tick_lock = asyncio.Lock()
+        self._state: Database | None = None
 
     # -- views -----------------------------------------------------------------------------------
 
@@ -260,6 +264,33 @@ class Sandbox:
         self._fail_rules.clear()
         self._delay_rules.clear()
 
+    # -- persistence -----------------------------------------------------------------------------
+
+    def open_state(self, path: Path | str) -> None:
+        """Keep the state in SQLite at `path` (see `bot.sandbox.state`): carried on from there
+        when the file holds a sandbox's state, else this sandbox's state is written there."""
+        self.close_state()
+        db = state.open_state(path)
+        if state.has_state(db):
+            saved_clock = state.load(db, self.model)
+            if saved_clock is not None and saved_clock > self.clock.now():
+                # A sped-up clock ran ahead of wall time before the restart: never go back.
+                self.clock.advance((saved_clock - self.clock.now()).total_seconds())
+        else:
+            state.save(db, self.model, self.clock.now(), everything=True)
+        self._state = db
+
+    def save(self) -> None:
+        """Write what changed since the last save; nothing without `open_state`."""
+        if self._state is not None:
+            state.save(self._state, self.model, self.clock.now())
+
+    def close_state(self) -> None:
+        if self._state is not None:
+            self.save()
+            self._state.close()
+            self._state = None
+
     # -- running ---------------------------------------------------------------------------------
 
     async def tick(self) -> list[SandboxEvent]:
@@ -267,6 +298,7 @@ class Sandbox:
         async with self._tick_lock:
             self.model.advance(self.clock.now())
             events = self.model.drain()
+            self.save()
             if events:
                 await self._deliver(self._callbacks_for(events))
             return events
@@ -288,6 +320,7 @@ class Sandbox:
         self._callback_transport = transport
 
     async def aclose(self) -> None:
+        self.close_state()
         if self._http is not None:
             await self._http.aclose()
             self._http = None

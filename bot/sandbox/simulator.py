@@ -441,6 +441,19 @@ def check_account(account: str) -> str:
     return account
 
 
+@dataclass
+class Changes:
+    """What changed since the last save, by key (see `bot.sandbox.state`)."""
+
+    campaigns: set[str] = field(default_factory=set)
+    devices: set[tuple[str, str]] = field(default_factory=set)  # (campaign id, IMEI)
+    callbacks: set[str] = field(default_factory=set)  # accounts
+    licences: set[tuple[str, str]] = field(default_factory=set)  # (account, IMEI)
+    firmware: set[tuple[str, str]] = field(default_factory=set)
+    seen: set[tuple[str, str]] = field(default_factory=set)
+    licence_accounts: set[str] = field(default_factory=set)
+
+
 # A pending change: (time, sequence, campaign id, generation, device id or None, status,
 # reason). The sequence keeps changes due at the same moment in the order they were planned.
 _Planned = tuple[float, int, str, int, str | None, str, str]
@@ -484,7 +497,55 @@ class Simulator:
         # The devices each account has been told of, for GET /devices/{acc}: the whole
         # fleet an IMEI rule allows cannot be listed.
         self._seen: dict[str, set[str]] = {}
+        self.changes = Changes()
         self._created = created or dt.datetime.now(UTC)
+
+    # -- persistence hooks (bot.sandbox.state) ------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every account's state (before loading a saved one)."""
+        self.campaigns.clear()
+        self._callbacks.clear()
+        self._planned.clear()
+        self._upgraded.clear()
+        self._licences.clear()
+        self._licence_removed.clear()
+        self._licence_updated.clear()
+        self._seen.clear()
+        self.changes = Changes()
+
+    def replan_all(self) -> None:
+        """Plan what is still to come for every running campaign (after loading)."""
+        for campaign in self.campaigns.values():
+            if campaign.status not in CAMPAIGN_TERMINAL:
+                self._plan(campaign)
+
+    def take_changes(self) -> Changes:
+        changes, self.changes = self.changes, Changes()
+        return changes
+
+    def clean(self) -> None:
+        self.changes = Changes()
+
+    def everything(self) -> Changes:
+        """Every key there is, as if all had changed (the first save of a sandbox's state)."""
+        self.changes = Changes()
+        return Changes(
+            campaigns=set(self.campaigns),
+            devices={(c.id, i) for c in self.campaigns.values() for i in c.devices},
+            callbacks=set(self._callbacks),
+            licences={(a, i) for a, d in self._licences.items() for i in d}
+            | {(a, i) for a, d in self._licence_removed.items() for i in d},
+            firmware=set(self._upgraded),
+            seen={(a, i) for a, d in self._seen.items() for i in d},
+            licence_accounts=set(self._licence_updated),
+        )
+
+    def _see(self, account: str, imei: str) -> None:
+        seen = self._seen.setdefault(account, set())
+        if imei not in seen:
+            seen.add(imei)
+            self.changes.seen.add((account, imei))
 
     # -- time ---------------------------------------------------------------------------------
 
@@ -503,8 +564,10 @@ class Simulator:
             if device_id is None:
                 campaign.status = status
                 campaign.history.append((status, moment))
+                self.changes.campaigns.add(campaign_id)
                 self._outbox.append(CampaignChange(campaign.account, campaign_id, status, moment))
                 continue
+            self.changes.devices.add((campaign_id, device_id))
             device = campaign.devices[device_id]
             device.status = status
             device.reason = reason
@@ -515,6 +578,7 @@ class Simulator:
             if status == UPGRADE_SUCCESS:
                 # The version changes; make and model never do.
                 self._upgraded[(campaign.account, device_id)] = campaign.entry.firmware_to
+                self.changes.firmware.add((campaign.account, device_id))
             self._outbox.append(
                 DeviceChange(campaign.account, campaign_id, device_id, status, reason, moment)
             )
@@ -587,10 +651,12 @@ class Simulator:
         t = now.timestamp()
         for fact in facts:
             if fact.in_account:
-                self._seen.setdefault(account, set()).add(fact.imei)
+                self._see(account, fact.imei)
                 if fact.imei not in licences and (auto_assign or self.licensed(account, fact)):
                     licences[fact.imei] = t
+                    self.changes.licences.add((account, fact.imei))
         self._licence_updated[account] = now
+        self.changes.licence_accounts.add(account)
 
     def _firmware_entry(self, request: Mapping[str, Any]) -> FirmwareEntry:
         name, protocol = request["firmwareName"], request["protocol"]
@@ -667,6 +733,11 @@ class Simulator:
             last = max(last, min(finish, cutoff))
         if ENDED not in reached:
             plan.append((min(last + timing.end_grace, cutoff), None, ENDED, ""))
+        self.changes.campaigns.add(campaign.id)
+        self.changes.devices.update(
+            (campaign.id, imei) for imei in campaign.order
+            if campaign.devices[imei].status not in DEVICE_FINAL
+        )
         generation = campaign.generation
         for at, device_id, status, reason in plan:
             self._sequence += 1
@@ -723,6 +794,7 @@ class Simulator:
             )
         campaign.status = CANCELLED
         campaign.history.append((CANCELLED, now))
+        self.changes.campaigns.add(campaign_id)
         self._outbox.append(CampaignChange(account, campaign_id, CANCELLED, now))
         t = now.timestamp()
         for imei in campaign.order:
@@ -731,6 +803,7 @@ class Simulator:
                 continue
             device.status, device.reason, device.updated = DEVICE_CANCELLED, CANCELLED_REASON, t
             device.next_attempt = None
+            self.changes.devices.add((campaign_id, imei))
             self._outbox.append(
                 DeviceChange(account, campaign_id, imei, DEVICE_CANCELLED, CANCELLED_REASON, now)
             )
@@ -798,12 +871,11 @@ class Simulator:
             if not is_imei(device_id):
                 raise invalid(f"Invalid device id format: {device_id}")
         listed: list[dict[str, Any]] = []
-        seen = self._seen.setdefault(account, set())
         for imei in dict.fromkeys(device_ids):
             fact = device_facts(imei, self.catalogue)
             if not fact.in_account:
                 continue
-            seen.add(imei)
+            self._see(account, imei)
             listed.append(self._device_row(account, fact))
         return {"accountName": account, "deviceCount": len(listed), "deviceList": listed}
 
@@ -884,12 +956,14 @@ class Simulator:
                 f"No callback listener registered for {account}: register one with POST",
             )
         self._callbacks[account] = url
+        self.changes.callbacks.add(account)
         return {"url": url}
 
     def delete_callback(self, account: str) -> None:
         check_account(account)
         if self._callbacks.pop(account, None) is None:
             raise SandboxError(404, "CALLBACK_NOT_FOUND", f"No callback listener registered for {account}")
+        self.changes.callbacks.add(account)
 
     # -- changes before the start ----------------------------------------------------------------
 
@@ -938,6 +1012,7 @@ class Simulator:
                     f"Removing every device would leave campaign {campaign_id} empty; cancel it instead"
                 )
             for imei in wanted:
+                self.changes.devices.add((campaign.id, imei))
                 if campaign.devices.pop(imei, None) is None:
                     results.append({"deviceId": imei, "status": "Failure", "Reason": NOT_IN_CAMPAIGN_REASON})
                 else:
@@ -995,7 +1070,8 @@ class Simulator:
             if not fact.in_account:
                 results.append({"deviceId": imei, "status": "Failure", "resultReason": NOT_IN_ACCOUNT_REASON})
                 continue
-            self._seen.setdefault(account, set()).add(imei)
+            self._see(account, imei)
+            self.changes.licences.add((account, imei))
             if imei not in assigned:
                 if len(assigned) >= self.license_count:
                     results.append({"deviceId": imei, "status": "Failure", "resultReason": NO_LICENCES_LEFT_REASON})
@@ -1004,6 +1080,7 @@ class Simulator:
             removed.discard(imei)
             results.append({"deviceId": imei, "status": "Success"})
         self._licence_updated[account] = now
+        self.changes.licence_accounts.add(account)
         return self._licence_result(account, results)
 
     def remove_licences(self, account: str, body: object, now: dt.datetime) -> dict[str, Any]:
@@ -1022,8 +1099,10 @@ class Simulator:
             else:
                 assigned.pop(imei, None)
                 removed.add(imei)
+                self.changes.licences.add((account, imei))
                 results.append({"deviceId": imei, "status": "Success"})
         self._licence_updated[account] = now
+        self.changes.licence_accounts.add(account)
         return self._licence_result(account, results)
 
     def _licence_result(self, account: str, results: list[dict[str, str]]) -> dict[str, Any]:

@@ -99,8 +99,8 @@ def lost_advice(campaign: Campaign) -> str:
     )
     if campaign.sandbox:
         return (
-            f"{head}\nThis is a sandbox rehearsal: the sandbox forgets its campaigns when it is "
-            "restarted or reset. No real device was involved; request it again to rehearse again."
+            f"{head}\nThis is a sandbox rehearsal: the sandbox forgets its campaigns when its "
+            "state is reset. No real device was involved; request it again to rehearse again."
         )
     return (
         f"{head}\nCheck that `THINGSPACE_ACCOUNT` and the ThingSpace credentials are those of "
