@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -388,34 +389,61 @@ def interrupted(store: Store) -> list[int]:
 
 def other_active_campaigns(store: Store, campaign: Campaign) -> list[OtherCampaign]:
     """Active campaigns in the database sharing at least one device with `campaign`."""
+    return active_conflicts(store.db.conn, campaign.id, campaign.device_count)
+
+
+def active_conflicts(conn: sqlite3.Connection, campaign_id: int, device_count: int) -> list[OtherCampaign]:
+    """`other_active_campaigns` on a connection (the reader thread's, for a large request).
+
+    The cost is the smaller of two walks, never the history: each device of this request
+    probed in devices(imei), which also meets every finished campaign that device was ever in,
+    or every device of the active campaigns probed in this request's (campaign_id, imei).
+    """
     states = [s.value for s in ACTIVE_STATES]
     marks = ",".join("?" * len(states))
-    # devices(imei) is indexed (m002): one probe per device of this request.
-    rows = store.db.execute(
-        f"""SELECT o.campaign_id, o.imei FROM devices d
-            JOIN devices o ON o.imei = d.imei AND o.campaign_id != d.campaign_id
-                AND o.dropped_at IS NULL
-            JOIN campaigns c ON c.id = o.campaign_id
-            WHERE d.campaign_id = ? AND d.dropped_at IS NULL AND c.state IN ({marks})""",
-        [campaign.id, *states],
-    ).fetchall()
+    live = conn.execute(
+        f"SELECT coalesce(sum(device_count), 0) FROM campaigns WHERE state IN ({marks}) AND id != ?",
+        [*states, campaign_id],
+    ).fetchone()[0]
+    if live < device_count:
+        # CROSS JOIN fixes SQLite's join order: the active campaigns first, by the state index.
+        rows = conn.execute(
+            f"""SELECT o.campaign_id, o.imei FROM campaigns c CROSS JOIN devices o CROSS JOIN devices d
+                WHERE c.state IN ({marks}) AND c.id != ? AND o.campaign_id = c.id AND o.dropped_at IS NULL
+                AND d.campaign_id = ? AND d.imei = o.imei AND d.dropped_at IS NULL""",
+            [*states, campaign_id, campaign_id],
+        ).fetchall()
+    else:
+        # devices(imei) is indexed (m002): one probe per device of this request.
+        rows = conn.execute(
+            f"""SELECT o.campaign_id, o.imei FROM devices d
+                JOIN devices o ON o.imei = d.imei AND o.campaign_id != d.campaign_id
+                    AND o.dropped_at IS NULL
+                JOIN campaigns c ON c.id = o.campaign_id
+                WHERE d.campaign_id = ? AND d.dropped_at IS NULL AND c.state IN ({marks})""",
+            [campaign_id, *states],
+        ).fetchall()
     shared: dict[int, set[str]] = {}
     for other_id, imei in rows:
         shared.setdefault(other_id, set()).add(imei)
-    result = []
-    for other_id in sorted(shared):
-        other = store.campaign(other_id)
-        result.append(
-            OtherCampaign(
-                campaign_id=other.id,
-                state=other.state.value,
-                start_date=other.start_date,
-                end_date=other.end_date,
-                windows=other.windows,
-                shared=frozenset(shared[other_id]),
-            )
+    if not shared:
+        return []
+    found = conn.execute(
+        f"""SELECT id, state, start_date, end_date, windows FROM campaigns
+            WHERE id IN ({",".join("?" * len(shared))}) ORDER BY id""",
+        sorted(shared),
+    ).fetchall()
+    return [
+        OtherCampaign(
+            campaign_id=other_id,
+            state=state,
+            start_date=dt.date.fromisoformat(start),
+            end_date=dt.date.fromisoformat(end),
+            windows=tuple(TimeWindow(w[0], w[1]) for w in json.loads(windows)),
+            shared=frozenset(shared[other_id]),
         )
-    return result
+        for other_id, state, start, end, windows in found
+    ]
 
 
 def device_page(store: Store, campaign_id: int, after: int, limit: int) -> list[tuple[int, str]]:

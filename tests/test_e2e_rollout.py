@@ -277,7 +277,7 @@ async def test_one_item_failing_unexpectedly_does_not_stop_other_updates(tmp_pat
     async with running_stack(tmp_path) as stack:
         await approve_and_submit(stack, sandbox_imeis(2, kind="eligible"))
 
-        def broken_csv(campaign: object, payload: object = None) -> tuple[str, str]:
+        async def broken_csv(campaign: object, payload: object = None) -> tuple[str, str]:
             raise RuntimeError("a renderer bug")
 
         stack.rt.sender.renderer.csv = broken_csv  # type: ignore[method-assign]

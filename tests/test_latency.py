@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 
 from bot.loopstall import LoopStallMonitor, StallWindows
+from bot.notify.thread import devices_csv, devices_csv_off_loop
 from storage.migrations import migrations
+from storage.preflight import active_conflicts
 from storage.readers import Readers
+from storage.states import CampaignState as S
 from storage.store import Outbox, Store, iso, open_database
 from tests.conftest import ManualClock
 from tests.support.stack import running_stack
@@ -285,3 +288,62 @@ async def test_serve_hands_checkpoints_to_the_reader_thread(tmp_path: Path) -> N
         await stack.rt.start(workers=True)
         assert stack.rt.store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
         assert {"wal-checkpoint", "prune-outbox"} <= set(stack.rt.jobs.ids())
+
+
+# --- request paths read what they show, not the history ----------------------------------------
+
+
+def test_list_active_reads_live_campaigns_by_the_state_index(store: Store) -> None:
+    finished = [make_campaign(store) for _ in range(30)]
+    for campaign in finished:
+        store.transition(campaign.id, S.WITHDRAWN, actor="U_REQ", reason="test")
+    live = make_campaign(store)
+    assert [c.id for c in store.list_campaigns(scope="active")] == [live.id]
+    assert len(store.list_campaigns(scope="all", limit=50)) == 31
+    live_states = [s.value for s in S if not s.is_terminal]
+    plan = _plans(
+        store.db.conn,
+        f"SELECT * FROM campaigns WHERE state IN ({','.join('?' * len(live_states))}) ORDER BY id DESC LIMIT 11",
+        live_states,
+    )
+    assert "idx_campaigns_state" in plan and "SCAN" not in plan
+
+
+def test_a_device_page_is_filtered_and_limited_by_sqlite(store: Store) -> None:
+    imeis = [f"35465809{n:07d}" for n in range(50)]
+    campaign = make_campaign(store, devices=imeis)
+    store.apply_device_updates(
+        campaign.id, [(imei, "UpgradeFailed" if n % 5 == 0 else "UpgradeSuccess", "r", None) for n, imei in enumerate(imeis)]
+    )
+    assert [d.imei for d in store.devices(campaign.id, limit=3)] == imeis[:3]
+    assert [d.imei for d in store.devices(campaign.id, failed_only=True, limit=4)] == imeis[0:20:5]
+    assert len(store.devices(campaign.id, failed_only=True)) == 10
+    assert len(store.devices(campaign.id)) == 50
+
+
+async def test_the_devices_csv_is_written_on_the_reader_thread_with_the_same_content(store: Store) -> None:
+    imeis = [f"35465809{n:07d}" for n in range(20)]
+    campaign = make_campaign(store, devices=imeis)
+    store.apply_device_updates(campaign.id, [(imeis[3], "UpgradeFailed", "no space", None)])
+    assert await devices_csv_off_loop(store, campaign) == devices_csv(store, campaign)
+    failed = await devices_csv_off_loop(store, campaign, failed_only=True, reasons={"no space"})
+    assert failed == f"imei,status,reason,updated_at\n{imeis[3]},UpgradeFailed,no space,{store.now()}\n"
+
+
+def test_both_conflict_walks_find_the_same_campaigns(store: Store) -> None:
+    fleet = [f"35465809{n:07d}" for n in range(12)]
+    active = make_campaign(store, devices=fleet[0:4])
+    other = make_campaign(store, devices=fleet[3:6])
+    for old in (make_campaign(store, devices=fleet[0:6]) for _ in range(5)):
+        store.transition(old.id, S.WITHDRAWN, actor="U_REQ", reason="history")
+    mine = make_campaign(store, devices=[fleet[1], fleet[3], fleet[5], fleet[11]])
+    # The device count decides the walk: tiny (probe each of this request's devices in the
+    # IMEI index) or huge (walk the active campaigns' devices instead).
+    by_device = active_conflicts(store.db.conn, mine.id, 1)
+    by_active = active_conflicts(store.db.conn, mine.id, 10**9)
+    assert by_device == by_active
+    assert [(c.campaign_id, c.shared) for c in by_active] == [
+        (active.id, frozenset({fleet[1], fleet[3]})),
+        (other.id, frozenset({fleet[3], fleet[5]})),
+    ]
+    assert by_active[0].windows == active.windows and by_active[0].start_date == active.start_date

@@ -45,7 +45,7 @@ class Renderer(Protocol):
 
     def dynamic(self, kind: str, campaign: Campaign, payload: dict[str, Any]) -> dict[str, Any] | None: ...
 
-    def csv(self, campaign: Campaign, payload: dict[str, Any] | None = None) -> tuple[str, str]: ...
+    async def csv(self, campaign: Campaign, payload: dict[str, Any] | None = None) -> tuple[str, str]: ...
 
 
 class OutboxSender:
@@ -252,7 +252,7 @@ class OutboxSender:
             return
         if kind == "upload":
             assert campaign is not None and campaign.thread_ts
-            filename, content = self.renderer.csv(campaign, payload)
+            filename, content = await self.renderer.csv(campaign, payload)
             await self.client.files_upload_v2(
                 channel=campaign.approval_channel,
                 thread_ts=campaign.thread_ts,

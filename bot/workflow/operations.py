@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.notify.thread import devices_csv, excluded_csv
+from bot.notify.thread import devices_csv_off_loop, excluded_csv
 from bot.settings import Settings
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError, ThingSpaceRejected, for_users
@@ -198,10 +198,10 @@ class Operations:
 
     def devices(self, ident: str, *, failed_only: bool, limit: int = 20) -> DeviceListing:
         campaign = self.find(ident)
-        devices = self.store.devices(campaign.id, failed_only=failed_only)
-        return DeviceListing(
-            campaign, self.store.device_counts(campaign.id), devices[:limit], len(devices), failed_only
-        )
+        counts = self.store.device_counts(campaign.id)
+        shown = self.store.devices(campaign.id, failed_only=failed_only, limit=limit)
+        total = counts["failed"] if failed_only else sum(counts.values())
+        return DeviceListing(campaign, counts, shown, total, failed_only)
 
     async def firmware(self, account: str | None, protocol: str = "LWM2M") -> tuple[str, list[dict[str, Any]]]:
         account = account or self.settings.thingspace_account
@@ -355,7 +355,7 @@ class Operations:
         campaign = listing.campaign
         suffix = "failed-devices" if listing.failed_only else "devices"
         name = f"{campaign.ref}-{suffix}.csv"
-        content = devices_csv(self.store, campaign, failed_only=listing.failed_only)
+        content = await devices_csv_off_loop(self.store, campaign, failed_only=listing.failed_only)
         slack = self._slack()
         try:
             # files_upload_v2 shares into a channel id; a user's DM id comes from conversations.open.

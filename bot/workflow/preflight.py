@@ -552,7 +552,10 @@ class PreflightRunner:
                 f"ThingSpace did not answer for {len(devices):,} devices within "
                 f"{self.deadline:.0f} s",
             )
-        conflicts = stored.other_active_campaigns(self.store, campaign)
+        # Against years of history this is a large read: on the reader thread, off the loop.
+        conflicts = await self.store.readers.run(
+            lambda conn: stored.active_conflicts(conn, campaign.id, campaign.device_count)
+        )
         facts = RequestFacts.of(campaign, devices)
         # 100,000 devices take a few hundred ms of CPU: off the loop, so acks stay fast.
         findings = await asyncio.to_thread(
