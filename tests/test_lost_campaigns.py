@@ -144,3 +144,38 @@ async def test_a_finished_campaign_is_never_marked_lost(store: Store, clock: Man
         clock.advance(seconds=NOT_FOUND_SPACING.total_seconds())
     await lost.client.aclose()
     assert told.lost == [] and told.rereads == []
+
+
+async def test_a_campaign_that_ends_during_the_last_check_keeps_its_end(
+    store: Store, clock: ManualClock
+) -> None:
+    campaign = submitted(store)
+    told = Told()
+    for _ in range(NOT_FOUND_READS - 1):
+        lost = lost_campaigns(store, clock, GONE, told)
+        await lost.not_found(store.campaign(campaign.id), NOT_FOUND)
+        await lost.client.aclose()
+        clock.advance(seconds=NOT_FOUND_SPACING.total_seconds())
+
+    class EndsMeanwhile(httpx.MockTransport):
+        def __init__(self) -> None:
+            super().__init__(self.answer)
+
+        def answer(self, request: httpx.Request) -> httpx.Response:
+            if "/api/fota/v3/" in request.url.path:
+                # Someone cancels it while the confirming read is on its way.
+                store.transition(campaign.id, S.CANCELLED, actor="U1", reason="cancelled")
+                return GONE
+            if request.url.path.endswith("/oauth2/token"):
+                return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+            return httpx.Response(200, json={"sessionToken": "s"})
+
+    lost = lost_campaigns(store, clock, GONE, told)
+    lost.client = ThingSpaceClient(
+        base_url="https://thingspace.test", client_id=Secret("id"), client_secret=Secret("secret"),
+        username=Secret("user"), password=Secret("password"), transport=EndsMeanwhile(),
+    )  # fmt: skip
+    after = await lost.not_found(store.campaign(campaign.id), NOT_FOUND)
+    await lost.client.aclose()
+    assert after.state is S.CANCELLED
+    assert told.lost == []

@@ -26,7 +26,7 @@ from typing import Protocol
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError, ThingSpaceNotFound
 from storage.records import Campaign
-from storage.states import CampaignState
+from storage.states import CampaignState, IllegalTransition
 from storage.store import Store
 
 log = logging.getLogger("bot.rollout")
@@ -80,6 +80,7 @@ class LostCampaigns:
 
     async def not_found(self, campaign: Campaign, exc: ThingSpaceNotFound) -> Campaign:
         """A re-read answered 404: count it, re-read again later, or mark the campaign lost."""
+        campaign = self.store.campaign(campaign.id)
         if campaign.state.is_terminal or not self.counts(exc):
             return campaign
         now = self.clock()
@@ -128,18 +129,23 @@ class LostCampaigns:
             f"ThingSpace answered 404 {exc.error_code} to {reads} re-reads since "
             f"{first.isoformat(timespec='minutes')}"
         )
-        # One transaction: the state and the telling of it together.
-        with self.store.db.atomic():
-            lost = self.store.transition(
-                campaign.id,
-                CampaignState.LOST,
-                actor="reconcile",
-                reason=reason,
-                error_code=exc.error_code,
-                error_message=exc.error_message,
-            )
-            self.store.set_kv(_key(campaign.id), "")
-            self.events.lost(lost)
+        try:
+            # One transaction: the state and the telling of it together.
+            with self.store.db.atomic():
+                lost = self.store.transition(
+                    campaign.id,
+                    CampaignState.LOST,
+                    actor="reconcile",
+                    reason=reason,
+                    error_code=exc.error_code,
+                    error_message=exc.error_message,
+                )
+                self.store.set_kv(_key(campaign.id), "")
+                self.events.lost(lost)
+        except IllegalTransition:
+            # It ended meanwhile (a cancel, ThingSpace's own end): that outcome stands.
+            self.found(campaign)
+            return self.store.campaign(campaign.id)
         log.warning("%s lost: %s; no longer followed", lost.ref, reason)
         return lost
 
