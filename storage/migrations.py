@@ -251,6 +251,61 @@ def m007_licence_auto(db: Database) -> None:
     db.table("campaigns").add_column("licence_auto", int, not_null_default=0)
 
 
+@migrations()
+def m008_staged_rollouts(db: Database) -> None:
+    """Staged rollouts: a request's plan, its waves as rows, and each wave's own campaign.
+
+    A wave, once promoted, is a campaign row of its own (`parent_id`, `wave`, `waves_total`),
+    so it is sent, followed and re-read by the same code as every campaign; the request keeps
+    its reference and its approvals. Every device of a plan is in exactly one wave
+    (`wave_devices`' key). Campaigns before this: no parent, no plan, one wave as always.
+    """
+    campaigns = db.table("campaigns")
+    campaigns.add_column("parent_id", int)
+    campaigns.add_column("wave", int)
+    campaigns.add_column("waves_total", int)
+    campaigns.create_index(["parent_id"])
+    db.table("rollout_plans").create(
+        {
+            "campaign_id": int,
+            "plan": str,  # JSON: RolloutPlan.to_json()
+            "base_hash": str,  # the request's content hash before the plan was bound in
+            "bound_hash": str,  # the content hash approvals of this plan are given to
+            "created_at": str,
+            "halted_at": str,
+            "halted_by": str,
+            "halt_reason": str,
+        },
+        pk="campaign_id",
+        not_null={"plan", "base_hash", "bound_hash", "created_at"},
+        foreign_keys=[("campaign_id", "campaigns", "id")],
+    )
+    db.table("waves").create(
+        {
+            "parent_id": int,
+            "number": int,
+            "label": str,
+            "size": int,
+            "radius": str,  # JSON [[make, model, firmware, devices], ...]
+            "campaign_id": int,  # the wave's own campaign, once promoted
+            "promoted_by": str,
+            "promoted_at": str,
+            "promote_reason": str,
+        },
+        pk=("parent_id", "number"),
+        not_null={"parent_id", "number", "label", "size", "radius"},
+        foreign_keys=[("parent_id", "campaigns", "id")],
+    )
+    db.execute("CREATE UNIQUE INDEX idx_waves_campaign ON waves(campaign_id) WHERE campaign_id IS NOT NULL")
+    db.table("wave_devices").create(
+        {"parent_id": int, "imei": str, "number": int},
+        pk=("parent_id", "imei"),
+        not_null={"parent_id", "imei", "number"},
+        foreign_keys=[("parent_id", "campaigns", "id")],
+    )
+    db.table("wave_devices").create_index(["parent_id", "number"])
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)
 

@@ -48,15 +48,26 @@ class Campaign:
     # Let ThingSpace assign a free FOTA licence to a device that has none (the request's
     # licence option); sent as autoAssignLicenseFlag. Off unless the request asked for it.
     licence_auto: bool = False
+    # A wave of a staged rollout: the request it belongs to, its number and the plan's count.
+    parent_id: int | None = None
+    wave: int | None = None
+    waves_total: int | None = None
 
     @property
     def ref(self) -> str:
         return ref_for(self.id)
 
     @property
+    def tag(self) -> str:
+        """What the campaign name carries: the request's reference, and the wave of a staged one."""
+        if self.parent_id is not None:
+            return f"{ref_for(self.parent_id)} w{self.wave}/{self.waves_total}"
+        return self.ref
+
+    @property
     def thingspace_name(self) -> str:
         """The campaignName sent to ThingSpace; it carries the ref so a lost answer can be found."""
-        return f"{self.name} [{self.ref}]" if self.name else f"fota-bot {self.ref}"
+        return f"{self.name} [{self.tag}]" if self.name else f"fota-bot {self.tag}"
 
     def schedule_body(self, devices: list[str]) -> dict[str, Any]:
         """The schedule request body, in the reference page's shape and key order.
@@ -116,6 +127,9 @@ class Campaign:
             notes=tuple(json.loads(row["notes"] or "[]")),
             # A database without the column predates the licence option: off.
             licence_auto=bool(row.get("licence_auto") or 0),
+            parent_id=row.get("parent_id"),
+            wave=row.get("wave"),
+            waves_total=row.get("waves_total"),
         )
 
 

@@ -110,6 +110,13 @@ def _preflight_refusal(db: Database, campaign_id: int) -> str | None:
     return refusal(db, campaign_id)
 
 
+def _wave_refusal(db: Database, campaign: Campaign, approvals: int) -> str | None:
+    """A staged rollout's say in the guard: never sent whole; each wave as its plan says."""
+    from storage.waves import refusal  # storage.waves builds on this module
+
+    return refusal(db, campaign, approvals)
+
+
 def open_database(path: Path | str) -> Database:
     """Open (creating with mode 0600) the SQLite file, in WAL mode, migrated."""
     path = Path(path)
@@ -540,7 +547,8 @@ class Store:
 
         Returns the campaign in state `submitting` only if it carries at least
         `required` distinct recorded approvals for its current content hash, none
-        by the requester. A campaign already `submitting` (resumed after a crash)
+        by the requester. A wave of a staged rollout counts its request's approvals of
+        the request's plan (storage.waves). A campaign already `submitting` (resumed after a crash)
         is re-checked against the number that was required when it was claimed: a
         request may already be at ThingSpace, so a later change of
         FOTA_REQUIRED_APPROVALS must not strand it, while changed content still fails.
@@ -549,13 +557,18 @@ class Store:
             campaign = self.campaign(campaign_id)
             if campaign.state not in (CampaignState.APPROVED, CampaignState.SUBMITTING):
                 raise NotApproved(f"{campaign.ref} is {campaign.state}, not approved")
-            blocked = _preflight_refusal(self.db, campaign_id)
+            # A wave of a staged rollout is sent on the approvals of its request's plan.
+            approved = self.campaign(campaign.parent_id) if campaign.parent_id is not None else campaign
+            blocked = _preflight_refusal(self.db, approved.id)
             if blocked:
                 raise NotApproved(blocked)
             needed = required
             if campaign.state is CampaignState.SUBMITTING:
                 needed = int(self.get_kv(f"claimed_with:{campaign_id}") or required)
-            approvals = self._valid_approvals(campaign)
+            approvals = self._valid_approvals(approved)
+            blocked = _wave_refusal(self.db, campaign, approvals)
+            if blocked:
+                raise NotApproved(blocked)
             if approvals < needed:
                 raise NotApproved(
                     f"{campaign.ref} has {approvals} recorded approvals of {needed} required"

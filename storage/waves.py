@@ -1,0 +1,302 @@
+"""A staged rollout's plan and waves on record, and the guard's say about them.
+
+A request with a plan is never sent whole: each wave, once started, is a campaign row of its
+own (`parent_id`, `wave`), created here from the plan's `wave_devices` in the transaction that
+records who started it, and sent by `Submitter.submit` through `Store.claim_for_submission`
+like every campaign. The guard recounts the request's approvals of the plan's hash for each
+wave, so one approval (with the usual quorum) approves the whole plan, and nothing else does.
+
+The plan is bound into the request's content hash (`bind_plan`): approvals given to the
+request before its plan was known, or to another plan, do not count for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+from storage.plan import RolloutPlan, WaveAssignment, plan_fields
+from storage.records import Campaign, ref_for
+from storage.states import CampaignState
+from storage.store import NotApproved, Store, content_hash, iso
+
+S = CampaignState
+
+
+class WaveRefused(Exception):
+    """A wave cannot be started now; the message is the sentence the clicker reads."""
+
+
+@dataclass(frozen=True)
+class WaveRecord:
+    number: int
+    label: str
+    size: int
+    radius: tuple[tuple[str, str, str, int], ...]
+    campaign_id: int | None  # the wave's own campaign, once started
+    promoted_by: str | None
+    promoted_at: dt.datetime | None
+    promote_reason: str | None
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    campaign_id: int
+    plan: RolloutPlan
+    base_hash: str
+    bound_hash: str
+    waves: tuple[WaveRecord, ...]
+    halted_at: dt.datetime | None = None
+    halted_by: str | None = None
+    halt_reason: str | None = None
+
+    @property
+    def halted(self) -> bool:
+        return self.halted_at is not None
+
+    def wave(self, number: int) -> WaveRecord:
+        for wave in self.waves:
+            if wave.number == number:
+                return wave
+        raise KeyError(number)
+
+
+def plan_hash(base_hash: str, plan: RolloutPlan, waves: Sequence[WaveAssignment]) -> str:
+    """The content hash of a request with its plan: what was asked for and how it rolls out."""
+    return content_hash({"request": base_hash, "plan": content_hash(plan_fields(plan, waves))})
+
+
+def bind_plan(store: Store, campaign_id: int, plan: RolloutPlan, waves: Sequence[WaveAssignment]) -> Campaign:
+    """Record the plan of a request waiting for approval and bind it into its content hash.
+
+    Called again (after the request changed, e.g. narrowed to its eligible devices) it
+    replaces the plan. The waves must hold the request's devices, each exactly once.
+    """
+    with store.db.atomic():
+        campaign = store.campaign(campaign_id)
+        if campaign.state is not S.PENDING_APPROVAL:
+            raise NotApproved(f"{campaign.ref} is {campaign.state}: its plan can no longer change")
+        devices = store.device_ids(campaign_id)
+        planned = [imei for wave in waves for imei in wave.devices]
+        if len(planned) != len(set(planned)) or set(planned) != set(devices):
+            raise ValueError(f"the plan of {campaign.ref} must hold each of its devices exactly once")
+        row = store.db.execute(
+            "SELECT base_hash, bound_hash FROM rollout_plans WHERE campaign_id = ?", [campaign_id]
+        ).fetchone()
+        # Re-bound after a change of the request: the base is the request's hash as it is now.
+        base = row[0] if row is not None and row[1] == campaign.content_hash else campaign.content_hash
+        bound = plan_hash(base, plan, waves)
+        for table in ("wave_devices", "waves"):
+            store.db.execute(f"DELETE FROM {table} WHERE parent_id = ?", [campaign_id])
+        store.db.execute(
+            """INSERT INTO rollout_plans(campaign_id, plan, base_hash, bound_hash, created_at)
+               VALUES(?, ?, ?, ?, ?)
+               ON CONFLICT(campaign_id) DO UPDATE SET plan = excluded.plan,
+                 base_hash = excluded.base_hash, bound_hash = excluded.bound_hash""",
+            [campaign_id, json.dumps(plan.to_json()), base, bound, store.now()],
+        )
+        store.db.conn.executemany(
+            "INSERT INTO waves(parent_id, number, label, size, radius) VALUES(?, ?, ?, ?, ?)",
+            [(campaign_id, w.number, w.label, w.size, json.dumps([list(r) for r in w.radius])) for w in waves],
+        )
+        store.db.conn.executemany(
+            "INSERT INTO wave_devices(parent_id, imei, number) VALUES(?, ?, ?)",
+            ((campaign_id, imei, w.number) for w in waves for imei in w.devices),
+        )
+        store.db.execute("UPDATE campaigns SET content_hash = ? WHERE id = ?", [bound, campaign_id])
+        return store.campaign(campaign_id)
+
+
+def _when(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def load(db: Database, campaign_id: int) -> StoredPlan | None:
+    """The plan of a request, or None for a request that is one campaign (no plan)."""
+    row = db.execute(
+        """SELECT plan, base_hash, bound_hash, halted_at, halted_by, halt_reason
+           FROM rollout_plans WHERE campaign_id = ?""",
+        [campaign_id],
+    ).fetchone()
+    if row is None:
+        return None
+    waves = tuple(
+        WaveRecord(
+            number=r[0],
+            label=r[1],
+            size=r[2],
+            radius=tuple((str(x[0]), str(x[1]), str(x[2]), int(x[3])) for x in json.loads(r[3])),
+            campaign_id=r[4],
+            promoted_by=r[5],
+            promoted_at=_when(r[6]),
+            promote_reason=r[7],
+        )
+        for r in db.execute(
+            """SELECT number, label, size, radius, campaign_id, promoted_by, promoted_at, promote_reason
+               FROM waves WHERE parent_id = ? ORDER BY number""",
+            [campaign_id],
+        ).fetchall()
+    )
+    return StoredPlan(
+        campaign_id=campaign_id,
+        plan=RolloutPlan.from_json(json.loads(row[0])),
+        base_hash=row[1],
+        bound_hash=row[2],
+        waves=waves,
+        halted_at=_when(row[3]),
+        halted_by=row[4],
+        halt_reason=row[5],
+    )
+
+
+def wave_devices(db: Database, parent_id: int, number: int) -> list[str]:
+    rows = db.execute(
+        "SELECT imei FROM wave_devices WHERE parent_id = ? AND number = ? ORDER BY rowid", [parent_id, number]
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def start_wave(store: Store, parent_id: int, number: int, *, by: str, reason: str) -> Campaign:
+    """Create wave `number`'s campaign, approved by the request's approvals; it is then sent by
+    `Submitter.submit` like any campaign. Idempotent: a wave already started is returned as is.
+
+    Checks only what the record says (approved plan, not halted, waves in order, who may start
+    a later wave); whether the wave before passed is the workflow's to judge from its figures,
+    and the guard recounts the approvals again when the wave is sent. The wave starts the day
+    it is started, with the request's windows and the request's number of days.
+    """
+    with store.db.atomic():
+        parent = store.campaign(parent_id)
+        stored = load(store.db, parent_id)
+        if stored is None:
+            raise WaveRefused(f"{parent.ref} is not a staged rollout")
+        try:
+            wave = stored.wave(number)
+        except KeyError:
+            raise WaveRefused(f"{parent.ref} has no wave {number} (it has {len(stored.waves)})") from None
+        if wave.campaign_id is not None:
+            return store.campaign(wave.campaign_id)
+        if parent.state is not S.APPROVED:
+            raise WaveRefused(f"{parent.ref} is {parent.state}, not an approved rollout")
+        if stored.halted:
+            raise WaveRefused(f"{parent.ref} was halted: {stored.halt_reason or 'no reason recorded'}")
+        if parent.content_hash != stored.bound_hash:
+            raise WaveRefused(f"{parent.ref} changed since its plan was approved")
+        if number > 1:
+            before = stored.wave(number - 1)
+            if before.campaign_id is None:
+                raise WaveRefused(f"wave {number - 1} of {parent.ref} has not started yet")
+            if not store.campaign(before.campaign_id).state.is_terminal:
+                raise WaveRefused(f"wave {number - 1} of {parent.ref} has not ended yet")
+            if by == parent.requester:
+                raise WaveRefused(f"the requester of {parent.ref} cannot promote their own rollout")
+        devices = wave_devices(store.db, parent_id, number)
+        today = store.clock().astimezone(dt.UTC).date()
+        end = today + (parent.end_date - parent.start_date)
+        now = store.now()
+        cursor = store.db.execute(
+            """INSERT INTO campaigns(state, requester, account, firmware_name, firmware_from,
+               firmware_to, protocol, start_date, end_date, windows, name, device_count,
+               content_hash, sandbox, created_at, updated_at, expires_at, notes, licence_auto,
+               approval_channel, thread_ts, parent_id, wave, waves_total)
+               VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, ?)""",
+            [
+                S.APPROVED.value,
+                parent.requester,
+                parent.account,
+                parent.firmware_name,
+                parent.firmware_from,
+                parent.firmware_to,
+                parent.protocol,
+                today.isoformat(),
+                end.isoformat(),
+                json.dumps([[w.start_hour, w.end_hour] for w in parent.windows]),
+                parent.name,
+                len(devices),
+                int(parent.sandbox),
+                now,
+                now,
+                iso(parent.expires_at),
+                int(parent.licence_auto),
+                parent.approval_channel,
+                parent.thread_ts,
+                parent_id,
+                number,
+                len(stored.waves),
+            ],
+        )
+        child_id = cursor.lastrowid
+        assert child_id is not None
+        store.db.conn.executemany(
+            "INSERT INTO devices(campaign_id, imei) VALUES(?, ?)", ((child_id, imei) for imei in devices)
+        )
+        child = store.campaign(child_id)
+        digest = content_hash({"account": child.account, **child.schedule_body(devices)})
+        store.db.execute("UPDATE campaigns SET content_hash = ? WHERE id = ?", [digest, child_id])
+        store.db.execute(
+            """UPDATE waves SET campaign_id = ?, promoted_by = ?, promoted_at = ?, promote_reason = ?
+               WHERE parent_id = ? AND number = ?""",
+            [child_id, by, now, reason, parent_id, number],
+        )
+        store.db.execute(
+            "INSERT INTO audit(campaign_id, from_state, to_state, actor, reason, at) VALUES(?, NULL, ?, ?, ?, ?)",
+            [child_id, S.APPROVED.value, by, f"wave {number}/{len(stored.waves)} of {parent.ref}: {reason}", now],
+        )
+        return store.campaign(child_id)
+
+
+def halt(store: Store, parent_id: int, *, by: str, reason: str) -> StoredPlan:
+    """Record that the rollout stops: no wave starts after this. Said once; later calls keep it."""
+    with store.db.atomic():
+        store.db.execute(
+            """UPDATE rollout_plans SET halted_at = ?, halted_by = ?, halt_reason = ?
+               WHERE campaign_id = ? AND halted_at IS NULL""",
+            [store.now(), by, reason, parent_id],
+        )
+        stored = load(store.db, parent_id)
+    if stored is None:
+        raise WaveRefused(f"{ref_for(parent_id)} is not a staged rollout")
+    return stored
+
+
+def refusal(db: Database, campaign: Campaign, approvals_of: int) -> str | None:
+    """Why the guard must refuse sending `campaign`, as far as plans are concerned, or None.
+
+    `approvals_of` is the count of valid approvals of the request `campaign` belongs to, for
+    the request's current content hash (the caller counts them as for any campaign).
+    """
+    if campaign.parent_id is None:
+        if db.execute("SELECT 1 FROM rollout_plans WHERE campaign_id = ?", [campaign.id]).fetchone():
+            return f"{campaign.ref} is a staged rollout: it is sent wave by wave, never whole"
+        return None
+    stored = load(db, campaign.parent_id)
+    parent = ref_for(campaign.parent_id)
+    if stored is None:
+        return f"{campaign.ref} is a wave of {parent}, which has no plan on record"
+    if stored.halted:
+        return f"{parent} was halted: {stored.halt_reason or 'no reason recorded'}"
+    row = db.execute("SELECT content_hash FROM campaigns WHERE id = ?", [campaign.parent_id]).fetchone()
+    if row is None or row[0] != stored.bound_hash:
+        return f"{parent} changed since its plan was approved"
+    try:
+        wave = stored.wave(campaign.wave or 0)
+    except KeyError:
+        return f"{parent} has no wave {campaign.wave}"
+    if wave.campaign_id != campaign.id:
+        return f"{campaign.ref} is not the campaign of wave {wave.number} of {parent}"
+    planned = db.execute(
+        "SELECT imei FROM wave_devices WHERE parent_id = ? AND number = ? ORDER BY imei",
+        [campaign.parent_id, wave.number],
+    ).fetchall()
+    held = db.execute(
+        "SELECT imei FROM devices WHERE campaign_id = ? AND dropped_at IS NULL ORDER BY imei", [campaign.id]
+    ).fetchall()
+    if planned != held:
+        return f"the devices of {campaign.ref} are not those of wave {wave.number} of {parent}"
+    if approvals_of < 1:
+        return f"{parent} has no recorded approval of its plan"
+    return None

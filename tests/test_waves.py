@@ -1,0 +1,248 @@
+"""Staged rollouts on record: the plan bound into the hash, waves as campaigns of their own, and
+the guard that sends each wave on the plan's approvals and never the request whole."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from bot.workflow.planner import assign
+from storage import waves
+from storage.migrations import migrations
+from storage.plan import WHOLE, DeviceFacts, RolloutPlan
+from storage.records import Campaign
+from storage.states import CampaignState
+from storage.store import NotApproved, Store
+from tests.conftest import ManualClock
+from tests.support.stack import ANN, BOB, REQUESTER, running_stack
+from tests.test_e2e_flow import request_campaign
+
+S = CampaignState
+PLAN = RolloutPlan(canary=1, waves=(5_000, WHOLE))
+
+
+def _request(store: Store, clock: ManualClock, devices: list[str], name: str | None = "Q3") -> Campaign:
+    import datetime as dt
+
+    return store.create_campaign(
+        requester=REQUESTER,
+        account="0000000000-00001",
+        firmware_name="FW",
+        firmware_from="A",
+        firmware_to="B",
+        protocol="LWM2M",
+        start_date=clock().date(),
+        end_date=clock().date() + dt.timedelta(days=3),
+        windows=(),
+        name=name,
+        devices=devices,
+        sandbox=True,
+        expires_at=clock() + dt.timedelta(hours=24),
+    )
+
+
+def _facts(imeis: list[str]) -> list[DeviceFacts]:
+    return [DeviceFacts(imei, "SEQUANS", f"M{i % 2}", "SR1") for i, imei in enumerate(imeis)]
+
+
+DEVICES = [f"35465809035{n:04d}" for n in range(6)]
+
+
+def _planned(store: Store, clock: ManualClock) -> Campaign:
+    campaign = _request(store, clock, DEVICES)
+    return waves.bind_plan(store, campaign.id, PLAN, assign(PLAN, _facts(DEVICES)))
+
+
+def _approve(store: Store, campaign: Campaign, user: str = ANN) -> None:
+    store.record_approval(campaign.id, user=user, shown_hash=campaign.content_hash, required=1)
+
+
+# --- schema ----------------------------------------------------------------------------------
+
+
+def test_a_database_from_before_staged_rollouts_migrates_and_keeps_its_campaigns(
+    db_path: Path, clock: ManualClock
+) -> None:
+    legacy = Database(sqlite3.connect(db_path))
+    migrations.apply(legacy, stop_before="m008_staged_rollouts")
+    legacy.close()
+    store = Store.open(db_path, clock=clock)
+    try:
+        campaign = _request(store, clock, DEVICES[:2])
+        assert {"parent_id", "wave", "waves_total"} <= set(store.db["campaigns"].columns_dict)
+        assert {"rollout_plans", "waves", "wave_devices"} <= set(store.db.table_names())
+        assert campaign.parent_id is None and campaign.thingspace_name == "Q3 [FB-1]"
+        assert migrations.pending(store.db) == []
+    finally:
+        store.close()
+
+
+def test_rows_written_before_the_migration_read_back_as_one_wave(db_path: Path, clock: ManualClock) -> None:
+    legacy = Database(sqlite3.connect(db_path))
+    migrations.apply(legacy, stop_before="m008_staged_rollouts")
+    legacy.execute(
+        """INSERT INTO campaigns(state, requester, account, firmware_name, firmware_from, firmware_to,
+           protocol, start_date, end_date, windows, name, device_count, content_hash, sandbox,
+           created_at, updated_at, expires_at, notes)
+           VALUES('CampaignEnded', 'U1', '1-1', 'FW', 'A', 'B', 'LWM2M', '2026-11-01', '2026-11-02',
+           '[]', NULL, 1, 'h', 0, '2026-11-01T00:00:00+00:00', '2026-11-01T00:00:00+00:00',
+           '2026-11-02T00:00:00+00:00', '[]')"""
+    )
+    legacy.conn.commit()
+    legacy.close()
+    store = Store.open(db_path, clock=clock)
+    try:
+        old = store.campaign(1)
+        assert (old.parent_id, old.wave, old.waves_total) == (None, None, None)
+        assert old.thingspace_name == "fota-bot FB-1"
+        assert waves.load(store.db, 1) is None
+    finally:
+        store.close()
+
+
+# --- binding the plan -----------------------------------------------------------------------------
+
+
+def test_the_plan_is_bound_into_the_content_hash(store: Store, clock: ManualClock) -> None:
+    campaign = _request(store, clock, DEVICES)
+    approved_before = campaign.content_hash
+    planned = waves.bind_plan(store, campaign.id, PLAN, assign(PLAN, _facts(DEVICES)))
+    assert planned.content_hash != approved_before
+    # The same plan bound again gives the same hash; another plan another one.
+    again = waves.bind_plan(store, campaign.id, PLAN, assign(PLAN, _facts(DEVICES)))
+    assert again.content_hash == planned.content_hash
+    other = RolloutPlan(canary=2, waves=(5_000, WHOLE))
+    changed = waves.bind_plan(store, campaign.id, other, assign(other, _facts(DEVICES)))
+    assert changed.content_hash != planned.content_hash
+
+    stored = waves.load(store.db, campaign.id)
+    assert stored is not None and stored.plan == other and stored.bound_hash == changed.content_hash
+    assert [(w.number, w.label, w.size) for w in stored.waves] == [(1, "canary", 2), (2, "50%", 2), (3, "100%", 2)]
+    assert sorted(i for w in stored.waves for i in waves.wave_devices(store.db, campaign.id, w.number)) == sorted(DEVICES)
+
+
+def test_an_approval_given_before_the_plan_does_not_approve_it(store: Store, clock: ManualClock) -> None:
+    campaign = _request(store, clock, DEVICES)
+    shown = campaign.content_hash
+    waves.bind_plan(store, campaign.id, PLAN, assign(PLAN, _facts(DEVICES)))
+    result = store.record_approval(campaign.id, user=ANN, shown_hash=shown, required=1)
+    assert result.outcome.name == "STALE"
+    assert store.campaign(campaign.id).state is S.PENDING_APPROVAL
+
+
+def test_a_plan_must_hold_every_device_once(store: Store, clock: ManualClock) -> None:
+    campaign = _request(store, clock, DEVICES)
+    with pytest.raises(ValueError):
+        waves.bind_plan(store, campaign.id, PLAN, assign(PLAN, _facts(DEVICES[:-1])))
+    assert waves.load(store.db, campaign.id) is None
+
+
+# --- the guard ------------------------------------------------------------------------------------
+
+
+def test_an_approved_plan_is_never_claimed_whole(store: Store, clock: ManualClock) -> None:
+    campaign = _planned(store, clock)
+    _approve(store, campaign)
+    assert store.campaign(campaign.id).state is S.APPROVED
+    with pytest.raises(NotApproved, match="wave by wave, never whole"):
+        store.claim_for_submission(campaign.id, required=1)
+
+
+def test_wave_one_is_claimed_on_the_plans_approvals(store: Store, clock: ManualClock) -> None:
+    campaign = _planned(store, clock)
+    with pytest.raises(waves.WaveRefused, match="not an approved rollout"):
+        waves.start_wave(store, campaign.id, 1, by=ANN, reason="approved")
+    _approve(store, campaign)
+    clock.advance(days=1)
+    first = waves.start_wave(store, campaign.id, 1, by=ANN, reason="approved")
+    assert (first.parent_id, first.wave, first.waves_total, first.state) == (campaign.id, 1, 3, S.APPROVED)
+    assert first.thingspace_name == "Q3 [FB-1 w1/3]"
+    assert first.start_date == clock().date()  # the day it is started
+    assert first.end_date - first.start_date == campaign.end_date - campaign.start_date
+    assert store.device_ids(first.id) == waves.wave_devices(store.db, campaign.id, 1)
+    # A second start (a double click, a retry) is the same wave: one campaign.
+    assert waves.start_wave(store, campaign.id, 1, by=BOB, reason="again").id == first.id
+    assert store.claim_for_submission(first.id, required=1).state is S.SUBMITTING
+
+
+def test_a_wave_is_not_sent_when_the_request_is_not_approved(store: Store, clock: ManualClock) -> None:
+    campaign = _planned(store, clock)
+    _approve(store, campaign)
+    first = waves.start_wave(store, campaign.id, 1, by=ANN, reason="approved")
+    # The approval is taken away from under the wave (a hand edit of the database).
+    store.db.execute("DELETE FROM decisions")
+    store.db.conn.commit()
+    with pytest.raises(NotApproved, match="no recorded approval of its plan"):
+        store.claim_for_submission(first.id, required=1)
+
+
+def test_a_wave_whose_devices_were_changed_is_refused(store: Store, clock: ManualClock) -> None:
+    campaign = _planned(store, clock)
+    _approve(store, campaign)
+    first = waves.start_wave(store, campaign.id, 1, by=ANN, reason="approved")
+    store.db.execute("INSERT INTO devices(campaign_id, imei) VALUES(?, '354658090359999')", [first.id])
+    store.db.conn.commit()
+    with pytest.raises(NotApproved, match="not those of wave 1"):
+        store.claim_for_submission(first.id, required=1)
+
+
+def test_later_waves_wait_for_the_one_before_and_not_for_the_requester(store: Store, clock: ManualClock) -> None:
+    campaign = _planned(store, clock)
+    _approve(store, campaign)
+    first = waves.start_wave(store, campaign.id, 1, by=ANN, reason="approved")
+    with pytest.raises(waves.WaveRefused, match="wave 1 of FB-1 has not ended yet"):
+        waves.start_wave(store, campaign.id, 2, by=BOB, reason="promoted")
+    with pytest.raises(waves.WaveRefused, match="wave 2 of FB-1 has not started"):
+        waves.start_wave(store, campaign.id, 3, by=BOB, reason="promoted")
+    store.claim_for_submission(first.id, required=1)
+    store.transition(first.id, S.SUBMITTED, actor="thingspace", reason="scheduled", thingspace_id="ts-1")
+    store.transition(first.id, S.ENDED, actor="thingspace", reason="ended")
+    with pytest.raises(waves.WaveRefused, match="cannot promote their own rollout"):
+        waves.start_wave(store, campaign.id, 2, by=REQUESTER, reason="promoted")
+    second = waves.start_wave(store, campaign.id, 2, by=BOB, reason="promoted")
+    assert second.thingspace_name == "Q3 [FB-1 w2/3]"
+    stored = waves.load(store.db, campaign.id)
+    assert stored is not None and stored.wave(2).promoted_by == BOB and stored.wave(2).campaign_id == second.id
+    assert any("wave 2/3 of FB-1" in row["reason"] for row in store.audit(second.id))
+
+
+def test_a_halted_rollout_sends_no_further_wave(store: Store, clock: ManualClock) -> None:
+    campaign = _planned(store, clock)
+    _approve(store, campaign)
+    first = waves.start_wave(store, campaign.id, 1, by=ANN, reason="approved")
+    waves.halt(store, campaign.id, by="fota-bot", reason="3 of 10 devices failed (halt 5%)")
+    waves.halt(store, campaign.id, by=ANN, reason="said again")  # the first reason stays
+    with pytest.raises(NotApproved, match="halted: 3 of 10 devices failed"):
+        store.claim_for_submission(first.id, required=1)
+    with pytest.raises(waves.WaveRefused, match="halted"):
+        waves.start_wave(store, campaign.id, 2, by=BOB, reason="promoted")
+
+
+# --- through the submitter and the sandbox --------------------------------------------------------
+
+
+async def test_each_wave_reaches_thingspace_once_under_its_own_name_even_across_restarts(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        await request_campaign(stack)
+        store = stack.rt.store
+        devices = store.device_ids(1)
+        plan = RolloutPlan(canary=1, waves=(5_000, WHOLE))
+        campaign = waves.bind_plan(store, 1, plan, assign(plan, _facts(devices)))
+        store.record_approval(1, user=ANN, shown_hash=campaign.content_hash, required=1)
+        await stack.rt.submitter.submit(1)
+        await stack.restart()  # resumes every approved campaign: the request is not sent whole
+        await stack.settle()
+        assert stack.thingspace.schedule_posts() == []
+
+        first = waves.start_wave(stack.rt.store, 1, 1, by=ANN, reason="approved")
+        await stack.restart()  # killed after the wave was started, before it was sent
+        await stack.settle()
+        await stack.restart()
+        await stack.settle()
+        [post] = stack.thingspace.schedule_posts()
+        assert post.json()["campaignName"] == "Smart FOTA [FB-1 w1/3]"
+        assert post.json()["deviceList"] == waves.wave_devices(stack.rt.store.db, 1, 1)
+        assert stack.rt.store.campaign(first.id).state is not S.APPROVED
