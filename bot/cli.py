@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bot.cli")
 
-SUBCOMMANDS = ("serve", "sandbox", "demo", "check", "campaigns", "history", "register-callback", "callback-url")
+SUBCOMMANDS = (
+    "serve", "sandbox", "demo", "check", "campaigns", "history", "register-callback", "callback-url", "backup",
+)
 
 SANDBOX_BANNER = (
     "SANDBOX MODE: no ThingSpace credentials are set, so fota-bot talks to its built-in "
@@ -75,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("id")
     sub.add_parser("register-callback", help="register {FOTA_PUBLIC_URL}/thingspace/callbacks/{token} with ThingSpace")
     sub.add_parser("callback-url", help="print the full callback URL, for registering it by hand")
+    backup = sub.add_parser("backup", help="a consistent copy of FOTA_DB, safe while serve runs")
+    backup.add_argument("path", type=Path, help="the file to write, or a folder to write a dated file in")
     return parser
 
 
@@ -103,6 +107,7 @@ def _demo_devices(text: str) -> int:
 # The commands that open FOTA_DB, and whether it must already be there.
 _DATABASE_COMMANDS = {
     "serve": False, "campaigns": False, "history": False, "register-callback": False, "callback-url": False,
+    "backup": True,
 }
 
 
@@ -178,6 +183,17 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from bot.operator import run_history
 
         return run_history(settings, args.id)
+    if args.command == "backup":
+        from bot.backup import BackupError, backup
+
+        try:
+            result = backup(settings.db_path, args.path)
+        except BackupError as exc:
+            raise OperatorError(str(exc)) from exc
+        campaigns = f"{result.campaigns} campaign{'' if result.campaigns == 1 else 's'}"
+        print(f"backed up FOTA_DB={settings.db_path} to {result.path}: {campaigns}, "
+              f"{result.size / 1_000_000:.1f} MB, integrity ok")
+        return 0
     if args.command == "callback-url":
         from bot.operator import run_callback_url
 
