@@ -125,6 +125,7 @@ async def show_status(services: Services, ident: str, respond: Respond) -> None:
         required_approvals=services.settings.required_approvals,
         permalink=view.permalink,
         last_actor=view.last_actor,
+        now=services.clock(),
     )
     await respond(response_type="ephemeral", replace_original=False, **reply)
 

@@ -247,6 +247,10 @@ async def test_a_request_with_devices_of_every_kind_sends_exactly_the_eligible_s
         assert [b for b in decision_buttons_of(home["blocks"]) if "\"campaign_id\":2" in b[2]] == buttons
         home_text = json.dumps(home, ensure_ascii=False)
         assert "*4 of 12 devices eligible*" in home_text and "Blast radius:" in home_text
+        # So does /fota status.
+        _, status_url = await stack.slash("status FB-2", user=BOB)
+        await stack.settle()
+        assert "*4 of 12 devices eligible*" in answers(stack, status_url)
 
         # A plain Approve (an old or forged click) cannot send the excluded devices.
         campaign = stack.rt.store.campaign(2)
@@ -274,6 +278,9 @@ async def test_a_request_with_devices_of_every_kind_sends_exactly_the_eligible_s
         assert stack.rt.store.campaign(2).state is CampaignState.SUBMITTED
         stamp = card_text(stack)
         assert "Narrowed by <@U0ANN> to the eligible devices: 8 excluded devices left out" in stamp
+        _, status_url = await stack.slash("status FB-2", user=BOB)
+        await stack.settle()
+        assert "Narrowed by <@U0ANN> to the eligible devices" in answers(stack, status_url)
 
         # To the end: every device accounted for, the excluded ones in the summary.
         await stack.run_sandbox(60, step=2.0)

@@ -162,9 +162,9 @@ class Operations:
             not_approvable=preflight.refusal(self.store.db, campaign.id)
             if campaign.state is S.PENDING_APPROVAL
             else None,
-            preflight=preflight.load(self.store, campaign.id)
-            if campaign.state is S.PENDING_APPROVAL
-            else None,
+            # Also after the decision: the stamp and the campaign card say who narrowed or
+            # overrode the device set.
+            preflight=preflight.load(self.store, campaign.id),
         )
 
     def view(self, ident: str) -> CampaignView:
@@ -181,6 +181,7 @@ class Operations:
             view.sample,
             await self.permalink(view.campaign),
             audit[-1]["actor"] if audit else None,
+            preflight=view.preflight,
         )
 
     def history(self, ident: str) -> tuple[Campaign, list[HistoryEntry]]:

@@ -8,6 +8,7 @@ are parsed strictly (`parse_*_value` raise ValueError for anything these builder
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol
@@ -42,6 +43,7 @@ from commands.blocks.kit import (
     slack_date,
     user,
 )
+from commands.blocks.preflight import findings_summary, scope_lines
 from storage.preflight import PreflightRecord
 from storage.records import Campaign, Decision, Device
 from storage.states import DEVICE_BUCKETS, CampaignState
@@ -143,6 +145,7 @@ def status_reply(
     required_approvals: int,
     permalink: str | None,
     last_actor: str | None = None,
+    now: dt.datetime | None = None,
 ) -> Message:
     """The campaign card as the thread root shows it now (without its buttons: an ephemeral
     copy is not the place to approve), and a link to the thread. `last_actor` names who
@@ -156,6 +159,7 @@ def status_reply(
             devices_sample=facts.sample,
             sandbox=campaign.sandbox,
             by_user=last_actor if campaign.state is S.WITHDRAWN else None,
+            scope_lines=scope_lines(facts.preflight),
         )
     else:
         card = campaign_card(
@@ -164,10 +168,15 @@ def status_reply(
             last_update=campaign.last_callback_at,
             sandbox=campaign.sandbox,
             decisions=facts.decisions,
+            scope_lines=scope_lines(facts.preflight),
         )
     extra: list[Block] = []
     if campaign.state is S.PENDING_APPROVAL:
         approvals = counted_approvals(campaign, facts.decisions)
+        if facts.preflight is not None and now is not None:
+            # The findings the approvers decide on, as the card shows them.
+            today = now.astimezone(dt.UTC).date()
+            extra.append(section(findings_summary(campaign, facts.preflight, today=today)))
         extra.append(
             section(
                 f"*{len(approvals)} of {plural(required_approvals, 'approval')}* so far · "

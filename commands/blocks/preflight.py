@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from commands.blocks.actions import (
     ACTION_APPROVE,
@@ -44,7 +44,6 @@ from commands.blocks.kit import (
     user,
     users,
 )
-from commands.blocks.operations import SharedCsv
 from commands.requests import TimeWindow
 from storage.preflight import (
     CHECKING,
@@ -57,6 +56,9 @@ from storage.preflight import (
     PreflightSummary,
 )
 from storage.records import Campaign
+
+if TYPE_CHECKING:  # commands.blocks.operations builds on this module
+    from commands.blocks.operations import SharedCsv
 
 ACTION_APPROVE_ELIGIBLE = "fota_eligible_only"
 ACTION_INCLUDE_EXCLUDED = "fota_include_excluded"
