@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--state", default="fota-sandbox.db", help="SQLite file the sandbox keeps its state in across restarts"
     )
+    sandbox.add_argument(
+        "--pace",
+        choices=("quick", "thingspace"),
+        default="quick",
+        help="quick: a campaign runs in seconds; thingspace: ThingSpace's hours, windows and 04:00 UTC retries",
+    )
     demo = sub.add_parser("demo", help="one whole rollout with no credentials, printed as it unfolds")
     demo.add_argument("--devices", type=_demo_devices, default=25, help="how many devices (1 to 1000)")
     demo.add_argument("--speed", type=_speed, default=4.0, help="simulated seconds per real second")
@@ -162,7 +168,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return asyncio.run(_serve(settings))
     if args.command == "sandbox":
-        return asyncio.run(_sandbox(args.host, args.port, args.speed, args.state))
+        return asyncio.run(_sandbox(args.host, args.port, args.speed, args.state, args.pace))
     if args.command == "demo":
         from bot.demo import DemoRefused, run_demo
         from bot.server import AlreadyRunning
@@ -340,14 +346,15 @@ async def connect_socket_mode(runtime: Runtime, app_token: str) -> AsyncSocketMo
     return handler
 
 
-async def _sandbox(host: str, port: int, speed: float, state: str) -> int:
+async def _sandbox(host: str, port: int, speed: float, state: str, pace: str = "quick") -> int:
     import uvicorn
 
-    from bot.sandbox import Sandbox, SandboxClock, create_sandbox_app
+    from bot.sandbox import Sandbox, SandboxClock, SandboxTimings, create_sandbox_app
     from bot.server import GracefulServer
 
     _check_address(host, port, f"--host {host} --port {port}")
-    sandbox = Sandbox(clock=SandboxClock.real(speed=speed))
+    timings = SandboxTimings.thingspace() if pace == "thingspace" else SandboxTimings()
+    sandbox = Sandbox(clock=SandboxClock.real(speed=speed), timings=timings)
     try:
         sandbox.open_state(state)
     except sqlite3.DatabaseError as exc:

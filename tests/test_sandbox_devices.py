@@ -74,6 +74,7 @@ def test_the_tac_names_make_model_and_the_firmware_a_device_ships_with() -> None
         "ME910C1-WW": ("35907610", "Telit", "LWM2M", ("M0B.020004",)),
         "BG96": ("86695904", "Quectel", "LWM2M", ("BG96MAR02A08M1G", "BG96MAR03A01M1G")),
         "WP7702": ("35316410", "Sierra Wireless", "OMA", ("R13.1.0.002",)),
+        "nRF9160": ("35240611", "Nordic Semiconductor", "HTTP", ("mfw_nrf9160_1.3.4",)),
     }
     for model in device_models():
         for imei in sandbox_imeis(20, kind=None, model=model.model):

@@ -47,7 +47,8 @@ def refused(response: httpx.Response, message: str, code: str = "INVALID_PARAMET
         ("OMA", {"OMA"}),
         ("OMD-DM", {"OMA"}),  # the SDK's firmware-list enum
         ("OMDADM", {"OMA"}),  # the SDK's devices enum
-        ("all", {"LWM2M", "OMA"}),  # the SDK's firmware-list enum: everything
+        ("HTTP", {"HTTP"}),
+        ("all", {"LWM2M", "OMA", "HTTP"}),  # the SDK's firmware-list enum: everything
     ],
 )
 async def test_the_firmware_list_takes_every_spelling_the_sdk_documents(

@@ -45,6 +45,7 @@ TAC         make                      model        protocol  firmware before any
 35907610    Telit                     ME910C1-WW   LWM2M     M0B.020004
 86695904    Quectel                   BG96         LWM2M     BG96MAR02A08M1G or BG96MAR03A01M1G
 35316410    Sierra Wireless           WP7702       OMA       R13.1.0.002
+35240611    Nordic Semiconductor      nRF9160      HTTP      mfw_nrf9160_1.3.4
 ==========  ========================  ===========  ========  =====================================
 
 Any other TAC is the catalogue's first model (by default the GM01Q of the reference page's
@@ -93,6 +94,7 @@ MODEL_TACS: dict[tuple[str, str], str] = {
     ("Telit", "ME910C1-WW"): "35907610",
     ("Quectel", "BG96"): "86695904",
     ("Sierra Wireless", "WP7702"): "35316410",
+    ("Nordic Semiconductor", "nRF9160"): "35240611",
 }
 
 
@@ -175,6 +177,17 @@ DEFAULT_CATALOGUE: tuple[FirmwareEntry, ...] = (
         protocol="OMA",
         launch_date="2022-11-02",
         release_note="Legato 19.11 base",
+    ),
+    # HTTP devices are not pushed: they fetch the firmware when they check in.
+    FirmwareEntry(
+        firmware_name="Nordic_nRF9160_mfw_1.3.4_1.3.5",
+        firmware_from="mfw_nrf9160_1.3.4",
+        firmware_to="mfw_nrf9160_1.3.5",
+        make="Nordic Semiconductor",
+        model="nRF9160",
+        protocol="HTTP",
+        launch_date="2023-05-10",
+        release_note="Modem firmware maintenance release",
     ),
 )
 

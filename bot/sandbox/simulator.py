@@ -25,8 +25,16 @@ A campaign accepted at time t0 with startDate S and endDate E moves:
 With the defaults a campaign ends about 22 sandbox seconds after it was accepted. Nothing
 happens after the end of E (24:00 UTC): a device not finished by then ends ``UpgradeFailed``
 ("Campaign end date reached before the device was upgraded") and the campaign ends.
-Time windows (``campaignTimeWindowList``) are validated but not enforced: rehearsals would
-otherwise wait for the window's hours.
+At this quick pace time windows (``campaignTimeWindowList``) are validated but not waited
+for: rehearsals would otherwise wait for the window's hours.
+
+`SandboxTimings.thingspace()` follows ThingSpace's "About Campaigns" page instead: scheduled
+about 1 h 45 after acceptance (or at 00:00 UTC of a future start date), pushed devices reached
+over half an hour but only inside a window (else from the next window's opening), a device
+that does not respond (LWM2M) left ``UpgradeScheduled`` with the reason and its next attempt
+at 04:00 UTC (plus its spread) on each of the next three days before it ends ``UpgradeFailed``,
+and HTTP devices reached at their first check-in (every 4 hours, at a phase of their own)
+inside a window.
 
 A campaign may be cancelled (``DELETE``) until it is ``CampaignScheduled``; it then becomes
 ``CampaignCancelled`` and each of its devices ``CampaignCancelled`` (reason "Campaign
@@ -83,6 +91,7 @@ DEVICE_CANCELLED = "CampaignCancelled"
 DEVICE_FINAL = frozenset({UPGRADE_SUCCESS, UPGRADE_FAILED, REQUEST_FAILED, DEVICE_CANCELLED})
 
 END_DATE_REACHED_REASON = "Campaign end date reached before the device was upgraded"
+NO_RESPONSE_REASON = "Device did not respond"
 CANCELLED_REASON = "Campaign cancelled"
 
 REQUIRED_FIELDS = (
@@ -177,7 +186,11 @@ class SandboxClock:
 
 @dataclass(frozen=True)
 class SandboxTimings:
-    """Phase durations in sandbox seconds (see the module docstring for the timeline)."""
+    """Phase durations in sandbox seconds (see the module docstring for the timeline).
+
+    The defaults are the quick rehearsal: a campaign runs in seconds, whatever its time windows.
+    `thingspace()` follows ThingSpace's "About Campaigns" page instead (see there).
+    """
 
     queue: float = 2.0
     pre_schedule: float = 2.0
@@ -185,6 +198,24 @@ class SandboxTimings:
     device_spread: float = 10.0
     upgrade: float = 4.0
     end_grace: float = 2.0
+    # ThingSpace's calendar, off in the quick rehearsal:
+    windows: bool = False  # devices upgrade only inside campaignTimeWindowList (UTC hours)
+    retry_hour: int | None = None  # an unresponsive LWM2M device is retried at this UTC hour…
+    retry_days: int = 3  # …on up to this many following days
+    http_checkin: float | None = None  # HTTP devices are not pushed: they check in this often
+
+    @classmethod
+    def thingspace(cls) -> SandboxTimings:
+        """ThingSpace's pace: an on-demand LWM2M/OMA campaign is scheduled about 1 h 45 after
+        it is accepted (its page: "within about two hours", after pre-validation), a future one
+        at 00:00 UTC of its start date; devices are reached over half an hour, only inside the
+        time windows; an unresponsive LWM2M device is retried around 04:00 UTC on each of the
+        next three days; HTTP devices upgrade at a check-in (every 4 hours) inside a window."""
+        return cls(
+            queue=60.0, pre_schedule=3540.0, schedule=2700.0, device_spread=1800.0,
+            upgrade=600.0, end_grace=300.0,
+            windows=True, retry_hour=4, retry_days=3, http_checkin=4 * 3600.0,
+        )
 
 
 # --- Errors and events ---------------------------------------------------------------------------
@@ -456,7 +487,8 @@ class Changes:
 
 # A pending change: (time, sequence, campaign id, generation, device id or None, status,
 # reason). The sequence keeps changes due at the same moment in the order they were planned.
-_Planned = tuple[float, int, str, int, str | None, str, str]
+# The last field is the device's next attempt after this change, if one is planned.
+_Planned = tuple[float, int, str, int, str | None, str, str, float | None]
 
 
 class Simulator:
@@ -554,7 +586,7 @@ class Simulator:
         t = now.timestamp()
         planned = self._planned
         while planned and planned[0][0] <= t:
-            at, _, campaign_id, generation, device_id, status, reason = heapq.heappop(planned)
+            at, _, campaign_id, generation, device_id, status, reason, next_at = heapq.heappop(planned)
             campaign = self.campaigns[campaign_id]
             if campaign.status == CANCELLED or generation != campaign.generation:
                 continue  # cancelled, or planned before the dates or devices changed
@@ -574,7 +606,7 @@ class Simulator:
             device.updated = at
             if status == UPGRADE_SCHEDULED or status == REQUEST_FAILED:
                 device.recent_attempt = at
-            device.next_attempt = None
+            device.next_attempt = next_at
             if status == UPGRADE_SUCCESS:
                 # The version changes; make and model never do.
                 self._upgraded[(campaign.account, device_id)] = campaign.entry.firmware_to
@@ -695,13 +727,14 @@ class Simulator:
         queued = t0 + timing.queue
         pre_scheduled = queued + timing.pre_schedule
         scheduled = max(pre_scheduled + timing.schedule, start.timestamp())
-        plan: list[tuple[float, str | None, str, str]] = [
-            (at, None, status, "")
+        plan: list[tuple[float, str | None, str, str, float | None]] = [
+            (at, None, status, "", None)
             for at, status in ((min(queued, cutoff), QUEUED),
                                (min(pre_scheduled, cutoff), PRE_SCHEDULED),
                                (min(scheduled, cutoff), SCHEDULED))
             if status not in reached
         ]
+        windows = [(w["startTime"], w["endTime"]) for w in campaign.windows] if timing.windows else []
         last = scheduled
         for imei in campaign.order:
             device = campaign.devices[imei]
@@ -709,41 +742,81 @@ class Simulator:
                 last = max(last, device.updated)
                 continue
             fact = device_facts(imei, self.catalogue)
-            begin = scheduled + fact.spread * timing.device_spread
             if not fact.fota_eligible:
+                begin = scheduled + fact.spread * timing.device_spread
                 reason = NOT_IN_ACCOUNT_REASON if not fact.in_account else NOT_ELIGIBLE_REASON
                 device.next_attempt = min(begin, cutoff)
-                plan.append((min(begin, cutoff), imei, REQUEST_FAILED, reason))
+                plan.append((min(begin, cutoff), imei, REQUEST_FAILED, reason, None))
                 last = max(last, min(begin, cutoff))
                 continue
-            finish = begin + (0.25 + 0.75 * fact.pace) * timing.upgrade
-            if device.status != UPGRADE_SCHEDULED:
-                device.next_attempt = min(begin, cutoff)
-                if begin < cutoff:
-                    plan.append((begin, imei, UPGRADE_SCHEDULED, ""))
-            refusal = self._refusal(campaign, fact)
-            if finish > cutoff:
-                plan.append((cutoff, imei, UPGRADE_FAILED, END_DATE_REACHED_REASON))
-            elif refusal is not None:
-                plan.append((finish, imei, UPGRADE_FAILED, refusal))
-            elif fact.kind is DeviceKind.WILL_FAIL:
-                plan.append((finish, imei, UPGRADE_FAILED, fact.failure_reason or ""))
-            else:
-                plan.append((finish, imei, UPGRADE_SUCCESS, ""))
-            last = max(last, min(finish, cutoff))
+            steps = self._device_steps(campaign, fact, scheduled, windows, cutoff)
+            # A step at or before the device's last change was taken already (a plan made
+            # again after a change of dates or devices, or after a restart).
+            steps = [step for step in steps if step[0] > device.updated]
+            if device.status == UPGRADE_PENDING and steps:
+                device.next_attempt = steps[0][0] if steps[0][1] == UPGRADE_SCHEDULED else None
+            plan.extend((at, imei, status, reason, next_at) for at, status, reason, next_at in steps)
+            last = max([last, *(step[0] for step in steps)])
         if ENDED not in reached:
-            plan.append((min(last + timing.end_grace, cutoff), None, ENDED, ""))
+            plan.append((min(last + timing.end_grace, cutoff), None, ENDED, "", None))
         self.changes.campaigns.add(campaign.id)
         self.changes.devices.update(
             (campaign.id, imei) for imei in campaign.order
             if campaign.devices[imei].status not in DEVICE_FINAL
         )
         generation = campaign.generation
-        for at, device_id, status, reason in plan:
+        for at, device_id, status, reason, next_at in plan:
             self._sequence += 1
-            self._planned.append((at, self._sequence, campaign.id, generation, device_id, status, reason))
+            self._planned.append(
+                (at, self._sequence, campaign.id, generation, device_id, status, reason, next_at)
+            )
         # One heapify for the whole campaign: 100,000 devices are planned in well under a second.
         heapq.heapify(self._planned)
+
+    def _device_steps(
+        self,
+        campaign: Campaign,
+        fact: DeviceFacts,
+        scheduled: float,
+        windows: Sequence[tuple[int, int]],
+        cutoff: float,
+    ) -> list[tuple[float, str, str, float | None]]:
+        """One eligible device's changes: (time, status, reason, next attempt), in order."""
+        timing = self.timings
+        took = (0.25 + 0.75 * fact.pace) * timing.upgrade
+        if fact.protocol == "HTTP" and timing.http_checkin:
+            first = _check_in(scheduled, fact, timing.http_checkin, windows, cutoff)
+        else:
+            first = _in_window(scheduled + fact.spread * timing.device_spread, fact, windows, timing)
+        attempts = [first]
+        unresponsive = fact.kind is DeviceKind.WILL_FAIL and fact.failure_reason == NO_RESPONSE_REASON
+        if unresponsive and fact.protocol == "LWM2M" and timing.retry_hour is not None:
+            day = dt.datetime.fromtimestamp(first, UTC).date()
+            for later in range(1, timing.retry_days + 1):
+                retry = dt.datetime.combine(day + dt.timedelta(days=later), dt.time(timing.retry_hour), UTC)
+                attempts.append(retry.timestamp() + fact.spread * timing.device_spread)
+        attempts = [at for at in attempts if at < cutoff]
+        if not attempts:
+            return [(cutoff, UPGRADE_FAILED, END_DATE_REACHED_REASON, None)]
+        steps: list[tuple[float, str, str, float | None]] = []
+        for index, at in enumerate(attempts[:-1]):
+            # Not answered: ThingSpace says when it tries again.
+            steps.append((at, UPGRADE_SCHEDULED, "", None))
+            steps.append((min(at + took, attempts[index + 1]), UPGRADE_SCHEDULED, NO_RESPONSE_REASON,
+                          attempts[index + 1]))
+        begin = attempts[-1]
+        finish = begin + took
+        steps.append((begin, UPGRADE_SCHEDULED, "", None))
+        refusal = self._refusal(campaign, fact)
+        if finish > cutoff:
+            steps.append((cutoff, UPGRADE_FAILED, END_DATE_REACHED_REASON, None))
+        elif refusal is not None:
+            steps.append((finish, UPGRADE_FAILED, refusal, None))
+        elif fact.kind is DeviceKind.WILL_FAIL:
+            steps.append((finish, UPGRADE_FAILED, fact.failure_reason or "", None))
+        else:
+            steps.append((finish, UPGRADE_SUCCESS, "", None))
+        return steps
 
     def firmware_of(self, account: str, fact: DeviceFacts) -> str:
         """The version the device runs now: its first one, or what a sandbox upgrade left."""
@@ -1112,6 +1185,47 @@ class Simulator:
             "licUsedCount": len(self._licences.get(account, ())),
             "deviceList": results,
         }
+
+
+# --- ThingSpace's calendar ---------------------------------------------------------------------
+
+
+def _window_hours(moment: float, windows: Sequence[tuple[int, int]]) -> bool:
+    hour = dt.datetime.fromtimestamp(moment, UTC).hour
+    return any(start <= hour < end for start, end in windows)
+
+
+def _next_opening(moment: float, windows: Sequence[tuple[int, int]]) -> tuple[float, float]:
+    """The next window opening after `moment` and that window's length in seconds."""
+    day = dt.datetime.fromtimestamp(moment, UTC).date()
+    for offset in range(2):
+        for start, end in sorted(windows):
+            opening = dt.datetime.combine(day + dt.timedelta(days=offset), dt.time(), UTC)
+            at = opening.timestamp() + start * 3600
+            if at > moment:
+                return at, (end - start) * 3600.0
+    raise AssertionError("a window opens every day")
+
+
+def _in_window(moment: float, fact: DeviceFacts, windows: Sequence[tuple[int, int]],
+               timing: SandboxTimings) -> float:
+    """When a pushed (LWM2M, OMA) device is first reached at or after `moment`: at once inside
+    a window, else spread over the start of the next window."""
+    if not windows or _window_hours(moment, windows):
+        return moment
+    opening, length = _next_opening(moment, windows)
+    return opening + fact.spread * min(timing.device_spread, length / 2)
+
+
+def _check_in(scheduled: float, fact: DeviceFacts, period: float,
+              windows: Sequence[tuple[int, int]], cutoff: float) -> float:
+    """An HTTP device's first check-in after `scheduled` that falls inside a window. Its
+    check-ins come every `period` seconds, at a phase of its own."""
+    phase = fact.pace * period
+    moment = scheduled + (phase - scheduled) % period
+    while moment < cutoff and windows and not _window_hours(moment, windows):
+        moment += period
+    return moment
 
 
 # --- Schedule validation ------------------------------------------------------------------------
