@@ -13,6 +13,7 @@ scheduler's one-off jobs run from `settle()` by that clock).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -126,6 +127,8 @@ class AnswerLost(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport):
         self.inner = inner
         self.timed_out = False
+        # What happens at ThingSpace while the client waits in vain (nothing by default).
+        self.meanwhile: Callable[[], object] = lambda: None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self.inner.handle_async_request(request)
@@ -136,6 +139,7 @@ class AnswerLost(httpx.AsyncBaseTransport):
         ):
             self.timed_out = True
             await response.aread()
+            self.meanwhile()
             raise httpx.ReadTimeout("timed out", request=request)
         return response
 
@@ -310,3 +314,45 @@ async def test_a_campaign_that_cannot_be_confirmed_or_searched_ends_with_what_to
         assert schedule_attempts(stack) == 1  # never posted blind
         assert len(delayed_replies(stack)) == 1  # the wait said once, then the outcome
         assert any("NO_ANSWER" in t or "never confirmed" in t for t in replies(stack))
+class PreScheduledUnsearchable(httpx.AsyncBaseTransport):
+    """A ThingSpace that follows Verizon's SDK enum: a campaign list by CampaignPreScheduled is
+    refused with a 400 (the docs' open question 3)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport):
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("campaignStatus") == "CampaignPreScheduled":
+            return httpx.Response(
+                400, json={"errorCode": "INVALID_PARAMETER", "errorMessage": "Invalid campaignStatus"}
+            )
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_lost_answer_is_never_posted_again_while_a_status_it_may_sit_in_cannot_be_searched(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        quiet(stack)
+        response, _ = await stack.slash(SCHEDULE.replace("start=today", "start=+2d"))
+        assert response.status_code == 200
+        await stack.settle()
+        lost = AnswerLost(PreScheduledUnsearchable(stack.thingspace.inner))
+        stack.thingspace.inner = lost
+        # By the time the client gives up waiting, ThingSpace has moved the new campaign on.
+        lost.meanwhile = lambda: stack.sandbox_clock.advance(10)
+        await approved(stack)
+        assert lost.timed_out
+        assert stack.sandbox.campaigns[0].status == "CampaignPreScheduled"
+        # ThingSpace created it and holds it CampaignPreScheduled until its start date, the one
+        # status the look-up cannot search: "not found" proves nothing, so never a second POST.
+        for _ in range(20):
+            stack.clock.advance(minutes=15)
+            await stack.settle()
+        assert len(stack.sandbox.campaigns) == 1
+        assert schedule_attempts(stack) == 1
+        campaign = stack.rt.store.campaign(1)
+        assert campaign.state in (CampaignState.SUBMITTING, CampaignState.SUBMIT_FAILED)
+        if campaign.state is CampaignState.SUBMIT_FAILED:
+            assert campaign.error_code == "NO_ANSWER"
+            assert campaign.thingspace_name in (campaign.error_message or "")

@@ -1064,7 +1064,10 @@ async def test_a_status_thingspace_cannot_search_is_skipped_and_logged_once(
     caplog.set_level(logging.WARNING, logger="bot.thingspace")
 
     assert await client.find_campaign_by_name(ACCOUNT, "fota-bot FB-12") == wanted
-    assert await client.find_campaign_by_name(ACCOUNT, "fota-bot FB-13") is None
+    # Not found elsewhere is not "not created": FB-13 may be the campaign pre-scheduled.
+    with pytest.raises(ThingSpaceRejected, match="STATUS_NOT_SEARCHABLE") as caught:
+        await client.find_campaign_by_name(ACCOUNT, "fota-bot FB-13")
+    assert "CampaignPreScheduled" in caught.value.error_message
     asked = [r.url.params["campaignStatus"] for r in ts.fota_requests]
     assert asked.count("CampaignPreScheduled") == 2
     assert asked[-len(CAMPAIGN_STATUSES):] == list(CAMPAIGN_STATUSES)

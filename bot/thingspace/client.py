@@ -322,11 +322,14 @@ class ThingSpaceClient:
     ) -> dict[str, Any] | None:
         """The campaign whose campaignName is exactly `name`, or None after searching every status.
 
-        A status ThingSpace refuses to search by (400) is skipped, logged once per status; the
-        others still decide. Any other failure, or every status refused, raises rather than
-        answering None: None means "not created", and the caller may then post the campaign again.
+        A status ThingSpace refuses to search by (400) is skipped, logged once per status: the
+        others are still searched, and a match among them is the answer. But None means "not
+        created", and the caller may then post the campaign again, so None is answered only when
+        every status was searched: a new campaign may sit in the skipped one (a future-dated
+        campaign stays CampaignPreScheduled until its start date). A look-up that skipped a
+        status and found nothing raises, as does any other failure.
         """
-        searched = 0
+        skipped: list[str] = []
         for status in statuses:
             try:
                 async with contextlib.aclosing(
@@ -345,14 +348,20 @@ class ThingSpaceClient:
                         exc.error_code,
                         exc.error_message,
                     )
-                continue
-            searched += 1
-        if statuses and not searched:
+                skipped.append(status)
+        if skipped and len(skipped) == len(statuses):
             raise ThingSpaceRejected(
                 400,
                 "NO_STATUS_SEARCHABLE",
                 "ThingSpace refused to list campaigns by every status asked "
                 f"({', '.join(statuses)}); cannot tell whether the campaign exists",
+            )
+        if skipped:
+            raise ThingSpaceRejected(
+                400,
+                "STATUS_NOT_SEARCHABLE",
+                f"no campaign named {name!r} in the statuses ThingSpace lists, but it refused to list "
+                f"{', '.join(skipped)}; cannot tell whether the campaign exists",
             )
         return None
 
