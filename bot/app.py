@@ -122,6 +122,8 @@ class Runtime:
     sandbox: Sandbox | None = None
     preflight: PreflightRunner | None = None
     loop_monitor: LoopStallMonitor = field(default_factory=LoopStallMonitor)
+    # /metrics' database read, shared by the scrapes that arrive while it runs.
+    metrics_counts: metrics.SharedCounts = field(default_factory=metrics.SharedCounts)
     # /healthz says 503 below this much free space beside the database: room for the WAL of
     # a 100,000-device report re-read and for the log, before writes start failing.
     min_free_bytes: int = MIN_FREE_BYTES

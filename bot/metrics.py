@@ -8,6 +8,7 @@ memory.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,8 +82,34 @@ class _RuntimeCollector(Collector):
         yield stalls
 
 
+class SharedCounts:
+    """One database read for every scrape that arrives while it runs.
+
+    /metrics needs no credentials and each read counts whole tables on the one reader thread,
+    which also runs pre-flight's conflict checks, CSVs and the WAL checkpoints: a read per
+    request would let a burst of scrapes queue minutes of scans ahead of them (and the WAL grow
+    meanwhile). Concurrent scrapes share the read in flight; a scraper that goes away does not
+    cancel it for the others.
+    """
+
+    def __init__(self) -> None:
+        self._inflight: asyncio.Future[Counts] | None = None
+
+    async def read(self, runtime: Runtime) -> Counts:
+        inflight = self._inflight
+        if inflight is None:
+            inflight = asyncio.ensure_future(runtime.store.readers.run(read_counts))
+            self._inflight = inflight
+            inflight.add_done_callback(self._done)
+        return await asyncio.shield(inflight)
+
+    def _done(self, future: asyncio.Future[Counts]) -> None:
+        if self._inflight is future:
+            self._inflight = None
+
+
 async def render(runtime: Runtime) -> bytes:
-    counts = await runtime.store.readers.run(read_counts)
+    counts = await runtime.metrics_counts.read(runtime)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_RuntimeCollector(runtime, counts))
     return generate_latest(registry)
