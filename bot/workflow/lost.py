@@ -1,8 +1,8 @@
 """Campaigns ThingSpace no longer knows: counted, then marked lost, never re-read forever.
 
-ThingSpace may answer 404 for a campaign it accepted: the in-process sandbox forgets its
-campaigns on a restart or reset, and a live account can be moved or the bot's credentials
-changed to another account's. Re-reading such a campaign forever helps nobody and tells nobody.
+ThingSpace may answer 404 for a campaign it accepted: the sandbox forgets its campaigns when
+its state is reset, and a live account can be moved or the bot's credentials changed to
+another account's. Re-reading such a campaign forever helps nobody and tells nobody.
 
 A 404 counts only when ThingSpace itself said it (its `errorCode` body: a bare 404 may be a
 wrong URL or a proxy) and only once per spacing, however many callbacks asked for re-reads
