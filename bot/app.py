@@ -99,6 +99,12 @@ class Timers:
             return  # debounced: one re-read already waits, as soon or sooner
         self.jobs.at(job_id, when, self.rollout.reconcile, campaign_id)
 
+    def sweep_soon(self, delay: float) -> None:
+        """One re-read of every active campaign, however many callbacks asked for it."""
+        if self.jobs.run_date("reconcile-sweep") is not None:
+            return  # one already waits
+        self.jobs.at("reconcile-sweep", self.clock() + dt.timedelta(seconds=delay), self.rollout.sweep)
+
 
 @dataclass
 class Runtime:

@@ -306,6 +306,12 @@ def m008_staged_rollouts(db: Database) -> None:
     db.table("wave_devices").create_index(["parent_id", "number"])
 
 
+@migrations()
+def m009_devices_confirmed(db: Database) -> None:
+    """A device's final status as ThingSpace's own report gave it: callbacks cannot change it."""
+    db.table("devices").add_column("confirmed", int)
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)
 

@@ -44,6 +44,10 @@ Clock = Callable[[], dt.datetime]
 log = logging.getLogger("storage.store")
 
 
+# How far ahead of our clock a reported time may be before it is not believed.
+FUTURE_SKEW = dt.timedelta(minutes=5)
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -624,40 +628,63 @@ class Store:
         return [(str(r[0]), int(r[1])) for r in rows]
 
     def apply_device_updates(
-        self, campaign_id: int, updates: Iterable[tuple[str, str, str | None, str | None]]
+        self,
+        campaign_id: int,
+        updates: Iterable[tuple[str, str, str | None, str | None]],
+        *,
+        from_report: bool = False,
     ) -> list[tuple[str, str | None, str]]:
         """Apply (imei, status, reason, updated_time) reports; return the real changes.
 
-        Idempotent: a repeat changes nothing; a device in a final status is not moved
-        back by a late report; an older report (by ThingSpace's updatedTime) loses to
-        a newer one. Devices not in the campaign are ignored.
+        Idempotent: a repeat changes nothing. Callbacks (unsigned hints): a device in a
+        final status is not moved back, an older report (by ThingSpace's updatedTime) loses
+        to a newer one, and a final status ThingSpace's report confirmed never changes.
+        `from_report` (a re-read, the authority): what it says replaces whatever callbacks
+        alone produced, and a final status it gives is confirmed. A time in the future is
+        not believed (it would make every true report after it look older). Devices not in
+        the campaign are ignored.
         """
         changes: list[tuple[str, str | None, str]] = []
-        now = self.now()
+        now = self.clock()
+        latest = now + FUTURE_SKEW
         with self.db.atomic():
             for imei, status, reason, updated in updates:
                 row = self.db.execute(
-                    "SELECT status, reason, updated_at FROM devices WHERE campaign_id = ? AND imei = ? AND dropped_at IS NULL",
+                    "SELECT status, reason, updated_at, confirmed FROM devices "
+                    "WHERE campaign_id = ? AND imei = ? AND dropped_at IS NULL",
                     [campaign_id, imei],
                 ).fetchone()
                 if row is None:
                     continue
-                old_status, old_reason, old_updated = row
-                if old_status == status and (reason is None or reason == old_reason):
-                    continue
-                if old_status in DEVICE_FINAL and status not in DEVICE_FINAL:
-                    continue
-                # A move into a final status always wins; otherwise an older report (by time,
-                # when both times can be read) loses to a newer one.
-                if not (status in DEVICE_FINAL and old_status not in DEVICE_FINAL):
-                    new_at, old_at = _moment(updated), _moment(old_updated)
-                    if new_at and old_at and new_at < old_at and old_status is not None:
+                old_status, old_reason, old_updated, confirmed = row
+                new_at = _moment(updated)
+                if new_at is not None and new_at > latest:
+                    updated, new_at = None, None
+                if confirmed and old_status in DEVICE_FINAL:
+                    continue  # ThingSpace's report said so: final
+                if from_report:
+                    confirm = 1 if status in DEVICE_FINAL else None
+                    if old_status == status and (reason is None or reason == old_reason) and confirmed == confirm:
                         continue
+                else:
+                    if old_status == status and (reason is None or reason == old_reason):
+                        continue
+                    if old_status in DEVICE_FINAL and status not in DEVICE_FINAL:
+                        continue
+                    # A move into a final status always wins; otherwise an older report (by
+                    # time, when both times can be read) loses to a newer one.
+                    if not (status in DEVICE_FINAL and old_status not in DEVICE_FINAL):
+                        old_at = _moment(old_updated)
+                        if new_at and old_at and new_at < old_at and old_status is not None:
+                            continue
+                    confirm = None
                 self.db.execute(
-                    "UPDATE devices SET status = ?, reason = ?, updated_at = ? WHERE campaign_id = ? AND imei = ?",
-                    [status, reason, updated or now, campaign_id, imei],
+                    "UPDATE devices SET status = ?, reason = ?, updated_at = ?, confirmed = ? "
+                    "WHERE campaign_id = ? AND imei = ?",
+                    [status, reason, updated or iso(now), confirm, campaign_id, imei],
                 )
-                changes.append((imei, old_status, status))
+                if old_status != status or (reason is not None and reason != old_reason):
+                    changes.append((imei, old_status, status))
         return changes
 
     def unreported_failures(self, campaign_id: int, limit: int) -> tuple[list[tuple[str, str | None]], int]:
@@ -709,6 +736,15 @@ class Store:
                 "UPDATE callbacks SET parsed = ?, applied = ?, thingspace_id = coalesce(?, thingspace_id) WHERE id = ?",
                 [(int(parsed), int(applied), thingspace_id, i) for i in ids],
             )
+
+    def expire_waiting_callbacks(self, before: dt.datetime) -> int:
+        """Callbacks that waited since before `before` for a campaign never named: kept raw,
+        marked applied so that no later campaign takes them as its own."""
+        with self.db.atomic():
+            return self.db.execute(
+                "UPDATE callbacks SET applied = 1 WHERE applied = 0 AND thingspace_id IS NOT NULL AND received_at < ?",
+                [iso(before)],
+            ).rowcount
 
     def callback_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM callbacks").fetchone()[0])

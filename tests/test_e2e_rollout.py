@@ -6,6 +6,8 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import httpx
+
 from bot.sandbox import sandbox_imeis
 from commands import blocks
 from storage.states import CampaignState
@@ -97,6 +99,25 @@ async def post_callback(stack: Stack, payload: object) -> int:
     return response.status_code
 
 
+def ten_k_thingspace(imeis: list[str], failing: set[str], other: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+    """ThingSpace's answers for campaign ts-10k (ended; its report), everything else as before."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/campaigns/ts-10k/devices"):
+            rows = [
+                {"deviceId": imei, "status": "UpgradeFailed" if imei in failing else "UpgradeSuccess",
+                 "resultReason": "Device did not respond" if imei in failing else None}
+                for imei in imeis
+            ]
+            return httpx.Response(200, json={"hasMoreData": False, "deviceList": rows})
+        if path.endswith("/ts-10k"):
+            return httpx.Response(200, json={"id": "ts-10k", "status": "CampaignEnded"})
+        return await other.handle_async_request(request)
+
+    return httpx.MockTransport(handler)
+
+
 async def test_ten_thousand_devices_in_random_order_with_duplicates_end_with_exact_counts(tmp_path: Path) -> None:
     import random
 
@@ -117,6 +138,7 @@ async def test_ten_thousand_devices_in_random_order_with_duplicates_end_with_exa
         await stack.settle()
 
         failing = set(rng.sample(imeis, 700))
+        stack.thingspace.inner = ten_k_thingspace(imeis, failing, stack.thingspace.inner)
         events: list[dict] = []
         for imei in imeis:
             events.append({"campaignId": "ts-10k", "deviceId": imei, "status": "UpgradeScheduled"})
@@ -130,7 +152,12 @@ async def test_ten_thousand_devices_in_random_order_with_duplicates_end_with_exa
         for _ in range(2):  # the end, twice
             assert await post_callback(stack, {"campaignId": "ts-10k", "status": "CampaignEnded"}) == 200
         await stack.settle()
-        stack.clock.advance(seconds=10)
+        assert store.device_counts(campaign.id) == {
+            "pending": 0, "in progress": 0, "succeeded": 9_300, "failed": 700, "other": 0,
+        }
+        # Callbacks are hints: the end waited for ThingSpace's own word, a re-read (its report
+        # agrees here with what the callbacks said).
+        stack.clock.advance(seconds=60)
         await stack.settle()
 
         assert store.device_counts(campaign.id) == {
@@ -322,6 +349,9 @@ async def test_a_lone_terminal_callback_is_checked_with_thingspace_before_it_end
         assert await post_callback(stack, {"campaignId": campaign.thingspace_id, "status": "CampaignAborted"}) == 200
         await stack.settle()
         assert not stack.rt.store.campaign(1).state.is_terminal
-        # The campaign still runs to its real end, followed as usual.
+        # The campaign still runs to its real end, followed as usual; its end callback too is
+        # confirmed by a re-read (spaced RECONCILE_MIN_SECONDS from the previous one).
         await stack.run_sandbox(60, step=2.0)
+        stack.clock.advance(seconds=30)
+        await stack.settle()
         assert stack.rt.store.campaign(1).state is CampaignState.ENDED

@@ -36,6 +36,12 @@ RECONCILE_MIN_SECONDS = 30.0
 QUIET_SECONDS = 15 * 60
 # Report pages are applied in batches of this many devices, one transaction each.
 REPORT_BATCH = 1000
+# Callbacks nobody can read make the bot re-read every active campaign, at most this often:
+# junk costs ThingSpace nothing extra however fast it comes.
+SWEEP_SECONDS = 60.0
+# A callback for a campaign not known yet waits this long for the schedule answer naming it;
+# then it is set aside (kept raw, never applied).
+WAITING_SECONDS = 60 * 60
 
 
 class RolloutEvents(Protocol):
@@ -52,6 +58,8 @@ class RolloutEvents(Protocol):
 
 class ReconcileScheduler(Protocol):
     def reconcile_soon(self, campaign_id: int, delay: float) -> None: ...
+
+    def sweep_soon(self, delay: float) -> None: ...
 
 
 class Rollout:
@@ -76,7 +84,10 @@ class Rollout:
         self._wake = asyncio.Event()
         self._reconcile_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last_seen_id = 0
+        self._last_reread: dict[int, dt.datetime] = {}
+        self._last_sweep: dt.datetime | None = None
         self.applied_count = 0
+        self.ignored_count = 0
         self.lost = LostCampaigns(store=store, client=client, events=events, scheduler=scheduler, clock=clock)
 
     # --- callbacks ---------------------------------------------------------------------------
@@ -124,7 +135,7 @@ class Rollout:
         applied: list[int] = []
         unrecognised: list[int] = []
         waiting: dict[str, list[int]] = defaultdict(list)
-        accounts_to_reread: set[str | None] = set()
+        sweep = False
         known: dict[str, Campaign | None] = {}
 
         def campaign_for(thingspace_id: str) -> Campaign | None:
@@ -137,10 +148,10 @@ class Rollout:
                 parsed = parse_callback(json.loads(body))
             except ValueError:
                 unrecognised.append(callback_id)
-                accounts_to_reread.add(None)
+                sweep = True
                 continue
             if parsed.unrecognised:
-                accounts_to_reread.update(parsed.accounts or {None})
+                sweep = True
             ids = {u.campaign_id for u in parsed.campaign_updates} | {u.campaign_id for u in parsed.device_updates}
             missing = [i for i in ids if campaign_for(i) is None]
             if missing:
@@ -151,8 +162,12 @@ class Rollout:
                 unrecognised.append(callback_id)
                 continue
             for update in parsed.campaign_updates:
+                if self._foreign(campaign_for(update.campaign_id), update.account):
+                    continue
                 status_updates.append((update.campaign_id, update.status))
             for device in parsed.device_updates:
+                if self._foreign(campaign_for(device.campaign_id), device.account):
+                    continue
                 device_updates[device.campaign_id].append(device)
             applied.append(callback_id)
 
@@ -167,10 +182,10 @@ class Rollout:
             assert campaign is not None
             touched.add(campaign.id)
             new = thingspace_state(status)
-            if new is not None and new.is_terminal and self.store.unfinished_devices(campaign.id):
-                # Callbacks are unsigned hints, and an end can never be undone: with devices
-                # still under way, only ThingSpace's own answer to a re-read ends the campaign.
-                self.scheduler.reconcile_soon(campaign.id, 0)
+            if new is not None and new.is_terminal:
+                # Callbacks are unsigned hints, and an end can never be undone: only
+                # ThingSpace's own answer to a re-read ends a campaign.
+                self._reread_soon(campaign.id)
                 continue
             self.apply_status(campaign.id, status, actor="callback")
 
@@ -187,27 +202,64 @@ class Rollout:
         self.applied_count += len(applied)
         for campaign_id in touched:
             self.scheduler.reconcile_soon(campaign_id, self.reconcile_delay)
-        for account in accounts_to_reread:
-            for campaign in self.store.active_at_thingspace():
-                if account is None or campaign.account == account:
-                    self.scheduler.reconcile_soon(campaign.id, 0)
+        if sweep:
+            self._sweep_soon()
+
+    def _foreign(self, campaign: Campaign | None, account: str | None) -> bool:
+        """A callback naming another account than the campaign's changes nothing."""
+        if campaign is None or account is None or account == campaign.account:
+            return False
+        self.ignored_count += 1
+        log.warning("%s: a callback named account %s, not the campaign's; ignored", campaign.ref, account[:64])
+        return True
+
+    def _reread_soon(self, campaign_id: int) -> None:
+        """A re-read asked for by a callback: at once, unless one ran less than
+        RECONCILE_MIN_SECONDS ago (then when that much time has passed)."""
+        last = self._last_reread.get(campaign_id)
+        wait = 0.0
+        if last is not None:
+            wait = max(0.0, RECONCILE_MIN_SECONDS - (self.clock() - last).total_seconds())
+        self.scheduler.reconcile_soon(campaign_id, wait)
+
+    def _sweep_soon(self) -> None:
+        wait = 0.0
+        if self._last_sweep is not None:
+            wait = max(0.0, SWEEP_SECONDS - (self.clock() - self._last_sweep).total_seconds())
+        self.scheduler.sweep_soon(wait)
+
+    async def sweep(self) -> None:
+        """Re-read every campaign active at ThingSpace (after callbacks nobody could read)."""
+        self._last_sweep = self.clock()
+        for campaign in self.store.active_at_thingspace():
+            await self.reconcile(campaign.id)
 
     def adopt_waiting_callbacks(self, campaign: Campaign) -> int:
         """Apply callbacks that arrived before ThingSpace's answer named this campaign."""
         if not campaign.thingspace_id:
             return 0
+        # Only what came in since the campaign was claimed for sending: anything older cannot
+        # be about it, whatever id it names.
+        claimed = self.store.db.execute(
+            "SELECT min(at) FROM audit WHERE campaign_id = ? AND to_state = ?",
+            [campaign.id, S.SUBMITTING.value],
+        ).fetchone()[0]
         rows = self.store.db.execute(
-            "SELECT id, body FROM callbacks WHERE applied = 0 AND thingspace_id = ? ORDER BY id",
-            [campaign.thingspace_id],
+            "SELECT id, body FROM callbacks WHERE applied = 0 AND thingspace_id = ? AND received_at >= ? ORDER BY id",
+            [campaign.thingspace_id, claimed or campaign.created_at.isoformat()],
         ).fetchall()
         if rows:
             self._apply_rows([(r[0], r[1]) for r in rows])
         return len(rows)
 
     def _apply_devices(
-        self, campaign: Campaign, updates: Iterable[tuple[str, str, str | None, str | None]]
+        self,
+        campaign: Campaign,
+        updates: Iterable[tuple[str, str, str | None, str | None]],
+        *,
+        from_report: bool = False,
     ) -> None:
-        changes = self.store.apply_device_updates(campaign.id, updates)
+        changes = self.store.apply_device_updates(campaign.id, updates, from_report=from_report)
         if not changes:
             return
         current = self.store.campaign(campaign.id)
@@ -244,6 +296,7 @@ class Rollout:
     async def reconcile(self, campaign_id: int) -> Campaign:
         """Re-read the campaign and every device from ThingSpace, and apply what changed."""
         async with self._reconcile_locks[campaign_id]:
+            self._last_reread[campaign_id] = self.clock()
             campaign = self.store.campaign(campaign_id)
             if not campaign.thingspace_id:
                 return campaign
@@ -252,10 +305,10 @@ class Rollout:
                 async for device in self.client.campaign_devices(campaign.account, campaign.thingspace_id):
                     batch.append(_report_row(device))
                     if len(batch) >= REPORT_BATCH:
-                        self._apply_devices(campaign, batch)
+                        self._apply_devices(campaign, batch, from_report=True)
                         batch = []
                 if batch:
-                    self._apply_devices(campaign, batch)
+                    self._apply_devices(campaign, batch, from_report=True)
                 info = await self.client.get_campaign(campaign.account, campaign.thingspace_id)
             except ThingSpaceError as exc:
                 log.warning("%s: re-read from ThingSpace failed: %s", campaign.ref, exc)
@@ -269,8 +322,12 @@ class Rollout:
             return self.store.campaign(campaign_id)
 
     async def watchdog(self) -> None:
-        """Re-read every active campaign whose callbacks went quiet."""
+        """Re-read every active campaign whose callbacks went quiet; set aside callbacks that
+        waited too long for their campaign."""
         now = self.clock()
+        expired = self.store.expire_waiting_callbacks(now - dt.timedelta(seconds=WAITING_SECONDS))
+        if expired:
+            log.info("%d callbacks for campaigns never known here set aside", expired)
         for campaign in self.store.active_at_thingspace():
             last = campaign.last_callback_at or campaign.created_at
             if now - last >= self.quiet:
