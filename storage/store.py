@@ -44,8 +44,9 @@ Clock = Callable[[], dt.datetime]
 log = logging.getLogger("storage.store")
 
 
-# How far ahead of our clock a reported time may be before it is not believed.
-FUTURE_SKEW = dt.timedelta(minutes=5)
+# How far ahead of our clock a reported time may be before it is not believed: wide enough
+# for a skewed clock or a local time labelled UTC (up to 14 hours), never a year ahead.
+FUTURE_SKEW = dt.timedelta(days=1)
 
 
 def utcnow() -> dt.datetime:
