@@ -176,7 +176,7 @@ async def _at(section: Section, campaigns: int, devices: int, *, seconds: float,
             async with running(bot):
                 cards = await _post_cards(bot.url, slack_url, db, after=first)
                 bodies = Bodies(slack_url, cards)
-                async with running(bare):
+                async with running(bare), StallWatch(bare.url) as bare_watch:
                     baseline = await _measure(bare.url, bodies, clients=clients, seconds=seconds)
                 async with StallWatch(bot.url) as watch:
                     measured = await _measure(bot.url, bodies, clients=clients, seconds=seconds)
@@ -211,7 +211,7 @@ async def _at(section: Section, campaigns: int, devices: int, *, seconds: float,
             digits=2,
         ),
         Figure(f"{label}: all acks max", measured.ms(100), "ms", baseline.ms(100)),
-        stall_figure(f"{label}: loop stall max", watch),
+        stall_figure(f"{label}: loop stall max", watch, bare_watch),
         Figure(f"{label}: acks per second", measured.rate, "/s", baseline.rate, digits=0),
         Figure(
             f"{label}: answers other than 200",

@@ -500,7 +500,12 @@ class StallWatch:
 STALL_TARGET_MS = 50.0
 
 
-def stall_figure(name: str, watch: StallWatch) -> Figure:
+def stall_figure(name: str, watch: StallWatch, baseline: StallWatch | None = None) -> Figure:
     return Figure(
-        name, watch.ms, "ms", None, target=f"≤ {STALL_TARGET_MS:.0f} ms", ok=watch.ms <= STALL_TARGET_MS and watch.samples > 0
+        name,
+        watch.ms,
+        "ms",
+        baseline.ms if baseline is not None and baseline.samples else None,
+        target=f"≤ {STALL_TARGET_MS:.0f} ms",
+        ok=watch.ms <= STALL_TARGET_MS and watch.samples > 0,
     )

@@ -36,6 +36,7 @@ from bench.common import (
     FIRMWARE_FROM,
     FIRMWARE_TO,
     SIGNING_SECRET,
+    STALL_TARGET_MS,
     Figure,
     Section,
 )
@@ -97,6 +98,7 @@ async def run(*, seconds: float = 60.0, devices: int = 10_000, callbacks: int = 
                 )
                 drained = await _drain(runtime)
                 window = time.monotonic() - window_start
+                stall_ms = runtime.loop_monitor.longest(window) * 1000
                 state = runtime.store.campaign(campaign_id).state.value
                 milestones = sum(
                     1
@@ -150,6 +152,14 @@ async def run(*, seconds: float = 60.0, devices: int = 10_000, callbacks: int = 
         Figure("Slack calls in all", len(calls), "", None, digits=0),
         Figure("callbacks sent (all answered 200)", sent, "", None, digits=0),
         Figure("outbox drained after the last callback", drained, "s", None),
+        Figure(
+            "loop stall max, rollout (one loop shared with the Slack stand-in and the callback sender)",
+            stall_ms,
+            "ms",
+            None,
+            target=f"≤ {STALL_TARGET_MS:.0f} ms",
+            ok=stall_ms <= STALL_TARGET_MS,
+        ),
     )
     if standin.tier_violations:
         keys = Counter(

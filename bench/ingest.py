@@ -143,7 +143,7 @@ async def _at(section: Section, campaigns: int, devices: int, *, total: int, sen
                 port=bare_port,
                 workdir=work,
             )
-            async with running(bare):
+            async with running(bare), StallWatch(bare.url) as bare_watch:
                 baseline = await closed_loop(
                     callbacks(bare.url, "not-a-campaign", imeis), concurrency=senders, total=total
                 )
@@ -207,7 +207,7 @@ async def _at(section: Section, campaigns: int, devices: int, *, total: int, sen
             ok=measured.ms(99) <= TARGET_P99_MS,
         ),
         Figure(f"{label}: latency max", measured.ms(100), "ms", baseline.ms(100)),
-        stall_figure(f"{label}: loop stall max", watch),
+        stall_figure(f"{label}: loop stall max", watch, bare_watch),
         Figure(
             f"{label}: answered 200",
             ok,

@@ -5,6 +5,7 @@
   uploaded device file registered at start-up (its file object written to ``--file-json``).
 - ``bare-bolt``: the ack-latency baseline, a Bolt `AsyncApp` that only acks.
 - ``bare-starlette``: the callback-ingestion baseline, one endpoint answering 200.
+  Both serve ``GET /metrics`` with the bot's loop-stall figures of their own loop.
 - ``sandbox``: the ThingSpace sandbox on its own port, its clock at ``--speed``.
 
 All are served the way `fota-bot serve` serves the bot: uvicorn on one asyncio loop, no
@@ -74,6 +75,27 @@ def standin_app(
     )
 
 
+def stall_route() -> Route:
+    """The bot's loop-stall monitor in a baseline too, read the way the bot's is (GET /metrics),
+    so that each stall figure has a same-run baseline: on a shared 2-core machine a loop is also
+    "stalled" while the operating system runs another process."""
+    from bot.loopstall import LoopStallMonitor
+
+    monitor = LoopStallMonitor()
+    started: list[asyncio.Task[None]] = []
+
+    async def metrics(request: Request) -> Response:
+        if not started:  # the first scrape starts it, on the server's own loop
+            started.append(asyncio.get_running_loop().create_task(monitor.run()))
+        text = "".join(
+            f'fota_event_loop_stall_max_seconds{{window="{label}"}} {monitor.longest(seconds)}\n'
+            for label, seconds in (("1m", 60.0), ("5s", 5.0))
+        )
+        return Response(text, media_type="text/plain")
+
+    return Route("/metrics", metrics, methods=["GET"])
+
+
 def bare_bolt_app(slack_api_url: str) -> Starlette:
     from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
     from slack_bolt.async_app import AsyncApp
@@ -106,6 +128,7 @@ def bare_bolt_app(slack_api_url: str) -> Starlette:
         routes=[
             Route("/slack/events", events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            stall_route(),
         ]
     )
 
@@ -122,6 +145,7 @@ def bare_starlette_app() -> Starlette:
         routes=[
             Route("/thingspace/callbacks/{token}", callback, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            stall_route(),
         ]
     )
 
