@@ -43,6 +43,7 @@ from bot.workflow.campaigns import CampaignService
 from bot.workflow.operations import Operations
 from bot.workflow.preflight import PreflightRunner
 from bot.workflow.rollout import Rollout
+from bot.workflow.staged import StagedRollouts
 from bot.workflow.submission import Submitter
 from commands.listeners import Services, register_listeners
 from storage.records import Campaign
@@ -127,6 +128,7 @@ class Runtime:
     timers: Timers
     sandbox: Sandbox | None = None
     preflight: PreflightRunner | None = None
+    staged: StagedRollouts | None = None
     loop_monitor: LoopStallMonitor = field(default_factory=LoopStallMonitor)
     # /metrics' database read, shared by the scrapes that arrive while it runs.
     metrics_counts: metrics.SharedCounts = field(default_factory=metrics.SharedCounts)
@@ -165,6 +167,8 @@ class Runtime:
             if self.sandbox is not None:
                 self._workers.append(loop.create_task(self.sandbox.run_forever(), name="sandbox clock"))
         self.background.spawn(self.submitter.resume_all(), name="resume submissions")
+        if self.staged is not None:
+            self.staged.resume_all()
         if self.preflight is not None:
             self.preflight.resume_interrupted()
         self.sender.wake()
@@ -301,6 +305,9 @@ def build_runtime(
         clock=clock,
     )
     preflight = PreflightRunner(store=store, thingspace=thingspace, events=notifier, background=background)
+    staged = StagedRollouts(
+        store=store, submitter=submitter, directory=directory, background=background, clock=clock
+    )
     service = CampaignService(
         settings=settings,
         store=store,
@@ -312,6 +319,7 @@ def build_runtime(
         background=background,
         clock=clock,
         preflight=preflight,
+        staged=staged,
     )
     rollout = Rollout(
         store=store,
@@ -351,6 +359,7 @@ def build_runtime(
         timers=timers,
         sandbox=sandbox if settings.sandbox_mode else None,
         preflight=preflight,
+        staged=staged,
     )
     timers.bind(service=service, submitter=submitter, rollout=rollout)
     submitter.on_submitted = rollout.adopt_waiting_callbacks

@@ -55,19 +55,15 @@ class Campaign:
 
     @property
     def ref(self) -> str:
-        return ref_for(self.id)
-
-    @property
-    def tag(self) -> str:
-        """What the campaign name carries: the request's reference, and the wave of a staged one."""
+        """FB-12; a wave of a staged rollout is shown as its request's wave, FB-12 w2/4."""
         if self.parent_id is not None:
             return f"{ref_for(self.parent_id)} w{self.wave}/{self.waves_total}"
-        return self.ref
+        return ref_for(self.id)
 
     @property
     def thingspace_name(self) -> str:
         """The campaignName sent to ThingSpace; it carries the ref so a lost answer can be found."""
-        return f"{self.name} [{self.tag}]" if self.name else f"fota-bot {self.tag}"
+        return f"{self.name} [{self.ref}]" if self.name else f"fota-bot {self.ref}"
 
     def schedule_body(self, devices: list[str]) -> dict[str, Any]:
         """The schedule request body, in the reference page's shape and key order.

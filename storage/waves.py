@@ -300,3 +300,26 @@ def refusal(db: Database, campaign: Campaign, approvals_of: int) -> str | None:
     if approvals_of < 1:
         return f"{parent} has no recorded approval of its plan"
     return None
+
+
+def ended_at(db: Database, campaign_id: int) -> dt.datetime | None:
+    """When the campaign reached its terminal state (its audit row), or None while it runs."""
+    terminal = [s.value for s in S if s.is_terminal]
+    row = db.execute(
+        f"""SELECT at FROM audit WHERE campaign_id = ? AND to_state IN ({",".join("?" * len(terminal))})
+            ORDER BY id DESC LIMIT 1""",
+        [campaign_id, *terminal],
+    ).fetchone()
+    return _when(row[0]) if row else None
+
+
+def approved_without_first_wave(db: Database) -> list[int]:
+    """Approved requests with a plan, not halted, whose first wave was never started."""
+    rows = db.execute(
+        """SELECT p.campaign_id FROM rollout_plans p
+           JOIN campaigns c ON c.id = p.campaign_id
+           JOIN waves w ON w.parent_id = p.campaign_id AND w.number = 1
+           WHERE c.state = ? AND p.halted_at IS NULL AND w.campaign_id IS NULL ORDER BY p.campaign_id""",
+        [S.APPROVED.value],
+    ).fetchall()
+    return [r[0] for r in rows]

@@ -53,6 +53,9 @@ class ThreadNotifier:
 
     def refresh_root(self, campaign: Campaign, *, now: bool = False) -> None:
         """Edit the root card, at most once per FOTA_UPDATE_INTERVAL (milestones: at once)."""
+        if campaign.parent_id is not None:
+            # A wave's thread is its request's: the request's card is the one shown and edited.
+            campaign = self.store.campaign(campaign.parent_id)
         key = f"root:{campaign.id}"
         not_before = None
         if not now:

@@ -14,6 +14,7 @@ from bot.thingspace.errors import ThingSpaceError, for_users
 from bot.workflow.approvers import Directory
 from bot.workflow.errors import UserError
 from bot.workflow.preflight import PreflightRunner
+from bot.workflow.staged import StagedRollouts
 from bot.workflow.submission import Submitter
 from commands.requests import Problem, RequestError, ScheduleRequest
 from storage.preflight import PreflightRecord
@@ -73,8 +74,10 @@ class CampaignService:
         background: Background,
         clock: Callable[[], dt.datetime],
         preflight: PreflightRunner | None = None,
+        staged: StagedRollouts | None = None,
     ):
         self.settings = settings
+        self.staged = staged
         self.preflight = preflight
         self.store = store
         self.thingspace = thingspace
@@ -240,6 +243,10 @@ class CampaignService:
                 )
             case ApprovalOutcome.APPROVED:
                 self.timers.cancel_approval_timers(campaign.id)
+                if self.staged is not None and self.staged.planned(campaign.id):
+                    # A staged rollout is never sent whole: its first wave goes now.
+                    self.staged.start(campaign.id)
+                    return f"You approved {campaign.ref}{scope}; its first wave is being sent to ThingSpace now."
                 self.background.spawn(self.submitter.submit(campaign.id), name=f"submit {campaign.ref}")
                 return f"You approved {campaign.ref}{scope}; it is being sent to ThingSpace now."
         raise AssertionError(result.outcome)

@@ -1,0 +1,68 @@
+"""Whether a wave passed, is still running, missed `success`, or crossed `halt` (pure).
+
+The one judgement behind the thread's "wave 2 passed", the promotion click's re-check and the
+halt: the same figures always give the same verdict, whoever asks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+from storage.plan import WHOLE, RolloutPlan
+
+
+class Verdict(StrEnum):
+    RUNNING = "running"  # not ended, under the halt threshold
+    PASSED = "passed"  # ended with at least `success` of its devices succeeded
+    MISSED = "missed"  # ended under `success`: the rollout waits for a decision
+    HALT = "halt"  # failures reached the halt threshold: the rollout stops at once
+
+
+@dataclass(frozen=True)
+class WaveFigures:
+    size: int
+    succeeded: int
+    failed: int
+
+    @property
+    def open(self) -> int:
+        return max(0, self.size - self.succeeded - self.failed)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    figures: WaveFigures
+    needed: int  # successes for `success`
+    halt_at: int  # failures that halt
+
+    def sentence(self) -> str:
+        """'9 of 10 succeeded, 1 failed (10 needed to pass; 1 failed halt the rollout)'."""
+        f = self.figures
+        return (
+            f"{f.succeeded:,} of {f.size:,} succeeded, {f.failed:,} failed "
+            f"({self.needed:,} needed to pass; {self.halt_at:,} failed halt the rollout)"
+        )
+
+
+def judge(plan: RolloutPlan, figures: WaveFigures, *, ended: bool) -> Judgement:
+    """The verdict on one wave. `ended`: ThingSpace ended its campaign (a re-read confirmed it)."""
+    needed = -(-figures.size * plan.success // WHOLE)
+    halt_at = plan.halt.failures_that_halt(figures.size, plan.success)
+    if figures.failed >= halt_at:
+        verdict = Verdict.HALT
+    elif not ended:
+        verdict = Verdict.RUNNING
+    elif figures.succeeded >= needed:
+        verdict = Verdict.PASSED
+    else:
+        verdict = Verdict.MISSED
+    return Judgement(verdict, figures, needed, halt_at)
+
+
+def promotable_at(ended_at: dt.datetime, plan: RolloutPlan) -> dt.datetime:
+    """When the next wave may start: the soak after the wave before ended."""
+    return ended_at + plan.soak
+
