@@ -60,7 +60,7 @@ from bench.common import (
     bot_env as bot_env_for,
 )
 from bot.sandbox import sandbox_imeis
-from commands.blocks import ACTION_APPROVE, action_value
+from commands.blocks import ACTION_APPROVE_ELIGIBLE, action_value
 from commands.imei import devices_from_file, parse_imeis
 from commands.modal import SCHEDULE_CALLBACK_ID
 from commands.parse import Schedule, parse_command, parse_schedule
@@ -520,6 +520,9 @@ async def _rollout(
             within=120,
         )
         marks.append(("card posted", time.perf_counter() - started))
+        # The card's primary button: "Approve N eligible" (a plain Approve is refused while
+        # pre-flight excludes devices, as it does for the sandbox's unknown/ineligible/unlicensed
+        # shares of this fleet); with nothing excluded it approves the request as it is.
         for attempt in range(600):  # a click while pre-flight runs is refused: click until it takes
             campaign_id, content_hash, ts, state = db_query(
                 db, "SELECT id, content_hash, thread_ts, state FROM campaigns"
@@ -528,7 +531,7 @@ async def _rollout(
                 break
             await post(
                 block_action_body(
-                    ACTION_APPROVE,
+                    ACTION_APPROVE_ELIGIBLE,
                     action_value(int(campaign_id), str(content_hash)),  # type: ignore[arg-type]
                     user_id="U0BENCHAPPR",
                     channel_id=CHANNEL,
