@@ -850,7 +850,13 @@ def override_and_approve(
 
 def excluded_devices(store: Store, campaign_id: int) -> list[tuple[str, tuple[str, ...], bool]]:
     """Every device pre-flight excluded: (IMEI, its findings, still in the request)."""
-    rows = store.db.execute(
+    return excluded_rows(store.db.conn, campaign_id)
+
+
+def excluded_rows(conn: sqlite3.Connection, campaign_id: int) -> list[tuple[str, tuple[str, ...], bool]]:
+    """`excluded_devices` on a connection (the reader thread's: 100,000 excluded devices are a
+    large read)."""
+    rows = conn.execute(
         """SELECT p.imei, p.findings, d.dropped_at IS NULL FROM preflight_devices p
            LEFT JOIN devices d ON d.campaign_id = p.campaign_id AND d.imei = p.imei
            WHERE p.campaign_id = ? AND p.excluded = 1 ORDER BY d.rowid""",

@@ -508,3 +508,23 @@ async def test_a_failed_preflight_can_be_run_again_from_the_card(tmp_path: Path)
         await stack.settle()
         assert "again" in answers(stack, url)
         assert blocks.ACTION_APPROVE in action_ids(stack.root().blocks)
+
+
+async def test_the_excluded_devices_csv_is_read_and_written_off_the_event_loop(tmp_path: Path) -> None:
+    kinds = every_kind()
+    async with running_stack(tmp_path) as stack:
+        await stack.slash(bg96_schedule(kinds["eligible"] + kinds["wrong_model"]))
+        await stack.settle()
+        on_loop: list[str] = []
+        stack.rt.store.db.conn.set_trace_callback(on_loop.append)
+        try:
+            _, csv_url = await stack.click(blocks.ACTION_EXCLUDED_CSV, user=BOB)
+            await stack.settle()
+        finally:
+            stack.rt.store.db.conn.set_trace_callback(None)
+        assert "Sent you FB-1-excluded-devices.csv" in answers(stack, csv_url)
+        rows = list(csv.reader(io.StringIO(stack.standin.uploads[-1].content.decode())))
+        assert [r[0] for r in rows[1:]] == kinds["wrong_model"]
+        # Anyone may click it, and a fleet of another model is 100,000 rows: read on the
+        # reader thread, never on the event loop's connection.
+        assert not [s for s in on_loop if "FROM preflight_devices p" in s]

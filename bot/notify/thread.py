@@ -367,10 +367,19 @@ def _devices_csv(devices: list[Device], reasons: set[str] | None) -> str:
 def excluded_csv(store: Store, campaign: Campaign) -> tuple[str, int]:
     """Every device pre-flight excluded, with its reasons and what became of it: the CSV
     behind the card's "Excluded devices (CSV)"."""
+    return _excluded_csv(preflight.excluded_rows(store.db.conn, campaign.id))
+
+
+async def excluded_csv_off_loop(store: Store, campaign: Campaign) -> tuple[str, int]:
+    """`excluded_csv`, read and written on the reader thread: anyone may click the card's
+    button, and 100,000 excluded devices on the event loop would hold every ack behind them."""
+    return await store.readers.run(lambda conn: _excluded_csv(preflight.excluded_rows(conn, campaign.id)))
+
+
+def _excluded_csv(rows: list[tuple[str, tuple[str, ...], bool]]) -> tuple[str, int]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["imei", "findings", "reasons", "in_request"])
-    rows = preflight.excluded_devices(store, campaign.id)
     for imei, found, kept in rows:
         words = "; ".join(blocks.LEFT_OUT_WORDS.get(f, f) for f in found)
         writer.writerow([imei, ";".join(found), words, "yes" if kept else "no"])

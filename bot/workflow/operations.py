@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.notify.thread import devices_csv_off_loop, excluded_csv
+from bot.notify.thread import devices_csv_off_loop, excluded_csv_off_loop
 from bot.settings import Settings
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError, ThingSpaceRejected, for_users
@@ -388,7 +388,7 @@ class Operations:
             campaign = self.store.campaign(campaign_id)
         except CampaignNotFound as exc:
             raise UserError(str(exc)) from exc
-        content, rows = excluded_csv(self.store, campaign)
+        content, rows = await excluded_csv_off_loop(self.store, campaign)
         if rows == 0:
             return None
         name = f"{campaign.ref}-excluded-devices.csv"
