@@ -2,8 +2,10 @@
 
 Paths are those of the ThingSpace host root, so `THINGSPACE_URL` can point here:
 ``/api/ts/v1/oauth2/token``, ``/api/m2m/v1/session/login|logout``, ``/api/fota/v3/…``.
-Two sandbox-only paths help people rehearsing by hand: ``GET /sandbox`` (clock, campaigns)
-and ``POST /sandbox/advance`` with ``{"seconds": N}`` (move the clock on and tick).
+Sandbox-only paths help people rehearsing by hand: ``GET /sandbox`` (clock, campaigns),
+``POST /sandbox/advance`` with ``{"seconds": N}`` (move the clock on and tick) and
+``POST /sandbox/faults/firmware`` with ``{"firmwareName", "model", "share", "reason"}`` (that
+firmware fails on that share of that model's devices from the next campaign on).
 
 Beyond the calls the bot makes, it serves the rest of ThingSpace's v3 reference a rehearsal may
 touch: ``PUT /campaigns/firmware/{acc}/{id}`` (``{"Type": "append" | "remove", "deviceList"}``)
@@ -322,6 +324,30 @@ class _Api:
         return JSONResponse({"now": iso(self.sandbox.clock.now()), "changes": len(events)})
 
 
+    async def fail_firmware(self, request: Request) -> Response:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise invalid("Request body must be a JSON object: firmwareName, model, share, reason")
+        name, model, share = body.get("firmwareName"), body.get("model"), body.get("share")
+        reason = body.get("reason")
+        if not isinstance(name, str) or not isinstance(model, str):
+            raise invalid("firmwareName and model are required: which firmware fails on which model")
+        if not isinstance(share, int | float) or isinstance(share, bool) or not 0 <= share <= 1:
+            raise invalid(f"share is required: a number from 0 to 1, not {share!r}")
+        if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+            raise invalid("reason, when given, is the text devices fail with")
+        try:
+            fault = self.sandbox.fail_firmware(
+                name, float(share), model=model, **({"reason": reason} if reason else {})
+            )
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+        return JSONResponse(
+            {"firmwareName": fault.firmware_name, "model": fault.model, "share": fault.share,
+             "reason": fault.reason}
+        )
+
+
 def create_sandbox_app(sandbox: Sandbox) -> Starlette:
     """The Starlette app serving `sandbox` with ThingSpace's paths and shapes."""
     api = _Api(sandbox)
@@ -368,6 +394,7 @@ def create_sandbox_app(sandbox: Sandbox) -> Starlette:
         Route(f"{FOTA}/callbacks/{{acc}}", fota(api.callbacks), methods=["GET", "POST", "PUT", "DELETE"]),
         Route("/sandbox", api.status, methods=["GET"]),
         Route("/sandbox/advance", api.advance, methods=["POST"]),
+        Route("/sandbox/faults/firmware", api.fail_firmware, methods=["POST"]),
     ]
     return Starlette(
         routes=routes,

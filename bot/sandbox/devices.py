@@ -295,6 +295,7 @@ class DeviceFacts(NamedTuple):
     failure_reason: str | None
     spread: float  # when, within the spread phase, the device begins upgrading
     pace: float  # how much of the upgrade phase the device's upgrade takes
+    lot: float  # where the device falls in a firmware fault's share (`Sandbox.fail_firmware`)
 
     @property
     def make(self) -> str:
@@ -345,6 +346,7 @@ def device_facts(imei: str, catalogue: Sequence[FirmwareEntry] = DEFAULT_CATALOG
         failure_reason=FAILURE_REASONS[digest[4] % 3] if kind is DeviceKind.WILL_FAIL else None,
         spread=int.from_bytes(digest[11:15], "big") / 2**32,
         pace=int.from_bytes(digest[15:19], "big") / 2**32,
+        lot=int.from_bytes(digest[20:24], "big") / 2**32,
     )
 
 

@@ -38,12 +38,13 @@ import httpx
 from sqlite_utils import Database
 
 from bot.sandbox import state
-from bot.sandbox.devices import DEFAULT_CATALOGUE, FirmwareEntry
+from bot.sandbox.devices import DEFAULT_CATALOGUE, FirmwareEntry, find_model
 from bot.sandbox.simulator import (
     AuthRegistry,
     Campaign,
     CampaignChange,
     DeviceChange,
+    FirmwareFault,
     SandboxClock,
     SandboxEvent,
     SandboxTimings,
@@ -260,9 +261,38 @@ class Sandbox:
                 return rule
         return None
 
+    def fail_firmware(
+        self,
+        firmware_name: str,
+        share: float,
+        *,
+        model: str,
+        reason: str = "Firmware image rejected by the device (signature check failed)",
+    ) -> FirmwareFault:
+        """From now on, campaigns of `firmware_name` fail on `share` (0 to 1) of the `model`
+        devices in them, the same devices every time (chosen by IMEI); kept across restarts.
+        Campaigns already accepted keep their plan."""
+        if not 0 <= share <= 1:
+            raise ValueError(f"share must be from 0 to 1, not {share}")
+        if not any(e.firmware_name == firmware_name for e in self.model.catalogue):
+            raise ValueError(f"no firmware {firmware_name!r} in the sandbox's catalogue")
+        known = find_model(model, self.model.catalogue)
+        fault = FirmwareFault(firmware_name, known.model, share, reason)
+        self.model.firmware_faults = [
+            f for f in self.model.firmware_faults
+            if (f.firmware_name, f.model) != (firmware_name, known.model)
+        ] + [fault]
+        self.model.changes.faults = True
+        self.save()
+        return fault
+
     def clear_faults(self) -> None:
         self._fail_rules.clear()
         self._delay_rules.clear()
+        if self.model.firmware_faults:
+            self.model.firmware_faults = []
+            self.model.changes.faults = True
+            self.save()
 
     # -- persistence -----------------------------------------------------------------------------
 

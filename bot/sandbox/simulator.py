@@ -472,6 +472,24 @@ def check_account(account: str) -> str:
     return account
 
 
+@dataclass(frozen=True)
+class FirmwareFault:
+    """One firmware failing on a share of one model's devices (a bad build, for rehearsing a
+    halted rollout): devices whose `lot` is below `share` end ``UpgradeFailed`` with `reason`."""
+
+    firmware_name: str
+    model: str
+    share: float
+    reason: str
+
+    def hits(self, campaign: Campaign, fact: DeviceFacts) -> bool:
+        return (
+            campaign.entry.firmware_name == self.firmware_name
+            and fact.model == self.model
+            and fact.lot < self.share
+        )
+
+
 @dataclass
 class Changes:
     """What changed since the last save, by key (see `bot.sandbox.state`)."""
@@ -483,6 +501,7 @@ class Changes:
     firmware: set[tuple[str, str]] = field(default_factory=set)
     seen: set[tuple[str, str]] = field(default_factory=set)
     licence_accounts: set[str] = field(default_factory=set)
+    faults: bool = False  # the firmware faults changed
 
 
 # A pending change: (time, sequence, campaign id, generation, device id or None, status,
@@ -531,6 +550,7 @@ class Simulator:
         self._seen: dict[str, set[str]] = {}
         self.changes = Changes()
         self._created = created or dt.datetime.now(UTC)
+        self.firmware_faults: list[FirmwareFault] = []
 
     # -- persistence hooks (bot.sandbox.state) ------------------------------------------------------
 
@@ -571,6 +591,7 @@ class Simulator:
             firmware=set(self._upgraded),
             seen={(a, i) for a, d in self._seen.items() for i in d},
             licence_accounts=set(self._licence_updated),
+            faults=True,
         )
 
     def _see(self, account: str, imei: str) -> None:
@@ -808,6 +829,9 @@ class Simulator:
         finish = begin + took
         steps.append((begin, UPGRADE_SCHEDULED, "", None))
         refusal = self._refusal(campaign, fact)
+        fault = next((f for f in self.firmware_faults if f.hits(campaign, fact)), None)
+        if refusal is None and fault is not None:
+            refusal = fault.reason
         if finish > cutoff:
             steps.append((cutoff, UPGRADE_FAILED, END_DATE_REACHED_REASON, None))
         elif refusal is not None:

@@ -7,7 +7,8 @@ connection of the sandbox's own; the bot's code never reads them.
 
 What is kept: campaigns (with their status history and plan generation), each campaign's
 devices, callback listeners, licences, the firmware devices were upgraded to, the devices an
-account has used, and the sandbox clock's last reading (so a sped-up clock never goes back
+account has used, the firmware faults (`Sandbox.fail_firmware`), and the sandbox clock's last
+reading (so a sped-up clock never goes back
 after a restart). What is not: OAuth tokens and M2M sessions (clients log in again, as they do
 after any restart), fault knobs and request logs, and status changes not yet announced: a
 callback due when the process stopped is not sent, as ThingSpace does not promise delivery
@@ -19,6 +20,7 @@ each HTTP request and each tick.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -30,7 +32,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.sandbox.devices import FirmwareEntry
-from bot.sandbox.simulator import UTC, Campaign, DeviceState, Simulator
+from bot.sandbox.simulator import UTC, Campaign, DeviceState, FirmwareFault, Simulator
 
 SCHEMA_VERSION = "1"
 
@@ -92,8 +94,8 @@ def _entry(entry: FirmwareEntry) -> str:
 
 
 def has_state(db: Database) -> bool:
-    return db["sandbox_campaigns"].count > 0 or db["sandbox_callbacks"].count > 0 or (
-        db["sandbox_licences"].count > 0 or db["sandbox_seen"].count > 0)
+    """Whether a sandbox saved here before (every save notes the clock)."""
+    return db.execute("SELECT 1 FROM sandbox_meta WHERE key = 'clock'").fetchone() is not None
 
 
 def load(db: Database, model: Simulator) -> dt.datetime | None:
@@ -140,6 +142,8 @@ def load(db: Database, model: Simulator) -> dt.datetime | None:
         model._seen.setdefault(row["account"], set()).add(row["imei"])
     for row in db["sandbox_licence_updates"].rows:
         model._licence_updated[row["account"]] = dt.datetime.fromisoformat(row["at"])
+    faults = db.execute("SELECT value FROM sandbox_meta WHERE key = 'firmware_faults'").fetchone()
+    model.firmware_faults = [FirmwareFault(**f) for f in json.loads(faults[0])] if faults else []
     model.replan_all()
     model.clean()
     clock = db.execute("SELECT value FROM sandbox_meta WHERE key = 'clock'").fetchone()
@@ -201,6 +205,9 @@ def save(db: Database, model: Simulator, now: dt.datetime, *, everything: bool =
         for account, at in model._licence_updated.items():
             if account in changes.licence_accounts:
                 db["sandbox_licence_updates"].upsert({"account": account, "at": at.isoformat()}, pk="account")  # type: ignore[union-attr]
+        if changes.faults:
+            faults = [dataclasses.asdict(f) for f in model.firmware_faults]
+            db["sandbox_meta"].upsert({"key": "firmware_faults", "value": json.dumps(faults)}, pk="key")  # type: ignore[union-attr]
         db["sandbox_meta"].upsert({"key": "clock", "value": now.isoformat()}, pk="key")  # type: ignore[union-attr]
 
 
