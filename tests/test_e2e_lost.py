@@ -9,9 +9,11 @@ and the sandbox; time moves only when the test says so.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bot.sandbox import Sandbox, create_sandbox_app, sandbox_imeis
 from bot.sandbox.state import forget
@@ -63,7 +65,10 @@ def lost_texts(stack: Stack) -> list[str]:
     return [t for t in stack.thread_texts() if "is lost" in t]
 
 
-async def test_a_campaign_thingspace_forgot_is_marked_lost_after_bounded_rereads(tmp_path: Path) -> None:
+async def test_a_campaign_thingspace_forgot_is_marked_lost_after_bounded_rereads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.rollout")
     async with running_stack(tmp_path) as stack:
         thingspace_id = await submit(stack, sandbox_imeis(4, kind="eligible"))
         await stack.run_sandbox(3, step=1.0)
@@ -86,6 +91,11 @@ async def test_a_campaign_thingspace_forgot_is_marked_lost_after_bounded_rereads
 
         campaign = stack.rt.store.campaign(1)
         assert campaign.state is S.LOST
+        # Logged once per counted re-read and once for the end, not at every watchdog pass.
+        warned = [r.getMessage() for r in caplog.records
+                  if r.levelno >= logging.WARNING and r.name == "bot.rollout"]
+        assert len(warned) == NOT_FOUND_READS, warned
+        assert warned[-1].startswith("FB-1 lost: ThingSpace answered 404 CAMPAIGN_NOT_FOUND")
         assert campaign.error_code == "CAMPAIGN_NOT_FOUND"
         last = stack.rt.store.audit(1)[-1]
         assert (last["to_state"], last["actor"]) == ("lost", "reconcile")

@@ -81,13 +81,18 @@ class LostCampaigns:
     async def not_found(self, campaign: Campaign, exc: ThingSpaceNotFound) -> Campaign:
         """A re-read answered 404: count it, re-read again later, or mark the campaign lost."""
         campaign = self.store.campaign(campaign.id)
-        if campaign.state.is_terminal or not self.counts(exc):
+        if campaign.state.is_terminal:
+            return campaign
+        if not self.counts(exc):
+            log.warning("%s: re-read from ThingSpace failed: %s", campaign.ref, exc)
             return campaign
         now = self.clock()
         spell = self._spell(campaign.id)
         if spell is not None and now - spell.last < NOT_FOUND_SPACING:
-            # Asked again within the spacing (callbacks, the watchdog): not counted, but the
-            # next counted re-read must still come.
+            # Asked again within the spacing (callbacks, the watchdog): not counted, not logged
+            # again (once a minute for twenty minutes says nothing new), but the next counted
+            # re-read must still come.
+            log.debug("%s: ThingSpace still answers 404 %s", campaign.ref, exc.error_code)
             wait = spell.last + NOT_FOUND_SPACING - now
             self.scheduler.reconcile_soon(campaign.id, wait.total_seconds())
             return campaign
@@ -98,10 +103,13 @@ class LostCampaigns:
             await self.client.get_campaign(campaign.account, campaign.thingspace_id)
         except ThingSpaceNotFound as confirmed:
             if not self.counts(confirmed):
+                log.warning("%s: re-read from ThingSpace failed: %s", campaign.ref, confirmed)
                 return campaign
             exc = confirmed
-        except ThingSpaceError:
-            return campaign  # ThingSpace cannot say now; the next re-read asks again
+        except ThingSpaceError as unclear:
+            # ThingSpace cannot say now; the next re-read asks again.
+            log.warning("%s: re-read from ThingSpace failed: %s", campaign.ref, unclear)
+            return campaign
         else:
             log.info("%s: ThingSpace knows campaign %s but answered 404 for its report (%s)",
                      campaign.ref, campaign.thingspace_id, exc.error_code)

@@ -311,9 +311,9 @@ class Rollout:
                     self._apply_devices(campaign, batch, from_report=True)
                 info = await self.client.get_campaign(campaign.account, campaign.thingspace_id)
             except ThingSpaceError as exc:
-                log.warning("%s: re-read from ThingSpace failed: %s", campaign.ref, exc)
                 if isinstance(exc, ThingSpaceNotFound):
-                    return await self.lost.not_found(campaign, exc)
+                    return await self.lost.not_found(campaign, exc)  # it says what it saw
+                log.warning("%s: re-read from ThingSpace failed: %s", campaign.ref, exc)
                 return self.store.campaign(campaign_id)
             self.lost.found(campaign)
             status = str(info.get("status") or "")
