@@ -212,6 +212,17 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
         later(work, respond, "approve")
         await ack()
 
+    @app.action(blocks.ACTION_PROMOTE)
+    async def promote(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+        try:
+            parent_id, number = blocks.parse_promote_value(action.get("value"))
+        except ValueError:
+            later(_stale_button(), respond, "stale button")
+            await ack()
+            return
+        later(services.campaigns.promote(parent_id, number, user=body["user"]["id"]), respond, "promote")
+        await ack()
+
     @app.action(blocks.ACTION_APPROVE_ELIGIBLE)
     async def approve_eligible(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         campaign_id, shown_hash = _action_value(action)

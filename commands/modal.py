@@ -203,6 +203,50 @@ def build_schedule_modal(
             prefill=given,
         ),
         _licence_input(given),
+        # A staged rollout: all empty, one campaign for every device, as always.
+        _text_input(
+            "canary",
+            "Staged rollout: canary devices",
+            hint="A first wave of this many devices, spread over the request's models and firmware. "
+            "Empty: no canary.",
+            placeholder="e.g. 10",
+            max_length=7,
+            prefill=given,
+        ),
+        _text_input(
+            "waves",
+            "Staged rollout: waves",
+            hint="Cumulative shares of the eligible devices after the canary, ending at 100%. "
+            "Each wave is a campaign NAME [FB-12 w2/4], promoted by an approver.",
+            placeholder="e.g. 5%,25%,100%",
+            max_length=100,
+            prefill=given,
+        ),
+        _text_input(
+            "success",
+            "Staged rollout: success threshold",
+            hint="A wave can be promoted only when at least this share of its devices succeeded. "
+            "Default 95%.",
+            placeholder="e.g. 95%",
+            max_length=10,
+            prefill=given,
+        ),
+        _text_input(
+            "soak",
+            "Staged rollout: soak",
+            hint="How long after a wave ends before the next may start: 30m, 2h, 1d. Default 0.",
+            placeholder="e.g. 2h",
+            max_length=10,
+            prefill=given,
+        ),
+        _text_input(
+            "promote",
+            "Staged rollout: promotion",
+            hint="manual (default): an approver other than the requester clicks Promote in the thread.",
+            placeholder="manual",
+            max_length=10,
+            prefill=given,
+        ),
     ]
     return {
         "type": "modal",

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from commands.imei import parse_imeis
+from commands.plan import check_plan_fields
 from commands.requests import PROTOCOLS, Problem, RequestError, ScheduleRequest, TimeWindow
 
 SUBCOMMANDS = ("help", "schedule", "status", "list", "cancel", "firmware", "devices", "history")
@@ -31,7 +32,19 @@ SCHEDULE_KEYS = (
     "name",
     "account",
     "licence",
+    # A staged rollout: waves sent one by one, each promoted by an approver.
+    "canary",
+    "waves",
+    "success",
+    "soak",
+    "promote",
 )
+# Keys of staged rollouts that the bot cannot carry out yet: refused with the reason, so no
+# request promises a safeguard that is not there.
+NOT_YET_KEYS = {
+    "halt": "is not available yet: a rollout does not halt by itself yet. Each wave waits for an "
+    "approver to promote it, and a wave under `success` is never promoted",
+}
 # Other spellings taken as they are (not a mistake to correct): the US spelling.
 _SAME_KEY = {"license": "licence"}
 LICENCE_VALUES = ("auto", "none")
@@ -564,7 +577,9 @@ def check_schedule_fields(
         key = str(raw_key).strip().lower()
         key = _SAME_KEY.get(key, key)
         value = raw_value.strip() if isinstance(raw_value, str) else ""
-        if key not in SCHEDULE_KEYS:
+        if key in NOT_YET_KEYS:
+            problems.append(Problem(key, value, NOT_YET_KEYS[key]))
+        elif key not in SCHEDULE_KEYS:
             problems.append(_unknown_key_problem(str(raw_key), value))
         elif key in seen:
             problems.append(
@@ -706,6 +721,17 @@ def check_schedule_fields(
             )
         )
 
+    plan, plan_problems = check_plan_fields(given, max_devices=max_devices)
+    problems += plan_problems
+    if plan is not None and plan.promote.value == "auto":
+        problems.append(
+            Problem(
+                "promote",
+                given["promote"],
+                "can only be `manual` for now: an approver promotes each wave once it passed",
+            )
+        )
+
     if problems or firmware is None or start is None or end is None:
         return None, problems
     return (
@@ -721,6 +747,7 @@ def check_schedule_fields(
             name=name,
             account=account,
             licence_auto=licence == "auto",
+            plan=plan,
             notes=tuple(notes),
         ),
         [],

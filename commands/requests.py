@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from storage.plan import RolloutPlan
+
 PROTOCOLS = ("LWM2M", "OMA", "HTTP")
 
 
@@ -48,6 +50,8 @@ class ScheduleRequest:
     # licence=auto: ThingSpace may assign free FOTA licences to unlicensed devices
     # (autoAssignLicenseFlag). Off by default.
     licence_auto: bool = False
+    # A staged rollout (canary, waves, …); None: one campaign, all devices at once.
+    plan: RolloutPlan | None = None
     # Things the user should know that are not errors ("2 duplicate IMEIs dropped").
     notes: tuple[str, ...] = field(default=(), compare=False)
 

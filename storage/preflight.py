@@ -29,6 +29,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from commands.requests import TimeWindow
+from storage import waves
 from storage.records import Campaign, ref_for
 from storage.states import CampaignState
 from storage.store import ApprovalResult, NotApproved, Store, content_hash
@@ -687,7 +688,9 @@ def narrow_and_approve(
             [campaign_id],
         )
         new_request = request_hash(campaign, devices)
-        new_hash = bound_hash(new_request, record.summary.digest)
+        # A staged request's waves were planned over exactly these eligible devices: the same
+        # plan stays bound to the narrowed request.
+        new_hash = waves.rebind(store.db, campaign_id, bound_hash(new_request, record.summary.digest))
         superseded = tuple(
             r[0]
             for r in store.db.execute(

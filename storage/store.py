@@ -27,6 +27,7 @@ from sqlite_utils import Database
 
 from commands.requests import TimeWindow
 from storage import migrations
+from storage.plan import RolloutPlan
 from storage.readers import Readers
 from storage.records import Campaign, Decision, Device, ref_for
 from storage.states import (
@@ -113,6 +114,13 @@ def _preflight_refusal(db: Database, campaign_id: int) -> str | None:
     from storage.preflight import refusal  # storage.preflight builds on this module
 
     return refusal(db, campaign_id)
+
+
+def _plan_refusal(db: Database, campaign: Campaign) -> str | None:
+    """A staged request is approved only as the plan its card shows (storage.waves)."""
+    from storage.waves import approval_refusal  # storage.waves builds on this module
+
+    return approval_refusal(db, campaign)
 
 
 def _wave_refusal(db: Database, campaign: Campaign, approvals: int) -> str | None:
@@ -276,8 +284,14 @@ class Store:
         notes: Sequence[str] = (),
         response_url: str | None = None,
         licence_auto: bool = False,
+        plan: RolloutPlan | None = None,
     ) -> Campaign:
-        """Store a new request (state pending_approval) with its devices, in one transaction."""
+        """Store a new request (state pending_approval) with its devices, in one transaction.
+
+        With a `plan` (a staged rollout) its waves are assigned once pre-flight knows which
+        devices are eligible; until then the request cannot be approved, and it is never sent
+        whole (storage.waves).
+        """
         now = self.now()
         with self.db.atomic():
             cursor = self.db.execute(
@@ -318,6 +332,12 @@ class Store:
             # The hash covers exactly what will be sent, including the name with its ref.
             digest = content_hash({"account": account, **campaign.schedule_body(list(devices))})
             self.db.execute("UPDATE campaigns SET content_hash = ? WHERE id = ?", [digest, campaign_id])
+            if plan is not None:
+                self.db.execute(
+                    """INSERT INTO rollout_plans(campaign_id, plan, base_hash, bound_hash, created_at)
+                       VALUES(?, ?, ?, '', ?)""",
+                    [campaign_id, json.dumps(plan.to_json()), digest, now],
+                )
             self._audit(campaign_id, None, CampaignState.PENDING_APPROVAL, requester, "requested", now)
         return self.campaign(campaign_id)
 
@@ -503,7 +523,7 @@ class Store:
                 return ApprovalResult(ApprovalOutcome.STALE, campaign, self._valid_approvals(campaign))
             if user == campaign.requester:
                 raise NotApproved("the requester cannot approve their own request")
-            blocked = _preflight_refusal(self.db, campaign_id)
+            blocked = _preflight_refusal(self.db, campaign_id) or _plan_refusal(self.db, campaign)
             if blocked:
                 raise NotApproved(blocked)
             # An approval of earlier content (before "Approve eligible only" narrowed the

@@ -73,8 +73,9 @@ def plan_hash(base_hash: str, plan: RolloutPlan, waves: Sequence[WaveAssignment]
 def bind_plan(store: Store, campaign_id: int, plan: RolloutPlan, waves: Sequence[WaveAssignment]) -> Campaign:
     """Record the plan of a request waiting for approval and bind it into its content hash.
 
-    Called again (after the request changed, e.g. narrowed to its eligible devices) it
-    replaces the plan. The waves must hold the request's devices, each exactly once.
+    Called again it replaces the plan. The waves hold devices of the request, each exactly
+    once: its eligible devices, planned before an approver narrows the request to them (the
+    excluded devices are never in a wave, so a staged request is approved only as narrowed).
     """
     with store.db.atomic():
         campaign = store.campaign(campaign_id)
@@ -82,8 +83,8 @@ def bind_plan(store: Store, campaign_id: int, plan: RolloutPlan, waves: Sequence
             raise NotApproved(f"{campaign.ref} is {campaign.state}: its plan can no longer change")
         devices = store.device_ids(campaign_id)
         planned = [imei for wave in waves for imei in wave.devices]
-        if len(planned) != len(set(planned)) or set(planned) != set(devices):
-            raise ValueError(f"the plan of {campaign.ref} must hold each of its devices exactly once")
+        if len(planned) != len(set(planned)) or not set(planned) <= set(devices):
+            raise ValueError(f"the plan of {campaign.ref} must hold devices of it, each exactly once")
         row = store.db.execute(
             "SELECT base_hash, bound_hash FROM rollout_plans WHERE campaign_id = ?", [campaign_id]
         ).fetchone()
@@ -323,3 +324,34 @@ def approved_without_first_wave(db: Database) -> list[int]:
         [S.APPROVED.value],
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def approval_refusal(db: Database, campaign: Campaign) -> str | None:
+    """Why a staged request cannot be approved now, or None: its waves are not planned yet,
+    or the request changed since they were (the card then shows the new plan)."""
+    row = db.execute("SELECT bound_hash FROM rollout_plans WHERE campaign_id = ?", [campaign.id]).fetchone()
+    if row is None:
+        return None
+    if not row[0]:
+        return f"the waves of {campaign.ref} are planned once its pre-flight checks finish"
+    if row[0] != campaign.content_hash:
+        return f"{campaign.ref} changed since its waves were planned; approve the current card"
+    return None
+
+
+def rebind(db: Database, campaign_id: int, base_hash: str) -> str:
+    """The content hash for a request whose own hash became `base_hash` (narrowed to the
+    eligible devices its plan was made of): the same plan bound to it. No plan: `base_hash`."""
+    stored = load(db, campaign_id)
+    if stored is None or not stored.waves:
+        return base_hash
+    assignments = [
+        WaveAssignment(w.number, w.label, tuple(wave_devices(db, campaign_id, w.number)), w.radius)
+        for w in stored.waves
+    ]
+    bound = plan_hash(base_hash, stored.plan, assignments)
+    db.execute(
+        "UPDATE rollout_plans SET base_hash = ?, bound_hash = ? WHERE campaign_id = ?",
+        [base_hash, bound, campaign_id],
+    )
+    return bound

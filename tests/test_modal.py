@@ -381,3 +381,14 @@ def test_the_licence_checkbox_is_off_unless_asked_for() -> None:
     filled = build_schedule_modal(prefill={"licence": "auto"})
     [checked] = [b for b in filled["blocks"] if b.get("block_id") == "licence"]
     assert [o["value"] for o in checked["element"]["initial_options"]] == ["auto"]
+
+
+def test_the_form_takes_a_staged_plan_and_reports_its_problems_under_its_fields() -> None:
+    from storage.plan import RolloutPlan
+
+    base = {"firmware": "FW", "from": "A", "to": "B", "devices": GOOD}
+    request = submit({**base, "canary": "2", "waves": "50%,100%", "soak": "1h"})
+    assert request.plan == RolloutPlan(canary=2, waves=(5_000, 10_000), soak=dt.timedelta(hours=1))
+    errors = submit_errors({**base, "canary": "two", "waves": "50%", "promote": "auto"})
+    assert set(errors) >= {"canary", "waves"}
+    assert "must end at 100%" in errors["waves"]

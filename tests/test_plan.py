@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.workflow.planner import assign
+from commands.parse import parse_schedule
 from commands.plan import check_plan_fields
+from commands.requests import RequestError
 from storage.plan import (
     WHOLE,
     DeviceFacts,
@@ -232,3 +234,43 @@ def test_properties_of_every_plan(groups, canary, shares):
         share = by_label[w.label]
         assert reached == math.ceil(rest * share / WHOLE)
     assert reached == rest
+
+
+# --- staged rollouts through /fota schedule ------------------------------------------------------
+
+_BASE = (
+    "firmware=FW from=A to=B devices=354658090353977"
+)
+
+
+def test_schedule_takes_a_staged_plan() -> None:
+    request = parse_schedule(
+        _BASE + " canary=5 waves=5%,25%,100% success=90% soak=2h promote=manual",
+        today=dt.date(2026, 11, 26),
+        max_devices=100_000,
+    )
+    assert request.plan == RolloutPlan(
+        canary=5, waves=(500, 2_500, 10_000), success=9_000, soak=dt.timedelta(hours=2)
+    )
+    assert parse_schedule(_BASE, today=dt.date(2026, 11, 26), max_devices=100_000).plan is None
+
+
+def test_schedule_refuses_what_staged_rollouts_cannot_do_yet_with_every_other_problem() -> None:
+    with pytest.raises(RequestError) as caught:
+        parse_schedule(
+            _BASE + " canary=5 halt=5% promote=auto waves=5%,50% window=1-2",
+            today=dt.date(2026, 11, 26),
+            max_devices=100_000,
+        )
+    by_key = {p.key: p.rule for p in caught.value.problems}
+    assert "not available yet" in by_key["halt"]
+    assert "must end at 100%" in by_key["waves"]
+    assert "window" in by_key
+
+
+def test_schedule_refuses_automatic_promotion_for_now() -> None:
+    with pytest.raises(RequestError) as caught:
+        parse_schedule(_BASE + " canary=5 promote=auto", today=dt.date(2026, 11, 26), max_devices=100_000)
+    [problem] = caught.value.problems
+    assert (problem.key, problem.value) == ("promote", "auto")
+    assert "can only be `manual` for now" in problem.rule

@@ -33,7 +33,7 @@ def test_the_verdict_on_a_wave() -> None:
     assert judge(plan, WaveFigures(10, 8, 2), ended=True).verdict is Verdict.MISSED
     halted = judge(plan, WaveFigures(10, 2, 3), ended=False)
     assert halted.verdict is Verdict.HALT
-    assert halted.sentence() == "2 of 10 succeeded, 3 failed (9 needed to pass; 3 failed halt the rollout)"
+    assert halted.sentence() == "2 of 10 succeeded, 3 failed (9 needed to pass)"
     # Default halt: as soon as `success` can no longer be reached.
     assert judge(RolloutPlan(canary=1), WaveFigures(20, 0, 2), ended=False).verdict is Verdict.HALT
     assert judge(RolloutPlan(canary=1), WaveFigures(20, 0, 1), ended=False).verdict is Verdict.RUNNING

@@ -133,11 +133,51 @@ def test_an_approval_given_before_the_plan_does_not_approve_it(store: Store, clo
     assert store.campaign(campaign.id).state is S.PENDING_APPROVAL
 
 
-def test_a_plan_must_hold_every_device_once(store: Store, clock: ManualClock) -> None:
+def test_a_plan_holds_devices_of_the_request_each_once(store: Store, clock: ManualClock) -> None:
     campaign = _request(store, clock, DEVICES)
+    foreign = _facts([*DEVICES[:-1], "354658090359999"])
     with pytest.raises(ValueError):
-        waves.bind_plan(store, campaign.id, PLAN, assign(PLAN, _facts(DEVICES[:-1])))
+        waves.bind_plan(store, campaign.id, PLAN, assign(PLAN, foreign))
     assert waves.load(store.db, campaign.id) is None
+    # Its eligible devices only (one excluded by pre-flight): fine, the excluded one is in no wave.
+    waves.bind_plan(store, campaign.id, PLAN, assign(PLAN, _facts(DEVICES[:-1])))
+    stored = waves.load(store.db, campaign.id)
+    assert stored is not None and sum(w.size for w in stored.waves) == len(DEVICES) - 1
+
+
+def test_a_staged_request_cannot_be_approved_before_its_waves_are_planned(store: Store, clock: ManualClock) -> None:
+    import datetime as dt
+
+    campaign = store.create_campaign(
+        requester=REQUESTER,
+        account="0000000000-00001",
+        firmware_name="FW",
+        firmware_from="A",
+        firmware_to="B",
+        protocol="LWM2M",
+        start_date=clock().date(),
+        end_date=clock().date() + dt.timedelta(days=3),
+        windows=(),
+        name=None,
+        devices=DEVICES,
+        sandbox=True,
+        expires_at=clock() + dt.timedelta(hours=24),
+        plan=PLAN,
+    )
+    with pytest.raises(NotApproved, match="planned once its pre-flight checks finish"):
+        store.record_approval(campaign.id, user=ANN, shown_hash=campaign.content_hash, required=1)
+    planned = waves.bind_plan(store, campaign.id, PLAN, assign(PLAN, _facts(DEVICES)))
+    assert store.record_approval(campaign.id, user=ANN, shown_hash=planned.content_hash, required=1).outcome.name == "APPROVED"
+    with pytest.raises(NotApproved, match="never whole"):
+        store.claim_for_submission(campaign.id, required=1)
+
+
+def test_narrowing_keeps_the_same_plan_bound(store: Store, clock: ManualClock) -> None:
+    campaign = _request(store, clock, DEVICES)
+    planned = waves.bind_plan(store, campaign.id, PLAN, assign(PLAN, _facts(DEVICES)))
+    bound = waves.rebind(store.db, campaign.id, "new-base")
+    assert bound == waves.plan_hash("new-base", PLAN, assign(PLAN, _facts(DEVICES)))
+    assert bound != planned.content_hash
 
 
 # --- the guard ------------------------------------------------------------------------------------

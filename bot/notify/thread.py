@@ -13,8 +13,9 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+from bot.workflow.wave_figures import Verdict, WaveFigures, judge, promotable_at
 from commands import blocks
-from storage import preflight
+from storage import preflight, waves
 from storage.records import Campaign, Device
 from storage.states import CampaignState
 from storage.store import Outbox, Store, device_rows
@@ -160,6 +161,22 @@ class ThreadNotifier:
         self.refresh_root(campaign, now=True)
         self._final_report(campaign)
         self.dm(campaign, "finished")
+        if campaign.parent_id is not None:
+            self._wave_ended(campaign)
+
+    def _wave_ended(self, wave: Campaign) -> None:
+        """A wave of a staged rollout ended: passed (the next wave's Promote button), or held."""
+        assert wave.parent_id is not None
+        stored = waves.load(self.store.db, wave.parent_id)
+        if stored is None:
+            return
+        counts = self.store.device_counts(wave.id)
+        figures = WaveFigures(sum(counts.values()), counts["succeeded"], counts["failed"])
+        judgement = judge(stored.plan, figures, ended=True)
+        passed = judgement.verdict is Verdict.PASSED
+        ready = promotable_at(self.clock(), stored.plan) if stored.plan.soak else None
+        ready_text = f"{ready:%Y-%m-%d %H:%M} UTC" if ready is not None else None
+        self.reply(wave, blocks.wave_ended_reply(wave, stored, judgement.sentence(), passed, ready_text))
 
     def lost(self, campaign: Campaign) -> None:
         self.refresh_root(campaign, now=True)
@@ -264,9 +281,10 @@ class ThreadRenderer:
                 approvals=[d for d in decisions if d.decision == "approve"],
                 required_approvals=self.required_approvals,
                 sandbox=campaign.sandbox,
-                preflight_blocks=blocks.preflight_blocks(
-                    campaign, checks, today=self.clock().astimezone(dt.UTC).date()
-                ),
+                preflight_blocks=[
+                    *blocks.preflight_blocks(campaign, checks, today=self.clock().astimezone(dt.UTC).date()),
+                    *blocks.plan_blocks(waves.load(self.store.db, campaign.id)),
+                ],
             )
             return blocks.gate_decisions(card, campaign, checks)
         if campaign.state in (S.REJECTED, S.EXPIRED, S.WITHDRAWN, S.SUBMIT_FAILED, S.APPROVED, S.SUBMITTING):

@@ -124,6 +124,7 @@ class CampaignService:
             notes=request.notes,
             response_url=response_url,
             licence_auto=request.licence_auto,
+            plan=request.plan,
         )
         log.info("%s requested by %s: %d devices", campaign.ref, user, campaign.device_count)
         if self.preflight is not None:
@@ -255,6 +256,7 @@ class CampaignService:
         """What "Include excluded devices…" shows, checked before its modal opens: who may decide,
         the card still current, and excluded devices there to include. Raises UserError."""
         campaign = await self.check_may_decide(campaign_id, user=user)
+        self._refuse_override_of_plan(campaign)
         if shown_hash != campaign.content_hash:
             raise UserError(f"{campaign.ref} changed after this card was shown; nothing changed. Look at the current card.")
         record = self.preflight.record(campaign_id) if self.preflight is not None else None
@@ -272,6 +274,7 @@ class CampaignService:
         `reason`); refusals as UserError. Nothing changes unless everything holds."""
         campaign = self._campaign(campaign_id)
         await self._refuse_non_decider(campaign, user, "approve it; another approver must")
+        self._refuse_override_of_plan(campaign)
         if self.preflight is None:
             raise UserError("Pre-flight checks are not running here; nothing to override. Nothing changed.")
         record = self.preflight.record(campaign_id)
@@ -301,6 +304,20 @@ class CampaignService:
         return self._approval_answer(
             result, shown_hash, required, f" (with {overridden.included:,} excluded devices included)"
         )
+
+    async def promote(self, parent_id: int, number: int, *, user: str) -> str:
+        """The thread's Promote button: start the next wave of a staged rollout. Raises UserError."""
+        if self.staged is None:
+            raise UserError("Staged rollouts are not running here. Nothing changed.")
+        return await self.staged.promote(parent_id, number, user=user)
+
+    def _refuse_override_of_plan(self, campaign: Campaign) -> None:
+        if self.staged is not None and self.staged.planned(campaign.id):
+            raise UserError(
+                f"{campaign.ref} is a staged rollout, planned over its eligible devices only: "
+                "excluded devices cannot be added to its waves. Approve the eligible devices, and "
+                "request the others separately if they must have this firmware. Nothing changed."
+            )
 
     async def reject(self, campaign_id: int, *, user: str, shown_hash: str, reason: str) -> str:
         campaign = await self.check_may_decide(campaign_id, user=user)

@@ -45,8 +45,11 @@ from bot.background import Background
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError
 from bot.workflow.errors import UserError
+from bot.workflow.planner import assign
 from commands.requests import TimeWindow
 from storage import preflight as stored
+from storage import waves
+from storage.plan import DeviceFacts
 from storage.preflight import (
     EXCLUDING,
     ConflictFinding,
@@ -569,7 +572,13 @@ class PreflightRunner:
             ):
                 return None  # a newer run took over
             await asyncio.sleep(0)  # let acks and callbacks through between batches
-        updated = stored.finish(self.store, campaign_id, attempt, findings, devices_written=True)
+        # The findings and a staged request's waves (planned over its eligible devices) are
+        # bound into the content hash together: no card ever offers Approve for one without
+        # the other.
+        with self.store.db.atomic():
+            updated = stored.finish(self.store, campaign_id, attempt, findings, devices_written=True)
+            if updated is not None:
+                updated = self._plan_waves(updated, devices, infos, findings)
         if updated is None:
             return None  # a newer run took over
         summary = findings.summary
@@ -582,6 +591,20 @@ class PreflightRunner:
         )
         self.events.preflight_updated(updated)
         return stored.load(self.store, campaign_id)
+
+    def _plan_waves(
+        self, campaign: Campaign, devices: Sequence[str], infos: Sequence[DeviceInfo], findings: Findings
+    ) -> Campaign:
+        stored_plan = waves.load(self.store.db, campaign.id)
+        if stored_plan is None:
+            return campaign
+        known = {info.imei: info for info in infos}
+        eligible = [
+            DeviceFacts(imei, known[imei].make, known[imei].model, known[imei].firmware)
+            for imei in devices
+            if imei not in findings.devices and imei in known
+        ]
+        return waves.bind_plan(self.store, campaign.id, stored_plan.plan, assign(stored_plan.plan, eligible))
 
     async def _device_ids(self, campaign_id: int) -> list[str]:
         devices: list[str] = []

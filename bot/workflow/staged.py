@@ -108,7 +108,7 @@ class StagedRollouts:
             state = {
                 Verdict.RUNNING: "has not ended yet",
                 Verdict.MISSED: "missed its success threshold",
-                Verdict.HALT: "crossed its halt threshold",
+                Verdict.HALT: "failed on too many devices to pass",
             }[judgement.verdict]
             raise UserError(
                 f"Wave {number - 1} of {parent.ref} {state}: {judgement.sentence()}. Nothing changed."

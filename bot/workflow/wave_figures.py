@@ -39,12 +39,9 @@ class Judgement:
     halt_at: int  # failures that halt
 
     def sentence(self) -> str:
-        """'9 of 10 succeeded, 1 failed (10 needed to pass; 1 failed halt the rollout)'."""
+        """'9 of 10 succeeded, 1 failed (10 needed to pass)'."""
         f = self.figures
-        return (
-            f"{f.succeeded:,} of {f.size:,} succeeded, {f.failed:,} failed "
-            f"({self.needed:,} needed to pass; {self.halt_at:,} failed halt the rollout)"
-        )
+        return f"{f.succeeded:,} of {f.size:,} succeeded, {f.failed:,} failed ({self.needed:,} needed to pass)"
 
 
 def judge(plan: RolloutPlan, figures: WaveFigures, *, ended: bool) -> Judgement:

@@ -196,3 +196,13 @@ __all__ += [
 ]
 
 __all__ += ["ACTION_HISTORY", "history_reply", "parse_history_value"]
+
+from commands.blocks.waves import (  # noqa: E402
+    ACTION_PROMOTE,
+    parse_promote_value,
+    plan_blocks,
+    promote_value,
+    wave_ended_reply,
+)
+
+__all__ += ["ACTION_PROMOTE", "parse_promote_value", "plan_blocks", "promote_value", "wave_ended_reply"]

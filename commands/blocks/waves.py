@@ -1,0 +1,112 @@
+"""A staged rollout on the card and in the thread: the plan, its waves, the Promote button (pure)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from commands.blocks.actions import button
+from commands.blocks.kit import Block, code, context, escape, plural, section, sections
+from storage.plan import RolloutPlan, duration_text, percent_text
+from storage.records import Campaign
+from storage.waves import StoredPlan, WaveRecord
+
+ACTION_PROMOTE = "fota_promote"
+PROMOTE_BLOCK_ID = "fota_promote"
+RADIUS_SHOWN = 3  # groups listed per wave; the rest summed up
+
+
+def wave_title(wave: WaveRecord, total: int) -> str:
+    share = "canary" if wave.label == "canary" else f"up to {wave.label}"
+    return f"wave {wave.number}/{total} ({share}, {plural(wave.size, 'device')})"
+
+
+def _radius(wave: WaveRecord) -> str:
+    shown = [
+        f"{escape(make)} {escape(model)} on {code(firmware)}: {count:,}"
+        for make, model, firmware, count in wave.radius[:RADIUS_SHOWN]
+    ]
+    rest = sum(r[3] for r in wave.radius[RADIUS_SHOWN:])
+    if rest:
+        shown.append(f"{rest:,} more")
+    return " · ".join(shown)
+
+
+def plan_line(plan: RolloutPlan) -> str:
+    parts = []
+    if plan.canary:
+        parts.append(f"canary of {plan.canary:,}")
+    parts.append("then " + ", ".join(percent_text(w) for w in plan.waves) + " of the rest")
+    parts.append(f"a wave passes at {percent_text(plan.success)} succeeded")
+    if plan.soak:
+        parts.append(f"{duration_text(plan.soak)} soak after each wave")
+    parts.append("each next wave promoted by an approver")
+    return "; ".join(parts)
+
+
+def plan_blocks(stored: StoredPlan | None) -> list[Block]:
+    """The plan on the approval card: one line of rules, then each wave with its blast radius.
+    All of it is bound into the content hash the Approve button carries."""
+    if stored is None:
+        return []
+    if not stored.waves:
+        return [section(":hourglass_flowing_sand: *Staged rollout:* the waves are planned once the checks finish.")]
+    total = len(stored.waves)
+    lines = [f":ladder: *Staged rollout* ({plan_line(stored.plan)})"]
+    lines += [f"• *{wave_title(w, total).capitalize()}*: {_radius(w)}" for w in stored.waves]
+    return sections(lines, max_blocks=3)
+
+
+def promote_value(parent_id: int, number: int) -> str:
+    return json.dumps({"campaign_id": parent_id, "wave": number}, separators=(",", ":"))
+
+
+def parse_promote_value(value: Any) -> tuple[int, int]:
+    """(request id, wave number) from a Promote button's value; ValueError for anything else."""
+    if not isinstance(value, str) or len(value) > 200:
+        raise ValueError("promote value is not a short string")
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"promote value is not JSON: {exc.msg}") from exc
+    if not isinstance(data, dict) or set(data) != {"campaign_id", "wave"}:
+        raise ValueError("promote value must be an object with campaign_id and wave")
+    parent, number = data["campaign_id"], data["wave"]
+    if type(parent) is not int or type(number) is not int or parent < 1 or number < 2:
+        raise ValueError("promote value must name a request and a wave after the first")
+    return parent, number
+
+
+def wave_ended_reply(
+    wave: Campaign, stored: StoredPlan, verdict_sentence: str, passed: bool, ready_at: str | None
+) -> dict[str, Any]:
+    """The thread's word when a wave ends: passed (with the next wave's Promote button) or not."""
+    total = len(stored.waves)
+    number = wave.wave or 0
+    if number >= total:
+        head = f":checkered_flag: *{escape(wave.ref)}, the last wave, ended:* {escape(verdict_sentence)}."
+        return {"text": head, "blocks": [section(head)]}
+    following = stored.wave(number + 1)
+    if not passed:
+        head = (
+            f":warning: *{escape(wave.ref)} missed its success threshold:* {escape(verdict_sentence)}. "
+            f"The rollout holds: wave {number + 1} is not sent."
+        )
+        return {"text": head, "blocks": [section(head)]}
+    head = f":white_check_mark: *{escape(wave.ref)} passed:* {escape(verdict_sentence)}."
+    when = f" It can be promoted from {ready_at}." if ready_at else ""
+    text = f"{head}{when} An approver other than the requester promotes it to the next wave."
+    promote = button(
+        f"Promote to {wave_title(following, total)}",
+        action_id=ACTION_PROMOTE,
+        value=promote_value(wave.parent_id or 0, number + 1),
+        style="primary",
+    )
+    return {
+        "text": text,
+        "blocks": [
+            section(text),
+            {"type": "actions", "block_id": PROMOTE_BLOCK_ID, "elements": [promote]},
+            context(f"Ref {escape(wave.ref)}"),
+        ],
+    }

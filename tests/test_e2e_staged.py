@@ -1,0 +1,127 @@
+"""Staged rollouts end to end: `/fota schedule … canary=… waves=…` through the signed HTTP app,
+the plan on the card, one approval, then each wave promoted by a click in the thread; the
+sandbox's record of requests shows each wave reaching ThingSpace once, under its own name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.sandbox import sandbox_imeis
+from bot.workflow.errors import UserError
+from commands import blocks
+from storage import waves
+from storage.states import CampaignState
+from tests.support.stack import ANN, BOB, CHANNEL, REQUESTER, Stack, running_stack
+from tests.test_e2e_rollout import schedule_text
+
+S = CampaignState
+
+
+async def _run_wave_to_its_end(stack: Stack) -> None:
+    await stack.run_sandbox(60, step=2.0)
+    stack.clock.advance(seconds=60)
+    await stack.settle()
+
+
+def _promote_messages(stack: Stack) -> list[Any]:
+    root = stack.root()
+    return [
+        m
+        for m in stack.standin.thread(CHANNEL, root.ts)
+        if blocks.ACTION_PROMOTE in json.dumps(m.blocks)
+    ]
+
+
+def _names(stack: Stack) -> list[str]:
+    return [post.json()["campaignName"] for post in stack.thingspace.schedule_posts()]
+
+
+async def test_a_four_wave_plan_promoted_by_clicks(tmp_path: Path) -> None:
+    imeis = sandbox_imeis(12)
+    async with running_stack(tmp_path) as stack:
+        response, _ = await stack.slash(schedule_text(imeis) + " canary=2 waves=25%,50%,100% name=Fleet")
+        assert response.status_code == 200
+        await stack.settle()
+        card = json.dumps(stack.root().blocks)
+        assert "Staged rollout" in card
+        for title in ("Wave 1/4 (canary, 2 devices)", "Wave 2/4 (up to 25%, 3 devices)",
+                      "Wave 3/4 (up to 50%, 2 devices)", "Wave 4/4 (up to 100%, 5 devices)"):
+            assert title in card
+
+        await stack.click(blocks.ACTION_APPROVE, user=ANN)
+        await stack.settle()
+        assert _names(stack) == ["Fleet [FB-1 w1/4]"]
+        assert stack.rt.store.campaign(1).state is S.APPROVED
+
+        for number in (2, 3, 4):
+            await _run_wave_to_its_end(stack)
+            message = _promote_messages(stack)[-1]
+            assert f"Promote to wave {number}/4" in json.dumps(message.blocks)
+            # The requester may not promote their own rollout: told so, nothing sent.
+            _, refused_url = await stack.click(blocks.ACTION_PROMOTE, user=REQUESTER, message=message)
+            await stack.settle()
+            assert "cannot promote it" in json.dumps(stack.answers(refused_url))
+            assert len(_names(stack)) == number - 1
+
+            _, url = await stack.click(blocks.ACTION_PROMOTE, user=BOB, message=message)
+            await stack.settle()
+            assert f"You promoted FB-1 to wave {number} of 4" in json.dumps(stack.answers(url))
+            # A second click on the same button: the wave is not sent again.
+            _, again = await stack.click(blocks.ACTION_PROMOTE, user=ANN, message=message)
+            await stack.settle()
+            assert "already started" in json.dumps(stack.answers(again))
+            assert len(_names(stack)) == number
+
+        assert _names(stack) == [f"Fleet [FB-1 w{n}/4]" for n in (1, 2, 3, 4)]
+        sent = [imei for post in stack.thingspace.schedule_posts() for imei in post.json()["deviceList"]]
+        assert sorted(sent) == sorted(imeis)  # every device once
+        stored = waves.load(stack.rt.store.db, 1)
+        assert stored is not None
+        assert [w.promoted_by for w in stored.waves] == ["fota-bot", BOB, BOB, BOB]
+        await _run_wave_to_its_end(stack)
+        assert "the last wave, ended" in json.dumps(stack.thread_texts())
+
+
+async def test_a_wave_under_success_is_held_and_its_promotion_refused(tmp_path: Path) -> None:
+    imeis = sandbox_imeis(6, kind="will_fail")
+    async with running_stack(tmp_path) as stack:
+        await stack.slash(schedule_text(imeis) + " canary=2 waves=100% soak=1h")
+        await stack.settle()
+        await stack.click(blocks.ACTION_APPROVE, user=ANN)
+        await stack.settle()
+        await _run_wave_to_its_end(stack)
+        assert _promote_messages(stack) == []  # no Promote button for a wave that missed
+        assert any("missed its success threshold" in t for t in stack.thread_texts())
+        staged = stack.rt.staged
+        assert staged is not None
+        with pytest.raises(UserError, match="0 of 2 succeeded, 2 failed"):
+            await staged.promote(1, 2, user=BOB)
+        assert _names(stack) == ["fota-bot FB-1 w1/2"]
+
+
+async def test_a_staged_request_with_excluded_devices_is_approved_as_its_eligible_waves(tmp_path: Path) -> None:
+    eligible = sandbox_imeis(6)
+    excluded = sandbox_imeis(2, kind="ineligible")
+    async with running_stack(tmp_path) as stack:
+        await stack.slash(schedule_text(eligible + excluded) + " canary=2")
+        await stack.settle()
+        card = json.dumps(stack.root().blocks)
+        # The waves hold the six eligible devices only.
+        assert "Wave 1/2 (canary, 2 devices)" in card and "Wave 2/2 (up to 100%, 4 devices)" in card
+
+        # Adding the excluded devices to a plan is refused before any form opens.
+        _, url = await stack.click(blocks.ACTION_INCLUDE_EXCLUDED, user=ANN)
+        await stack.settle()
+        assert "excluded devices cannot be added to its waves" in json.dumps(stack.answers(url))
+
+        await stack.click(blocks.ACTION_APPROVE_ELIGIBLE, user=ANN)
+        await stack.settle()
+        [post] = stack.thingspace.schedule_posts()
+        assert post.json()["campaignName"] == "fota-bot FB-1 w1/2"
+        assert set(post.json()["deviceList"]) <= set(eligible)
+        assert stack.rt.store.device_ids(1) and set(stack.rt.store.device_ids(1)) == set(eligible)
+
