@@ -1121,3 +1121,17 @@ def test_every_payload_stays_within_slacks_limits_at_100000_devices(
     check_blocks(final["blocks"])
     check_escaped(final)
     assert len(final["text"]) <= 3000
+
+
+def test_the_licence_option_is_part_of_the_content_hash(store: Store, clock: ManualClock) -> None:
+    none = make_campaign(store, clock, ["350000000000001"], name="same")
+    auto = make_campaign(store, clock, ["350000000000001"], name="same", licence_auto=True)
+    assert (none.licence_auto, auto.licence_auto) == (False, True)
+    body = auto.schedule_body(["350000000000001"])
+    assert body["autoAssignLicenseFlag"] is True and body["autoAddDevicesFlag"] is False
+    # Same request but for the option (and the ref in the name): the hashes differ because the
+    # bodies do, and the option is read back from the database as stored.
+    assert stored.request_hash(auto, ["350000000000001"]) != stored.request_hash(
+        dataclasses.replace(auto, licence_auto=False), ["350000000000001"]
+    )
+    assert store.campaign(auto.id).licence_auto and not store.campaign(none.id).licence_auto
