@@ -13,11 +13,12 @@ import pytest
 
 from bot.sandbox import sandbox_imeis
 from commands import blocks
+from commands.modal import SCHEDULE_CALLBACK_ID
 from storage import preflight as stored
 from storage.states import CampaignState
 from storage.store import NotApproved
 from tests.support.slack import block_action_body, text_input
-from tests.support.stack import ANN, BOB, CHANNEL, EVE, FIRMWARE, Stack, running_stack
+from tests.support.stack import ANN, BOB, CHANNEL, EVE, FIRMWARE, REQUESTER, Stack, running_stack
 from tests.test_e2e_flow import action_ids
 from tests.test_e2e_operator import open_home
 
@@ -451,6 +452,25 @@ async def test_licence_auto_uses_the_accounts_unused_licences_and_sets_the_flag(
         [post] = stack.thingspace.schedule_posts()
         assert post.json()["deviceList"] == licensed
         assert post.json()["autoAssignLicenseFlag"] is False
+
+
+async def test_the_forms_licence_checkbox_asks_for_licence_auto(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        values = {
+            "firmware": {"firmware": text_input(FIRMWARE)},
+            "devices": {"devices": text_input(",".join(sandbox_imeis(2)))},
+            "licence": {
+                "licence": {"type": "checkboxes", "selected_options": [{"value": "auto"}]}
+            },
+        }
+        response = await stack.submit_view(SCHEDULE_CALLBACK_ID, values, user=REQUESTER)
+        assert response.status_code == 200 and not response.content
+        unticked = {**values, "licence": {"licence": {"type": "checkboxes", "selected_options": []}}}
+        await stack.submit_view(SCHEDULE_CALLBACK_ID, unticked, user=REQUESTER)
+        await stack.settle()
+        assert stack.rt.store.campaign(1).licence_auto and not stack.rt.store.campaign(2).licence_auto
+        assert "`licence=auto`" in json.dumps(stack.root(0).blocks)
+        assert "`licence=none`" in json.dumps(stack.root(1).blocks)
 
 
 async def test_a_conflict_with_another_active_campaign_is_on_the_card(tmp_path: Path) -> None:
