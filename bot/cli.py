@@ -69,7 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="one whole rollout with no credentials, printed as it unfolds")
     demo.add_argument("--devices", type=_demo_devices, default=25, help="how many devices (1 to 1000)")
     demo.add_argument("--speed", type=_speed, default=4.0, help="simulated seconds per real second")
-    sub.add_parser("check", help="validate the configuration and reach Slack and ThingSpace")
+    check = sub.add_parser("check", help="validate the configuration and reach Slack and ThingSpace; writes nothing")
+    check.add_argument("--thingspace", action="store_true",
+                       help="try every ThingSpace call the bot depends on (read calls only)")
+    check.add_argument("--imei", type=_imei, default=None, help="the device to look up (--thingspace)")
     campaigns = sub.add_parser("campaigns", help="operator views of the database")
     views = campaigns.add_subparsers(dest="view", required=True, metavar="VIEW")
     listing = views.add_parser("list", help="campaigns, newest first")
@@ -102,6 +105,12 @@ def _speed(text: str) -> float:
     if not 0 < speed <= 10_000:
         raise argparse.ArgumentTypeError(f"{text} is not a speed; expected a number above 0, at most 10000")
     return speed
+
+
+def _imei(text: str) -> str:
+    if not (len(text) == 15 and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text} is not an IMEI; expected 15 digits")
+    return text
 
 
 def _demo_devices(text: str) -> int:
@@ -179,8 +188,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             raise OperatorError(str(exc)) from exc
     if args.command == "check":
         from bot.check import run_check
+        from bot.thingspace_probe import SAMPLE_IMEI
 
-        return asyncio.run(run_check(settings))
+        return asyncio.run(run_check(settings, thingspace=args.thingspace, imei=args.imei or SAMPLE_IMEI))
     if args.command == "campaigns":
         from bot.operator import run_campaigns
 

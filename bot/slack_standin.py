@@ -81,6 +81,7 @@ DEFAULT_METHOD_TIERS: Mapping[str, int] = MappingProxyType(
         "views.publish": 4,
         "usergroups.users.list": 2,
         "users.info": 4,
+        "conversations.info": 3,
         "files.getUploadURLExternal": 4,
         "files.completeUploadExternal": 4,
         "files.info": 4,
@@ -176,6 +177,8 @@ class Workspace:
         "im:write",
         "usergroups:read",
         "users:read",
+        "channels:read",
+        "groups:read",
     )
     #: Known users: id -> fields merged into the users.info answer.
     users: dict[str, JSONDict] = field(default_factory=dict)
@@ -183,6 +186,10 @@ class Workspace:
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     #: Channel ids that exist; None accepts any id (most tests do not care).
     channels: set[str] | None = None
+    #: Channels the bot is a member of; None: every channel that exists.
+    bot_channels: set[str] | None = None
+    #: Archived channels (conversations.info says so).
+    archived_channels: set[str] = field(default_factory=set)
     #: When true any ``U…``/``W…`` id is a user; when false only those in `users`.
     auto_users: bool = True
 
@@ -952,6 +959,7 @@ class SlackStandIn:
             "views.publish": self._views_publish,
             "usergroups.users.list": self._usergroups_users_list,
             "users.info": self._users_info,
+            "conversations.info": self._conversations_info,
             "files.getUploadURLExternal": self._files_get_upload_url_external,
             "files.completeUploadExternal": self._files_complete_upload_external,
             "files.info": self._files_info,
@@ -1514,6 +1522,32 @@ class SlackStandIn:
             return {"channel": out, "no_op": already, "already_open": already}
         return {"channel": {"id": "G" + "".join(sorted(users))}}
 
+    def _conversations_info(self, args: JSONDict, base_url: str) -> JSONDict:
+        channel = _arg(args, "channel")
+        ws = self.workspace
+        private = bool(channel) and str(channel).startswith("G")
+        # Slack's scope rule for this method: channels:read for public channels, groups:read
+        # for private ones; without it the answer is missing_scope, naming what is needed.
+        needed = "groups:read" if private else "channels:read"
+        if needed not in ws.bot_scopes:
+            raise _SlackError("missing_scope", needed=needed, provided=",".join(ws.bot_scopes))
+        if channel is None or not (channel[:1] in "CG" and (ws.channels is None or channel in ws.channels)):
+            raise _SlackError("channel_not_found")
+        member = ws.bot_channels is None or channel in ws.bot_channels
+        if private and not member:
+            raise _SlackError("channel_not_found")  # a private channel is invisible to outsiders
+        return {
+            "channel": {
+                "id": channel,
+                "name": channel.lower(),
+                "is_channel": not private,
+                "is_private": private,
+                "is_archived": channel in ws.archived_channels,
+                "is_member": member,
+                "created": 1700000000,
+            }
+        }
+
     def _usergroups_users_list(self, args: JSONDict, base_url: str) -> JSONDict:
         group = _arg(args, "usergroup")
         if group is None or group not in self.workspace.usergroups:
@@ -1526,6 +1560,8 @@ class SlackStandIn:
         return self.workspace.auto_users and _is_user_id(user_id)
 
     def _users_info(self, args: JSONDict, base_url: str) -> JSONDict:
+        if "users:read" not in self.workspace.bot_scopes:
+            raise _SlackError("missing_scope", needed="users:read", provided=",".join(self.workspace.bot_scopes))
         user_id = _arg(args, "user")
         if user_id is None or not self._user_exists(user_id):
             raise _SlackError("user_not_found")

@@ -35,7 +35,7 @@ async def test_check_reaches_slack_and_says_sandbox_mode(capsys: pytest.CaptureF
         )
         assert await run_check(settings) == 1  # two values serve needs are missing
     out = capsys.readouterr().out
-    assert "ok    Slack: auth.test answered" in out
+    assert "ok    Slack: the bot token works for team" in out
     assert "sandbox mode" in out
     assert "FAIL  SLACK_SIGNING_SECRET is not set" in out and "FAIL  FOTA_APPROVAL_CHANNEL is not set" in out
     assert "xoxb-check-token" not in out

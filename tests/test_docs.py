@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from bot import cli
+from bot.check import REQUIRED_BOT_SCOPES
 from bot.settings import ENVIRONMENT_VARIABLES
 from commands.help import HELP_TEXT, USAGE_HINT
 from commands.parse import LIST_SCOPES, SUBCOMMANDS
@@ -33,6 +34,9 @@ NEEDED_SCOPES = {
     "files:write": "the per-device CSV in the thread and in /fota devices (files_upload_v2)",
     "im:write": "conversations.open: the direct message /fota devices shares its CSV into",
     "usergroups:read": "FOTA_APPROVERS / FOTA_REQUESTERS naming user groups (usergroups.users.list)",
+    "users:read": "fota-bot check: every FOTA_APPROVERS / FOTA_REQUESTERS user exists (users.info)",
+    "channels:read": "fota-bot check: the approval channel exists and the bot is in it (conversations.info)",
+    "groups:read": "fota-bot check: the same for a private approval channel",
 }
 
 
@@ -150,4 +154,6 @@ def test_the_manifest_asks_for_the_scopes_the_features_need_and_no_more() -> Non
     scopes = MANIFEST["oauth_config"]["scopes"]["bot"]
     assert len(scopes) == len(set(scopes))
     assert set(scopes) == set(NEEDED_SCOPES)
+    # fota-bot check compares what Slack granted with this list (the manifest is not installed).
+    assert sorted(REQUIRED_BOT_SCOPES) == sorted(scopes)
     assert "user" not in MANIFEST["oauth_config"]["scopes"]  # no user token, no user scopes
