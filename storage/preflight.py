@@ -871,12 +871,23 @@ def excluded_rows(conn: sqlite3.Connection, campaign_id: int) -> list[tuple[str,
 def left_out_counts(store: Store, campaign_id: int) -> tuple[int, dict[str, int]]:
     """Devices pre-flight excluded that were not sent (narrowed out, or already on
     firmwareTo), and how many of them had each finding (a device may have several)."""
+    return left_out_on(store.db.conn, campaign_id)
+
+
+def left_out_on(conn: sqlite3.Connection, campaign_id: int) -> tuple[int, dict[str, int]]:
+    """`left_out_counts` on a connection (the reader thread's): counted by SQLite per
+    combination of findings, never a Python loop over 100,000 rows."""
+    rows = conn.execute(
+        """SELECT p.findings, count(*) FROM preflight_devices p
+           JOIN devices d ON d.campaign_id = p.campaign_id AND d.imei = p.imei
+           WHERE p.campaign_id = ? AND p.excluded = 1 AND d.dropped_at IS NOT NULL
+           GROUP BY p.findings""",
+        [campaign_id],
+    ).fetchall()
     total = 0
     counts: dict[str, int] = {}
-    for _, found, kept in excluded_devices(store, campaign_id):
-        if kept:
-            continue
-        total += 1
-        for value in found:
-            counts[value] = counts.get(value, 0) + 1
+    for found, n in rows:
+        total += n
+        for value in str(found).split(","):
+            counts[value] = counts.get(value, 0) + n
     return total, counts

@@ -548,3 +548,29 @@ async def test_the_excluded_devices_csv_is_read_and_written_off_the_event_loop(t
         # Anyone may click it, and a fleet of another model is 100,000 rows: read on the
         # reader thread, never on the event loop's connection.
         assert not [s for s in on_loop if "FROM preflight_devices p" in s]
+
+
+async def test_the_final_summary_counts_the_left_out_devices_off_the_event_loop(tmp_path: Path) -> None:
+    kinds = every_kind()
+    async with running_stack(tmp_path) as stack:
+        await stack.slash(bg96_schedule(kinds["eligible"] + kinds["wrong_model"]))
+        await stack.settle()
+        await stack.click(blocks.ACTION_APPROVE_ELIGIBLE, user=ANN)
+        await stack.settle()
+        assert stack.rt.store.campaign(1).state is CampaignState.SUBMITTED
+        on_loop: list[str] = []
+        stack.rt.store.db.conn.set_trace_callback(on_loop.append)
+        try:
+            await stack.run_sandbox(60, step=2.0)
+            stack.clock.advance(seconds=60)
+            await stack.settle()
+        finally:
+            stack.rt.store.db.conn.set_trace_callback(None)
+        assert stack.rt.store.campaign(1).state is CampaignState.ENDED
+        summary = next(m for m in stack.standin.thread(CHANNEL, stack.root().ts) if "finished" in m.text)
+        left_out = len(kinds["wrong_model"])
+        assert f"*Excluded at approval, never sent:* {left_out} devices" in json.dumps(
+            summary.blocks, ensure_ascii=False
+        )
+        # A narrowing can leave out 100,000 devices: they are counted on the reader thread.
+        assert not [s for s in on_loop if "FROM preflight_devices p" in s]

@@ -45,6 +45,8 @@ class Renderer(Protocol):
 
     def dynamic(self, kind: str, campaign: Campaign, payload: dict[str, Any]) -> dict[str, Any] | None: ...
 
+    async def prefetch(self, kind: str, campaign: Campaign) -> dict[str, Any]: ...
+
     async def csv(self, campaign: Campaign, payload: dict[str, Any] | None = None) -> tuple[str, str]: ...
 
 
@@ -237,11 +239,13 @@ class OutboxSender:
             assert campaign is not None and campaign.approval_channel
             message = payload.get("message")
             if message is None:
+                # Large reads first, off the loop and outside the transaction below.
+                read = await self.renderer.prefetch(kind, campaign)
                 # Rendered once, at the first attempt, and kept: a retry sends the same words.
                 # Rendering (which marks failures as told) and keeping it are one transaction.
                 with self.store.db.atomic():
                     self.outbox.detach(item.id)
-                    message = self.renderer.dynamic(kind, campaign, payload)
+                    message = self.renderer.dynamic(kind, campaign, {**payload, **read})
                     if message is None:
                         return
                     payload = {**payload, "message": message}

@@ -316,7 +316,10 @@ class ThreadRenderer:
             self.store.mark_failures_reported(campaign.id)
             return blocks.failures_reply(campaign, failures, more)
         if kind == "summary":
-            left_out, reasons = preflight.left_out_counts(self.store, campaign.id)
+            if "left_out" in payload:  # read by `prefetch`, off the loop
+                left_out, reasons = int(payload["left_out"]), dict(payload["left_out_reasons"])
+            else:
+                left_out, reasons = preflight.left_out_counts(self.store, campaign.id)
             record = preflight.load(self.store, campaign.id)
             overridden = record is not None and record.overridden
             return blocks.final_summary_reply(
@@ -341,6 +344,14 @@ class ThreadRenderer:
                 counts=self.store.device_counts(campaign.id),
             )
         raise ValueError(kind)
+
+    async def prefetch(self, kind: str, campaign: Campaign) -> dict[str, Any]:
+        """What `dynamic` needs that is large to read, read on the reader thread first: the
+        summary's left-out devices are every device a narrowing dropped (up to 100,000)."""
+        if kind != "summary":
+            return {}
+        left_out, reasons = await self.store.readers.run(lambda conn: preflight.left_out_on(conn, campaign.id))
+        return {"left_out": left_out, "left_out_reasons": reasons}
 
     async def csv(self, campaign: Campaign, payload: dict[str, Any] | None = None) -> tuple[str, str]:
         """The file of an `upload` row: every device, or (`reasons` given) the failed devices
