@@ -25,6 +25,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -541,3 +542,9 @@ def test_every_alias_is_still_missing_from_the_sdk() -> None:
     # Once the SDK lists a value, its alias (and its paragraph in docs/thingspace.md) goes.
     for key, value in ALIASES:
         assert value not in enum_values(ENUMS[key]), (key, value)
+
+
+def test_every_alias_is_explained_in_the_contract_notes() -> None:
+    notes = (Path(__file__).parent.parent / "docs" / "thingspace.md").read_text()
+    for _, value in ALIASES:
+        assert f"`{value}`" in notes, value
