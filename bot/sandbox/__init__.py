@@ -34,7 +34,7 @@ Campaigns, on the sandbox clock (rule in `bot.sandbox.simulator`): ``CampaignReq
 
 Callbacks (shapes in `bot.sandbox.runtime`): ``{"accountName", "campaignId", "status",
 "type": "CampaignStatus", "timestamp"}`` and ``{"accountName", "campaignId", "deviceId",
-"status", "reason", "type": "DeviceStatus", "timestamp"}``, device ones batched into JSON
+"status", "reason", "type": "DeviceStatus", "timestamp"}`` (no empty ``reason``), device ones batched into JSON
 arrays when a tick has more than 50.
 """
 

@@ -62,7 +62,6 @@ IMEIs of one model (and version).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -203,8 +202,7 @@ class DeviceModel:
     firmware: tuple[str, ...]  # versions a device may run before any upgrade, in catalogue order
 
 
-@functools.lru_cache(maxsize=16)
-def _models(catalogue: tuple[FirmwareEntry, ...]) -> tuple[DeviceModel, ...]:
+def _build_models(catalogue: tuple[FirmwareEntry, ...]) -> tuple[DeviceModel, ...]:
     found: dict[tuple[str, str], DeviceModel] = {}
     for entry in catalogue:
         key = (entry.make, entry.model)
@@ -220,14 +218,24 @@ def _models(catalogue: tuple[FirmwareEntry, ...]) -> tuple[DeviceModel, ...]:
     return tuple(found.values())
 
 
-@functools.lru_cache(maxsize=16)
-def _models_by_tac(catalogue: tuple[FirmwareEntry, ...]) -> dict[str, DeviceModel]:
-    return {m.tac: m for m in _models(catalogue)}
+# Per catalogue object (kept alive here, so its id stays its own): its models, and by TAC.
+# Looked up once per device, 100,000 times for a large campaign: hashing the catalogue's
+# entries on every lookup would cost more than the rest of the rule.
+_MODELS: dict[int, tuple[Sequence[FirmwareEntry], tuple[DeviceModel, ...], dict[str, DeviceModel]]] = {}
+
+
+def _lookup(catalogue: Sequence[FirmwareEntry]) -> tuple[tuple[DeviceModel, ...], dict[str, DeviceModel]]:
+    hit = _MODELS.get(id(catalogue))
+    if hit is None or hit[0] is not catalogue:
+        models = _build_models(tuple(catalogue))
+        hit = (catalogue, models, {m.tac: m for m in models})
+        _MODELS[id(catalogue)] = hit
+    return hit[1], hit[2]
 
 
 def device_models(catalogue: Sequence[FirmwareEntry] = DEFAULT_CATALOGUE) -> tuple[DeviceModel, ...]:
     """The catalogue's makes and models, in order of first appearance."""
-    return _models(tuple(catalogue))
+    return _lookup(catalogue)[0]
 
 
 def find_model(name: str, catalogue: Sequence[FirmwareEntry] = DEFAULT_CATALOGUE) -> DeviceModel:
@@ -335,8 +343,8 @@ def device_facts(imei: str, catalogue: Sequence[FirmwareEntry] = DEFAULT_CATALOG
     kind = _kind_of(int.from_bytes(digest[0:4], "big") % 1000)
     if not luhn_valid(imei):
         kind = DeviceKind.UNKNOWN
-    entries = tuple(catalogue)
-    model = _models_by_tac(entries).get(imei[:8]) or _models(entries)[0]
+    models, by_tac = _lookup(catalogue)
+    model = by_tac.get(imei[:8]) or models[0]
     return DeviceFacts(
         imei=imei,
         kind=kind,

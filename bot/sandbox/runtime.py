@@ -10,7 +10,7 @@ changes happened:
 
 - campaign: ``{"accountName", "campaignId", "status", "type": "CampaignStatus", "timestamp"}``
 - device: ``{"accountName", "campaignId", "deviceId", "status", "reason", "type":
-  "DeviceStatus", "timestamp"}``
+  "DeviceStatus", "timestamp"}`` (no ``reason`` when there is none)
 
 ``timestamp`` is the sandbox time of the change (ISO 8601, UTC, ``Z``). When one tick carries
 more than ``batch_threshold`` device changes for an account (default 50; None: never), runs of

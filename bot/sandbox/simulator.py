@@ -270,12 +270,14 @@ class DeviceChange:
     at: dt.datetime
 
     def payload(self) -> dict[str, str]:
+        # No reason, no field: as in every answer, an empty string is never sent for one.
+        reason = {"reason": self.reason} if self.reason else {}
         return {
             "accountName": self.account,
             "campaignId": self.campaign_id,
             "deviceId": self.device_id,
             "status": self.status,
-            "reason": self.reason,
+            **reason,
             "type": "DeviceStatus",
             "timestamp": iso(self.at),
         }
@@ -687,7 +689,7 @@ class Simulator:
         campaign.history.append((PENDING, now))
         self.campaigns[campaign.id] = campaign
         self._use_licences(account, [facts[i] for i in devices], auto_assign, now)
-        self._plan(campaign)
+        self._plan(campaign, facts)
         return campaign
 
     def licensed(self, account: str, fact: DeviceFacts) -> bool:
@@ -732,7 +734,7 @@ class Simulator:
             f"(it upgrades to {expected})"
         )
 
-    def _plan(self, campaign: Campaign) -> None:
+    def _plan(self, campaign: Campaign, facts: Mapping[str, DeviceFacts] | None = None) -> None:
         """Lay out every status change of the campaign still to come (module docstring).
 
         Planned from the moment the campaign was accepted, so planning again after its dates
@@ -762,7 +764,7 @@ class Simulator:
             if device.status in DEVICE_FINAL:
                 last = max(last, device.updated)
                 continue
-            fact = device_facts(imei, self.catalogue)
+            fact = facts[imei] if facts is not None else device_facts(imei, self.catalogue)
             if not fact.fota_eligible:
                 begin = scheduled + fact.spread * timing.device_spread
                 reason = NOT_IN_ACCOUNT_REASON if not fact.in_account else NOT_ELIGIBLE_REASON

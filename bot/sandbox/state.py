@@ -174,20 +174,19 @@ def save(db: Database, model: Simulator, now: dt.datetime, *, everything: bool =
                 },
                 pk="id",
             )
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         gone: list[tuple[str, str]] = []
         for campaign_id, imei in changes.devices:
             device = model.campaigns[campaign_id].devices.get(imei)
             if device is None:
                 gone.append((campaign_id, imei))
                 continue
-            rows.append({
-                "campaign_id": campaign_id, "imei": imei, "status": device.status,
-                "reason": device.reason, "updated": device.updated,
-                "recent_attempt": device.recent_attempt, "next_attempt": device.next_attempt,
-            })
-        if rows:
-            db["sandbox_devices"].upsert_all(rows, pk=("campaign_id", "imei"))  # type: ignore[union-attr]
+            rows.append((campaign_id, imei, device.status, device.reason, device.updated,
+                         device.recent_attempt, device.next_attempt))
+        # Plain executemany rather than sqlite-utils' upsert_all: a 100,000-device campaign is
+        # saved in well under a second this way, where upsert_all takes many seconds (it runs an
+        # INSERT and an UPDATE per row) and the event loop would stall meanwhile.
+        db.conn.executemany("INSERT OR REPLACE INTO sandbox_devices VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         _delete(db, "sandbox_devices", ("campaign_id", "imei"), gone)
         for account in changes.callbacks:
             url = model._callbacks.get(account)
@@ -212,16 +211,17 @@ def save(db: Database, model: Simulator, now: dt.datetime, *, everything: bool =
 
 
 def _pairs(db: Database, table: str, keys: Iterable[tuple[str, str]], value: Any) -> None:
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     gone: list[tuple[str, str]] = []
     for account, imei in keys:
         fields = value(account, imei)
         if fields is None:
             gone.append((account, imei))
         else:
-            rows.append({"account": account, "imei": imei, **fields})
+            rows.append((account, imei, *fields.values()))
     if rows:
-        db[table].upsert_all(rows, pk=("account", "imei"))  # type: ignore[union-attr]
+        marks = ", ".join("?" * len(rows[0]))
+        db.conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)
     _delete(db, table, ("account", "imei"), gone)
 
 
