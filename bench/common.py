@@ -73,6 +73,7 @@ class Section:
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    failed: bool = False
 
     def add(self, *figures: Figure) -> None:
         self.figures.extend(figures)

@@ -13,6 +13,7 @@ import asyncio
 import shlex
 import sys
 import time
+import traceback
 
 from bench.common import HISTORY, QUICK_HISTORY, RESULTS, Section, append_results, machine
 
@@ -68,44 +69,55 @@ def _history(args: argparse.Namespace) -> tuple[tuple[int, int], ...]:
     return tuple(sizes)
 
 
-async def _run(args: argparse.Namespace, selected: list[str]) -> list[Section]:
+async def _one(name: str, args: argparse.Namespace, history: tuple[tuple[int, int], ...]) -> Section:
     quick = args.quick
+    if name == "ack":
+        from bench import ack
+
+        return await ack.run(
+            seconds=args.ack_seconds or (5 if quick else 30),
+            clients=args.ack_clients,
+            history=history,
+        )
+    elif name == "ingest":
+        from bench import ingest
+
+        return await ingest.run(
+            total=args.callbacks or (10_000 if quick else 100_000),
+            senders=args.senders,
+            history=history,
+        )
+    elif name == "economy":
+        from bench import economy
+
+        return await economy.run(
+            seconds=args.economy_seconds or (15 if quick else 60),
+            devices=args.economy_devices or (2_000 if quick else 10_000),
+            callbacks=args.economy_callbacks or (6_000 if quick else 30_000),
+        )
+    else:
+        from bench import scale
+
+        return await scale.run(
+            devices=args.scale_devices or (20_000 if quick else 100_000), history=max(history)
+        )
+
+
+async def _run(args: argparse.Namespace, selected: list[str]) -> list[Section]:
     history = _history(args)
     sections: list[Section] = []
     for name in selected:
         if name == "preflight":
             continue  # its own report format: run by main() after the others
         started = time.perf_counter()
-        if name == "ack":
-            from bench import ack
-
-            section = await ack.run(
-                seconds=args.ack_seconds or (5 if quick else 30),
-                clients=args.ack_clients,
-                history=history,
-            )
-        elif name == "ingest":
-            from bench import ingest
-
-            section = await ingest.run(
-                total=args.callbacks or (10_000 if quick else 100_000),
-                senders=args.senders,
-                history=history,
-            )
-        elif name == "economy":
-            from bench import economy
-
-            section = await economy.run(
-                seconds=args.economy_seconds or (15 if quick else 60),
-                devices=args.economy_devices or (2_000 if quick else 10_000),
-                callbacks=args.economy_callbacks or (6_000 if quick else 30_000),
-            )
-        else:
-            from bench import scale
-
-            section = await scale.run(
-                devices=args.scale_devices or (20_000 if quick else 100_000), history=max(history)
-            )
+        try:
+            section = await _one(name, args, history)
+        except Exception as exc:
+            # One benchmark failing must not lose the others' figures: say so in the results.
+            traceback.print_exc()
+            section = Section(f"{name}: did not complete")
+            section.note(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            section.failed = True
         section.seconds = time.perf_counter() - started
         section.print()
         sections.append(section)
@@ -145,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     missed = [f.name for s in sections for f in s.figures if f.ok is False]
     if missed:
         print("targets missed: " + "; ".join(missed))
-    return 0
+    return 1 if any(s.failed for s in sections) else 0
 
 
 if __name__ == "__main__":

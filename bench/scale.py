@@ -84,9 +84,12 @@ async def run(*, devices: int = 100_000, history: tuple[int, int] = (100_000, 10
     section = Section(f"4. Scale: {devices:,} devices")
     imeis = sandbox_imeis(devices, kind=None)
     _parsing(section, imeis)
-    await _reconcile(section, imeis)
+    # The rollouts take eligible devices: an excluded device now needs a recorded override,
+    # and Approve on a request holding excluded devices is (rightly) refused.
+    eligible = sandbox_imeis(devices)
+    await _reconcile(section, eligible)
     await _startup(section, history=history)
-    await _memory(section, imeis)
+    await _memory(section, eligible)
     return section
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -92,10 +93,18 @@ class SharedCounts:
     cancel it for the others.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ttl: float = 15.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._inflight: asyncio.Future[Counts] | None = None
+        # A finished read also serves every scrape of the next `ttl` seconds: a scraper asking
+        # every few seconds (a benchmark reading the loop-stall figures) must not make whole-table
+        # counts the bot's main work. The loop-stall figures are always current.
+        self.ttl = ttl
+        self.clock = clock
+        self._last: tuple[float, Counts] | None = None
 
     async def read(self, runtime: Runtime) -> Counts:
+        if self._last is not None and self.clock() - self._last[0] < self.ttl:
+            return self._last[1]
         inflight = self._inflight
         if inflight is None:
             inflight = asyncio.ensure_future(runtime.store.readers.run(read_counts))
@@ -106,6 +115,8 @@ class SharedCounts:
     def _done(self, future: asyncio.Future[Counts]) -> None:
         if self._inflight is future:
             self._inflight = None
+        if not future.cancelled() and future.exception() is None:
+            self._last = (self.clock(), future.result())
 
 
 async def render(runtime: Runtime) -> bytes:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from bot.loopstall import LoopStallMonitor, StallWindows
+from bot.metrics import SharedCounts
 from bot.notify.thread import devices_csv, devices_csv_off_loop
 from storage.migrations import migrations
 from storage.preflight import active_conflicts
@@ -347,3 +348,17 @@ def test_both_conflict_walks_find_the_same_campaigns(store: Store) -> None:
         (other.id, frozenset({fleet[3], fleet[5]})),
     ]
     assert by_active[0].windows == active.windows and by_active[0].start_date == active.start_date
+
+
+async def test_metrics_read_the_database_at_most_once_per_ttl(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        now = [1000.0]
+        shared = SharedCounts(ttl=15.0, clock=lambda: now[0])
+        make_campaign(stack.rt.store)
+        first = await shared.read(stack.rt)
+        assert first.campaigns == [("pending_approval", 1)]
+        make_campaign(stack.rt.store)
+        now[0] += 14.9
+        assert await shared.read(stack.rt) is first  # a scrape every few seconds costs no scan
+        now[0] += 0.1
+        assert (await shared.read(stack.rt)).campaigns == [("pending_approval", 2)]
