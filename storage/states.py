@@ -34,6 +34,10 @@ class CampaignState(StrEnum):
     # ThingSpace kept answering 404 for a campaign it had accepted (a sandbox reset, an account
     # move): fota-bot stops following it. Nothing was cancelled.
     LOST = "lost"
+    # A staged rollout's request: its waves are campaigns of their own (storage.waves); the
+    # request itself is never sent. Rolled out once its last wave ended.
+    ROLLING_OUT = "rolling_out"
+    ROLLED_OUT = "rolled_out"
 
     @property
     def is_terminal(self) -> bool:
@@ -58,6 +62,7 @@ TERMINAL: frozenset[CampaignState] = frozenset(
         S.WITHDRAWN,
         S.SUBMIT_FAILED,
         S.LOST,
+        S.ROLLED_OUT,
     }
 )
 
@@ -68,7 +73,8 @@ _ENDINGS = _THINGSPACE_ENDINGS | {S.LOST}
 
 ALLOWED: dict[CampaignState, frozenset[CampaignState]] = {
     S.PENDING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.WITHDRAWN}),
-    S.APPROVED: frozenset({S.SUBMITTING, S.SUBMIT_FAILED}),
+    S.APPROVED: frozenset({S.SUBMITTING, S.SUBMIT_FAILED, S.ROLLING_OUT}),
+    S.ROLLING_OUT: frozenset({S.ROLLED_OUT}),
     S.SUBMITTING: frozenset({S.SUBMITTED, S.SUBMIT_FAILED}),
     S.SUBMITTED: frozenset(
         {S.REQUEST_PENDING, S.REQUEST_QUEUED, S.PRE_SCHEDULED, S.SCHEDULED, S.REQUEST_FAILED}

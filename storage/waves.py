@@ -181,7 +181,8 @@ def start_wave(store: Store, parent_id: int, number: int, *, by: str, reason: st
             raise WaveRefused(f"{parent.ref} has no wave {number} (it has {len(stored.waves)})") from None
         if wave.campaign_id is not None:
             return store.campaign(wave.campaign_id)
-        if parent.state is not S.APPROVED:
+        expected = S.APPROVED if number == 1 else S.ROLLING_OUT
+        if parent.state is not expected:
             raise WaveRefused(f"{parent.ref} is {parent.state}, not an approved rollout")
         if stored.halted:
             raise WaveRefused(f"{parent.ref} was halted: {stored.halt_reason or 'no reason recorded'}")
@@ -247,6 +248,8 @@ def start_wave(store: Store, parent_id: int, number: int, *, by: str, reason: st
             "INSERT INTO audit(campaign_id, from_state, to_state, actor, reason, at) VALUES(?, NULL, ?, ?, ?, ?)",
             [child_id, S.APPROVED.value, by, f"wave {number}/{len(stored.waves)} of {parent.ref}: {reason}", now],
         )
+        if number == 1:
+            store.transition(parent_id, S.ROLLING_OUT, actor=by, reason=f"wave 1 of {len(stored.waves)} started")
         return store.campaign(child_id)
 
 
@@ -355,3 +358,14 @@ def rebind(db: Database, campaign_id: int, base_hash: str) -> str:
         [base_hash, bound, campaign_id],
     )
     return bound
+
+
+def wave_ended(store: Store, wave: Campaign) -> Campaign | None:
+    """A wave's campaign reached its end: after the last wave, the request is rolled out.
+    Returns the request when it changed state; called in the transaction of the wave's end."""
+    if wave.parent_id is None or wave.wave is None or wave.wave != wave.waves_total:
+        return None
+    parent = store.campaign(wave.parent_id)
+    if parent.state is not S.ROLLING_OUT:
+        return None
+    return store.transition(parent.id, S.ROLLED_OUT, actor="fota-bot", reason=f"the last wave ({wave.ref}) ended")

@@ -55,7 +55,10 @@ async def test_a_four_wave_plan_promoted_by_clicks(tmp_path: Path) -> None:
         await stack.click(blocks.ACTION_APPROVE, user=ANN)
         await stack.settle()
         assert _names(stack) == ["Fleet [FB-1 w1/4]"]
-        assert stack.rt.store.campaign(1).state is S.APPROVED
+        assert stack.rt.store.campaign(1).state is S.ROLLING_OUT
+        await stack.run_sandbox(6, step=2.0)  # the canary under way: its bar on the request's card
+        card = json.dumps(stack.root().blocks, ensure_ascii=False)
+        assert "Rolling out in waves" in card and "w1 ░░░░░ 0/2" in card and "w4 ·" in card
 
         for number in (2, 3, 4):
             await _run_wave_to_its_end(stack)
@@ -82,8 +85,15 @@ async def test_a_four_wave_plan_promoted_by_clicks(tmp_path: Path) -> None:
         stored = waves.load(stack.rt.store.db, 1)
         assert stored is not None
         assert [w.promoted_by for w in stored.waves] == ["fota-bot", BOB, BOB, BOB]
+        card = json.dumps(stack.root().blocks, ensure_ascii=False)
+        assert "w1 ✓" in card and "w3 ✓" in card and "w4 " in card
         await _run_wave_to_its_end(stack)
         assert "the last wave, ended" in json.dumps(stack.thread_texts())
+        # The request is rolled out once its last wave ended; its card shows every wave done.
+        assert stack.rt.store.campaign(1).state is S.ROLLED_OUT
+        card = json.dumps(stack.root().blocks, ensure_ascii=False)
+        assert "Rolled out: every wave ended" in card
+        assert all(f"w{n} ✓" in card for n in (1, 2, 3, 4)), card
 
 
 async def test_a_wave_under_success_is_held_and_its_promotion_refused(tmp_path: Path) -> None:

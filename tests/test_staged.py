@@ -80,7 +80,7 @@ async def test_a_plan_promoted_wave_by_wave_sends_each_wave_once(tmp_path: Path)
         [first] = stack.thingspace.schedule_posts()
         assert first.json()["campaignName"] == "fota-bot FB-1 w1/3"
         assert sorted(first.json()["deviceList"]) == sorted(waves.wave_devices(stack.rt.store.db, 1, 1))
-        assert stack.rt.store.campaign(1).state is S.APPROVED  # the request itself is never sent
+        assert stack.rt.store.campaign(1).state is S.ROLLING_OUT  # the request itself is never sent
 
         with pytest.raises(UserError, match="has not ended yet"):
             await staged.promote(1, 2, user=BOB)
@@ -171,3 +171,20 @@ async def test_a_crash_at_any_step_of_a_promotion_sends_the_wave_once(tmp_path: 
         await stack.rt.staged.promote(1, 2, user=ANN)  # type: ignore[union-attr]  # clicked again after the restart
         await stack.settle()
         assert _names(stack) == ["fota-bot FB-1 w1/2", "fota-bot FB-1 w2/2"]
+
+
+def test_the_row_of_waves() -> None:
+    from commands.blocks import waves_row
+
+    stored = waves.StoredPlan(
+        campaign_id=1,
+        plan=PLAN,
+        base_hash="b",
+        bound_hash="h",
+        waves=tuple(
+            waves.WaveRecord(n, label, size, (), None, None, None, None)
+            for n, label, size in ((1, "canary", 2), (2, "50%", 10), (3, "100%", 10), (4, "100%", 5))
+        ),
+    )
+    row = waves_row(stored, {1: ("done", 2, 2), 2: ("running", 4, 10), 3: ("held", 1, 10)})
+    assert row == "*Waves* (4): w1 ✓  ·  w2 ▓▓░░░ 4/10  ·  w3 ✗  ·  w4 ·"

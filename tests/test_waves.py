@@ -280,4 +280,4 @@ async def test_an_approved_plan_is_sent_as_its_first_wave_never_whole_even_acros
         [post] = stack.thingspace.schedule_posts()
         assert post.json()["campaignName"] == "Smart FOTA [FB-1 w1/3]"
         assert post.json()["deviceList"] == waves.wave_devices(stack.rt.store.db, 1, 1)
-        assert stack.rt.store.campaign(1).state is S.APPROVED
+        assert stack.rt.store.campaign(1).state is S.ROLLING_OUT

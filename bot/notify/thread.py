@@ -268,6 +268,25 @@ class ThreadRenderer:
         self.required_approvals = required_approvals
         self.clock = clock
 
+    def _waves_row(self, campaign: Campaign) -> list[str]:
+        stored = waves.load(self.store.db, campaign.id)
+        if stored is None:
+            return []
+        states: dict[int, tuple[str, int, int]] = {}
+        for wave in stored.waves:
+            if wave.campaign_id is None:
+                continue
+            child = self.store.campaign(wave.campaign_id)
+            counts = self.store.device_counts(child.id)
+            size = sum(counts.values())
+            if not child.state.is_terminal:
+                states[wave.number] = ("running", counts["succeeded"], size)
+                continue
+            figures = WaveFigures(size, counts["succeeded"], counts["failed"])
+            passed = judge(stored.plan, figures, ended=True).verdict is Verdict.PASSED
+            states[wave.number] = ("done" if passed else "held", counts["succeeded"], size)
+        return [blocks.waves_row(stored, states)]
+
     def root_card(self, campaign: Campaign) -> dict[str, Any]:
         decisions = self.store.decisions(campaign.id)
         sample = [d.imei for d in self.store.devices(campaign.id, limit=DEVICE_SAMPLE)]
@@ -287,6 +306,15 @@ class ThreadRenderer:
                 ],
             )
             return blocks.gate_decisions(card, campaign, checks)
+        if campaign.state in (S.ROLLING_OUT, S.ROLLED_OUT):
+            return blocks.decided_card(
+                campaign,
+                decisions=decisions,
+                outcome=campaign.state.value,
+                devices_sample=sample,
+                sandbox=campaign.sandbox,
+                scope_lines=[*blocks.scope_lines(preflight.load(self.store, campaign.id)), *self._waves_row(campaign)],
+            )
         if campaign.state in (S.REJECTED, S.EXPIRED, S.WITHDRAWN, S.SUBMIT_FAILED, S.APPROVED, S.SUBMITTING):
             # `/fota cancel` lets an approver withdraw a request too: the audit says who did.
             by_user = self.store.audit(campaign.id)[-1]["actor"] if campaign.state is S.WITHDRAWN else None

@@ -377,6 +377,8 @@ class CampaignService:
 _WORDS: dict[CampaignState, str] = {
     S.PENDING_APPROVAL: "waiting for approval",
     S.APPROVED: "approved",
+    S.ROLLING_OUT: "rolling out in waves",
+    S.ROLLED_OUT: "rolled out",
     S.SUBMITTING: "being sent to ThingSpace",
     S.SUBMITTED: "submitted to ThingSpace",
     S.REJECTED: "rejected",

@@ -22,6 +22,7 @@ from bot.callbacks.parsing import DeviceUpdate, parse_callback
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError, ThingSpaceNotFound
 from bot.workflow.lost import LostCampaigns
+from storage import waves
 from storage.records import Campaign
 from storage.states import ALLOWED, CampaignState, device_bucket, thingspace_state
 from storage.store import Store
@@ -287,6 +288,7 @@ class Rollout:
             self.events.status_changed(campaign, old, new.value)
             if new.is_terminal:
                 self.events.finished(campaign)
+                waves.wave_ended(self.store, campaign)
         if new.is_terminal:
             log.info("%s ended %s: %s", campaign.ref, new.value, _counts(self.store.device_counts(campaign_id)))
         return campaign

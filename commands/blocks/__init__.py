@@ -203,6 +203,7 @@ from commands.blocks.waves import (  # noqa: E402
     plan_blocks,
     promote_value,
     wave_ended_reply,
+    waves_row,
 )
 
-__all__ += ["ACTION_PROMOTE", "parse_promote_value", "plan_blocks", "promote_value", "wave_ended_reply"]
+__all__ += ["ACTION_PROMOTE", "parse_promote_value", "plan_blocks", "promote_value", "wave_ended_reply", "waves_row"]

@@ -74,6 +74,8 @@ STATE_LABELS: dict[CampaignState, tuple[str, str]] = {
     S.WITHDRAWN: (":leftwards_arrow_with_hook:", "Withdrawn by the requester"),
     S.SUBMIT_FAILED: (":x:", "Not scheduled: the request failed"),
     S.LOST: (":ghost:", "Lost: ThingSpace no longer knows this campaign"),
+    S.ROLLING_OUT: (":ladder:", "Rolling out in waves"),
+    S.ROLLED_OUT: (":checkered_flag:", "Rolled out: every wave ended"),
 }
 
 
@@ -361,6 +363,9 @@ def _stamp(
             approved_line or ":white_check_mark: *Approved*",
             ":outbox_tray: Being sent to ThingSpace…",
         ]
+    if outcome in ("rolling_out", "rolled_out"):
+        # A staged rollout: its waves are sent one by one; the card's row of waves follows them.
+        return [approved_line or ":white_check_mark: *Approved*", state_label(outcome)]
     if outcome == "rejected":
         rejections = [d for d in decisions if d.decision == "reject"]
         last = rejections[-1] if rejections else None

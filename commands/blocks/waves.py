@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from commands.blocks.actions import button
@@ -110,3 +111,27 @@ def wave_ended_reply(
             context(f"Ref {escape(wave.ref)}"),
         ],
     }
+
+
+# --- the row of waves on the request's card ------------------------------------------------------
+
+WAVE_MARKS = {"done": "✓", "waiting": "·", "held": "✗"}
+_BAR = 5  # characters of a running wave's bar
+
+
+def waves_row(stored: StoredPlan, states: Mapping[int, tuple[str, int, int]]) -> str:
+    """`Waves: w1 ✓ · w2 ▓▓░░░ 2/5 · w3 ·` (mrkdwn). `states[number]` is (state, succeeded,
+    size) for a started wave, state `running`, `done` (passed) or `held` (ended under `success`);
+    a wave not started is waiting."""
+    parts = []
+    total = len(stored.waves)
+    for wave in stored.waves:
+        state, succeeded, size = states.get(wave.number, ("waiting", 0, wave.size))
+        if state == "running":
+            filled = min(_BAR, round(_BAR * succeeded / size)) if size else 0
+            mark = "▓" * filled + "░" * (_BAR - filled) + f" {succeeded:,}/{size:,}"
+        else:
+            mark = WAVE_MARKS.get(state, "·")
+        parts.append(f"w{wave.number} {mark}")
+    head = f"*Waves* ({total}): " if total else "*Waves*: "
+    return head + "  ·  ".join(parts)
