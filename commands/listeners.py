@@ -33,6 +33,7 @@ from commands.help import HELP_TEXT
 from commands.imei import devices_from_file
 from commands.modal import (
     SCHEDULE_CALLBACK_ID,
+    FirmwareChoice,
     build_schedule_modal,
     parse_schedule_submission,
     uploaded_files,
@@ -132,11 +133,12 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
                 await ack(text=HELP_TEXT)
             case OpenModal(prefill=prefill):
                 # A trigger_id dies 3 s after the command: open the modal right after the ack.
-                view = build_schedule_modal(prefill=prefill)
-
                 async def open_form() -> None:
                     # Say "not allowed" before someone fills in the whole form, not after.
                     await services.campaigns.check_may_request(user)
+                    entries = await services.operations.firmware_for_form()
+                    choices = [FirmwareChoice.from_entry(e) for e in entries or ()]
+                    view = build_schedule_modal(prefill=prefill, firmware=choices)
                     await client.views_open(trigger_id=command["trigger_id"], view=view)
 
                 later(open_form(), respond, "open modal")

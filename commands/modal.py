@@ -9,7 +9,9 @@ gives the same request either way.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from commands.imei import bad_imeis_problem, count_problems, scan_imeis
@@ -74,11 +76,138 @@ def _option(value: str) -> dict[str, Any]:
     return {"text": _plain(value), "value": value}
 
 
+# Slack's limits for a select: 100 options; an option's text and description 75 characters,
+# its value 150.
+MAX_OPTIONS = 100
+MAX_OPTION_TEXT = 75
+MAX_OPTION_VALUE = 150
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class FirmwareChoice:
+    """One entry of the account's firmware list, as the modal offers it."""
+
+    name: str
+    from_version: str
+    to_version: str
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> FirmwareChoice:
+        return cls(
+            str(entry.get("firmwareName") or ""),
+            str(entry.get("firmwareFrom") or ""),
+            str(entry.get("firmwareTo") or ""),
+        )
+
+
+def _clip(text: str, limit: int = MAX_OPTION_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def firmware_select_fits(choices: Sequence[FirmwareChoice]) -> bool:
+    """Whether the list can be a select: 1 to 100 entries, each name a whole option value.
+    Otherwise the modal keeps the typed field rather than offer a cut list or cut names."""
+    return 0 < len(choices) <= MAX_OPTIONS and all(0 < len(c.name) <= MAX_OPTION_VALUE for c in choices)
+
+
+def _firmware_option(choice: FirmwareChoice) -> dict[str, Any]:
+    option: dict[str, Any] = {"text": _plain(_clip(choice.name)), "value": choice.name}
+    if choice.from_version or choice.to_version:
+        option["description"] = _plain(_clip(f"{choice.from_version or '?'} → {choice.to_version or '?'}"))
+    return option
+
+
+def _firmware_select(choices: Sequence[FirmwareChoice], given: Mapping[str, str]) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": "firmware",
+        "placeholder": _plain("Choose the firmware"),
+        "options": [_firmware_option(c) for c in choices],
+    }
+    chosen = (given.get("firmware") or "").strip()
+    for choice in choices:
+        if choice.name == chosen:
+            element["initial_option"] = _firmware_option(choice)
+    return {
+        "type": "input",
+        "block_id": "firmware",
+        "label": _plain("Firmware"),
+        "hint": _plain("The default account's firmware list, as /fota firmware shows it: version now → after."),
+        "element": element,
+    }
+
+
+def _date_picker(key: str, label: str, *, hint: str, given: Mapping[str, str]) -> dict[str, Any]:
+    element: dict[str, Any] = {"type": "datepicker", "action_id": key, "placeholder": _plain("Pick a date")}
+    initial = (given.get(key) or "").strip()
+    # A typed relative date (today, +3d) has no date to show until it is resolved; leave it out.
+    if _ISO_DATE.match(initial):
+        element["initial_date"] = initial
+    return {
+        "type": "input",
+        "block_id": key,
+        "optional": True,
+        "label": _plain(label),
+        "hint": _plain(hint),
+        "element": element,
+    }
+
+
+# Hour ranges a multi-select offers: 4, 6, 8 and 12 hours starting at each whole hour (70
+# options, within Slack's 100), plus the whole day. A window of another length is typed with
+# /fota schedule window=….
+WINDOW_LENGTHS = (4, 6, 8, 12)
+
+
+def window_options() -> list[dict[str, Any]]:
+    groups = []
+    for length in WINDOW_LENGTHS:
+        options = [_option(f"{start}-{start + length}") for start in range(0, 25 - length)]
+        groups.append({"label": _plain(f"{length} hours"), "options": options})
+    groups.append({"label": _plain("All day"), "options": [_option("0-24")]})
+    return groups
+
+
+def _window_select(given: Mapping[str, str]) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "multi_static_select",
+        "action_id": "window",
+        "placeholder": _plain("Any time of day"),
+        "option_groups": window_options(),
+    }
+    offered = {o["value"]: o for group in element["option_groups"] for o in group["options"]}
+    typed = [w.strip() for w in (given.get("window") or "").split(",") if w.strip()]
+    if typed and all(w in offered for w in typed):
+        element["initial_options"] = [offered[w] for w in typed]
+    return {
+        "type": "input",
+        "block_id": "window",
+        "optional": True,
+        "label": _plain("Time windows (UTC hours)"),
+        "hint": _plain("One or more, not overlapping. None: any time of day. Other lengths: "
+                       "/fota schedule window=START-END."),
+        "element": element,
+    }
+
+
 def build_schedule_modal(
-    *, prefill: Mapping[str, str] | None = None, private_metadata: str = ""
+    *,
+    prefill: Mapping[str, str] | None = None,
+    private_metadata: str = "",
+    firmware: Sequence[FirmwareChoice] | None = None,
 ) -> dict[str, Any]:
-    """The `/fota schedule` modal, optionally with fields filled in."""
+    """The `/fota schedule` modal, optionally with fields filled in.
+
+    With `firmware` (the default account's list, when it fits a select) the firmware is
+    picked from it; without, or when the list is empty or too long, it is typed. Dates are
+    picked; windows are chosen from hour ranges."""
     given: Mapping[str, str] = prefill or {}
+    choices = list(firmware or ())
+    if not firmware_select_fits(choices) or (
+        (given.get("firmware") or "").strip() not in ("", *(c.name for c in choices))
+    ):
+        choices = []  # a prefilled name not in the list stays typed, as it was given
     protocol = (given.get("protocol") or DEFAULT_PROTOCOL).strip().upper()
     if protocol not in PROTOCOLS:
         protocol = DEFAULT_PROTOCOL
@@ -93,7 +222,9 @@ def build_schedule_modal(
                 }
             ],
         },
-        _text_input(
+        _firmware_select(choices, given)
+        if choices
+        else _text_input(
             "firmware",
             "Firmware",
             hint="The firmware name exactly as /fota firmware lists it.",
@@ -106,7 +237,8 @@ def build_schedule_modal(
             "from",
             "From version",
             hint="The version on the devices now. Leave From and To both empty to take them "
-            "from the firmware list; give both otherwise, different from each other.",
+            "from the firmware list (they follow the firmware chosen); give both otherwise, "
+            "different from each other.",
             placeholder="e.g. SR1.2.0.0-10512",
             max_length=MAX_FIRMWARE_LENGTH,
             prefill=given,
@@ -131,32 +263,9 @@ def build_schedule_modal(
                 "initial_option": _option(protocol),
             },
         },
-        _text_input(
-            "start",
-            "Start date",
-            hint="YYYY-MM-DD, today, tomorrow or +Nd (N days from today), UTC; not in the past. "
-            "Empty: today.",
-            placeholder="today",
-            max_length=20,
-            prefill=given,
-        ),
-        _text_input(
-            "end",
-            "End date",
-            hint="Same forms as the start; not before the start. Empty: start + 7 days.",
-            placeholder="+7d",
-            max_length=20,
-            prefill=given,
-        ),
-        _text_input(
-            "window",
-            "Time windows (UTC hours)",
-            hint="START-END hours, comma-separated: start 0–23, end 1–24, at least 4 hours long, "
-            "not overlapping, not across midnight (use 20-24,0-4). Empty: any time of day.",
-            placeholder="18-22 or 18-22,2-6",
-            max_length=100,
-            prefill=given,
-        ),
+        _date_picker("start", "Start date", hint="UTC; not in the past. None: today.", given=given),
+        _date_picker("end", "End date", hint="UTC; not before the start. None: start + 7 days.", given=given),
+        _window_select(given),
         _text_input(
             "devices",
             "Devices (IMEIs)",
@@ -309,6 +418,9 @@ def fields_from_view_state(values: dict[str, Any]) -> dict[str, str]:
                 value = option.get("value") if isinstance(option, Mapping) else None
             elif kind == "datepicker":
                 value = action.get("selected_date")
+            elif kind == "multi_static_select":
+                chosen = action.get("selected_options") or ()
+                value = ",".join(str(o.get("value")) for o in chosen if isinstance(o, Mapping))
             elif kind == "checkboxes":
                 chosen = action.get("selected_options") or ()
                 values_chosen = [o.get("value") for o in chosen if isinstance(o, Mapping)]

@@ -58,6 +58,11 @@ def state(
                 "text": {"type": "plain_text", "text": chosen},
                 "value": chosen,
             }
+        elif kind == "datepicker":
+            action["selected_date"] = fields.get(key)
+        elif kind == "multi_static_select":
+            chosen = [w for w in (fields.get(key) or "").split(",") if w]
+            action["selected_options"] = [{"text": {"type": "plain_text", "text": w}, "value": w} for w in chosen]
         elif kind == "file_input":
             action["files"] = files or []
         elif kind == "checkboxes":
@@ -163,9 +168,9 @@ def test_hints_explain_the_rules() -> None:
         for b in build_schedule_modal()["blocks"]
         if b["type"] == "input"
     }
-    assert "today, tomorrow or +Nd" in hints["start"]
+    assert "not in the past" in hints["start"] and "None: today" in hints["start"]
     assert "start + 7 days" in hints["end"]
-    assert "at least 4 hours" in hints["window"] and "0–23" in hints["window"]
+    assert "not overlapping" in hints["window"] and "window=START-END" in hints["window"]
     assert "80 characters" in hints["name"]
     assert "leading zeros" in hints["account"]
     assert "both empty" in hints["from"]
@@ -175,7 +180,7 @@ def test_prefill() -> None:
     view = build_schedule_modal(prefill={"firmware": "FW", "protocol": "http", "window": "18-22"})
     blocks = {b.get("block_id"): b for b in view["blocks"]}
     assert blocks["firmware"]["element"]["initial_value"] == "FW"
-    assert blocks["window"]["element"]["initial_value"] == "18-22"
+    assert [o["value"] for o in blocks["window"]["element"]["initial_options"]] == ["18-22"]
     assert blocks["protocol"]["element"]["initial_option"]["value"] == "HTTP"
     assert "initial_value" not in blocks["name"]["element"]
 
@@ -190,8 +195,11 @@ def test_prefill_longer_than_the_input_is_left_out() -> None:
 
 
 def test_fields_from_view_state() -> None:
-    values = state({"firmware": "FW", "from": None, "to": "", "start": "+1d", "protocol": "OMA"})
-    assert fields_from_view_state(values) == {"firmware": "FW", "protocol": "OMA", "start": "+1d"}
+    values = state({"firmware": "FW", "from": None, "to": "", "start": "2024-05-02", "protocol": "OMA",
+                    "window": "18-22,2-6"})
+    assert fields_from_view_state(values) == {
+        "firmware": "FW", "protocol": "OMA", "start": "2024-05-02", "window": "18-22,2-6"
+    }
 
 
 def test_fields_from_datepicker_and_junk() -> None:
@@ -223,8 +231,8 @@ FULL = {
     "from": "SR1.2.0.0-10512",
     "to": "SR1.2.0.0-10657",
     "protocol": "HTTP",
-    "start": "tomorrow",
-    "end": "+9d",
+    "start": "2024-05-02",  # a date picker sends dates only
+    "end": "2024-05-10",
     "window": "18-22,2-6",
     "devices": f"{GOOD}\n{GOOD2}, {GOOD}",
     "name": 'Q3 "big" rollout',
@@ -272,15 +280,15 @@ def test_each_error_lands_under_its_block() -> None:
         {
             "firmware": "FW",
             "from": "A",
-            "start": "yesterday",
-            "end": "soon",
+            "start": "2024-04-30",  # in the past
             "window": "1-2",
             "devices": "123",
             "name": "[x]",
             "account": "acme",
         }
     )
-    assert set(errors) == {"to", "start", "end", "window", "devices", "name", "account"}
+    assert set(errors) == {"to", "start", "window", "devices", "name", "account"}
+    assert set(submit_errors({"firmware": "FW", "devices": GOOD, "start": "2024-05-03", "end": "2024-05-02"})) == {"end"}
     assert errors["account"].startswith("`account=acme`: must be the billing account")
 
 

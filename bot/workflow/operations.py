@@ -8,8 +8,10 @@ listeners stay thin.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -43,6 +45,10 @@ CANCELLABLE_AT_THINGSPACE = frozenset(
 HOME_ACTIVE = frozenset({S.APPROVED, S.SUBMITTING, *ACTIVE_AT_THINGSPACE})
 DEVICE_SAMPLE = 10
 LIST_PAGE = 10
+# Slack's trigger_id lives 3 s: the form waits this long for the firmware list, then opens with
+# a typed field; a list read is kept this long for the next form.
+FORM_FIRMWARE_WAIT = 1.5
+FORM_FIRMWARE_TTL = 300.0
 
 
 
@@ -144,6 +150,7 @@ class Operations:
         self.clock = clock
         self.slack = slack
         self.timers = timers
+        self._form_firmware: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
     # --- lookups -----------------------------------------------------------------------------
 
@@ -203,6 +210,24 @@ class Operations:
         shown = self.store.devices(campaign.id, failed_only=failed_only, limit=limit)
         total = counts["failed"] if failed_only else sum(counts.values())
         return DeviceListing(campaign, counts, shown, total, failed_only)
+
+    async def firmware_for_form(self, *, within: float = FORM_FIRMWARE_WAIT) -> list[dict[str, Any]] | None:
+        """The default account's LWM2M firmware list for the schedule form, or None when it is
+        not had within `within` seconds: the form must open within Slack's 3-second trigger
+        life, and then offers a typed field instead. Kept for FORM_FIRMWARE_TTL, so that a form
+        opened again soon opens at once."""
+        account = self.settings.thingspace_account
+        cached = self._form_firmware.get(account)
+        if cached is not None and time.monotonic() - cached[0] < FORM_FIRMWARE_TTL:
+            return cached[1]
+        try:
+            entries = await asyncio.wait_for(self.thingspace.list_firmware(account, "LWM2M"), within)
+        except (TimeoutError, ThingSpaceError) as exc:
+            log.info("the schedule form opens with a typed firmware field: the firmware list of %s "
+                     "was not had in time (%s)", account, type(exc).__name__)
+            return None
+        self._form_firmware[account] = (time.monotonic(), entries)
+        return entries
 
     async def firmware(self, account: str | None, protocol: str = "LWM2M") -> tuple[str, list[dict[str, Any]]]:
         account = account or self.settings.thingspace_account
