@@ -261,7 +261,8 @@ def build_runtime(
         # Sandbox mode is always the in-process simulator, never THINGSPACE_URL.
         sandbox = sandbox or Sandbox()
         # Its own tables in the bot's database: a restart of `serve` carries the rehearsal on.
-        sandbox.open_state(settings.db_path)
+        # The bot's reader thread checkpoints that file; the sandbox's commits never do.
+        sandbox.open_state(settings.db_path, checkpoints=False)
         if thingspace_transport is None:
             thingspace_transport = httpx.ASGITransport(app=create_sandbox_app(sandbox))
         thingspace = ThingSpaceClient(

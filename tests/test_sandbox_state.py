@@ -163,3 +163,17 @@ def test_fota_bot_sandbox_refuses_a_state_file_it_cannot_use_in_one_sentence(
     assert main(["sandbox", "--port", str(port), "--state", str(tmp_path)]) == 1  # a folder, not a file
     err = capsys.readouterr().err
     assert err == f"fota-bot: --state {tmp_path} cannot be used: unable to open database file\n"
+
+
+async def test_in_process_the_sandbox_never_checkpoints_the_bots_database(tmp_path: Path) -> None:
+    """The bot checkpoints its WAL on the reader thread only (`Store.checkpoint_off_loop`);
+    the sandbox shares the file, and its commits (every tick) must not do it on the loop."""
+    async with running_stack(tmp_path) as stack:
+        assert stack.sandbox._state is not None
+        assert stack.sandbox._state.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    # Run alone, on a file of its own, it keeps SQLite's own checkpoints.
+    sandbox = Sandbox(clock=SandboxClock.manual_at(START))
+    sandbox.open_state(tmp_path / "alone.db")
+    assert sandbox._state is not None
+    assert sandbox._state.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    await sandbox.aclose()

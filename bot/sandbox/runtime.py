@@ -296,11 +296,18 @@ class Sandbox:
 
     # -- persistence -----------------------------------------------------------------------------
 
-    def open_state(self, path: Path | str) -> None:
+    def open_state(self, path: Path | str, *, checkpoints: bool = True) -> None:
         """Keep the state in SQLite at `path` (see `bot.sandbox.state`): carried on from there
-        when the file holds a sandbox's state, else this sandbox's state is written there."""
+        when the file holds a sandbox's state, else this sandbox's state is written there.
+
+        `checkpoints=False` when `path` is the bot's own database: the bot copies the WAL into
+        the file on its reader thread, and a commit of the sandbox's crossing SQLite's
+        1,000-page mark would otherwise copy all of it (the bot's writes too) on the event loop.
+        """
         self.close_state()
         db = state.open_state(path)
+        if not checkpoints:
+            db.execute("PRAGMA wal_autocheckpoint=0")
         if state.has_state(db):
             saved_clock = state.load(db, self.model)
             if saved_clock is not None and saved_clock > self.clock.now():
