@@ -307,7 +307,7 @@ def build_runtime(
     )
     preflight = PreflightRunner(store=store, thingspace=thingspace, events=notifier, background=background)
     staged = StagedRollouts(
-        store=store, submitter=submitter, directory=directory, background=background, clock=clock
+        store=store, submitter=submitter, directory=directory, background=background, clock=clock, events=notifier
     )
     service = CampaignService(
         settings=settings,
@@ -364,6 +364,7 @@ def build_runtime(
     )
     timers.bind(service=service, submitter=submitter, rollout=rollout)
     submitter.on_submitted = rollout.adopt_waiting_callbacks
+    rollout.on_wave_failures = staged.check_halt
 
     register_listeners(
         bolt,

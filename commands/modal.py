@@ -341,6 +341,15 @@ def build_schedule_modal(
             prefill=given,
         ),
         _text_input(
+            "halt",
+            "Staged rollout: halt",
+            hint="The rollout halts itself as soon as this share (5%) or number (3) of a wave's devices "
+            "failed. Empty: as soon as a wave can no longer reach its success threshold.",
+            placeholder="e.g. 5%",
+            max_length=10,
+            prefill=given,
+        ),
+        _text_input(
             "soak",
             "Staged rollout: soak",
             hint="How long after a wave ends before the next may start: 30m, 2h, 1d. Default 0.",

@@ -36,15 +36,13 @@ SCHEDULE_KEYS = (
     "canary",
     "waves",
     "success",
+    "halt",
     "soak",
     "promote",
 )
 # Keys of staged rollouts that the bot cannot carry out yet: refused with the reason, so no
 # request promises a safeguard that is not there.
-NOT_YET_KEYS = {
-    "halt": "is not available yet: a rollout does not halt by itself yet. Each wave waits for an "
-    "approver to promote it, and a wave under `success` is never promoted",
-}
+NOT_YET_KEYS: dict[str, str] = {}
 # Other spellings taken as they are (not a mistake to correct): the US spelling.
 _SAME_KEY = {"license": "licence"}
 LICENCE_VALUES = ("auto", "none")

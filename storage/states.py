@@ -38,6 +38,8 @@ class CampaignState(StrEnum):
     # request itself is never sent. Rolled out once its last wave ended.
     ROLLING_OUT = "rolling_out"
     ROLLED_OUT = "rolled_out"
+    # A wave crossed the plan's halt threshold: no further wave is sent.
+    HALTED = "halted"
 
     @property
     def is_terminal(self) -> bool:
@@ -63,6 +65,7 @@ TERMINAL: frozenset[CampaignState] = frozenset(
         S.SUBMIT_FAILED,
         S.LOST,
         S.ROLLED_OUT,
+        S.HALTED,
     }
 )
 
@@ -74,7 +77,7 @@ _ENDINGS = _THINGSPACE_ENDINGS | {S.LOST}
 ALLOWED: dict[CampaignState, frozenset[CampaignState]] = {
     S.PENDING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.WITHDRAWN}),
     S.APPROVED: frozenset({S.SUBMITTING, S.SUBMIT_FAILED, S.ROLLING_OUT}),
-    S.ROLLING_OUT: frozenset({S.ROLLED_OUT}),
+    S.ROLLING_OUT: frozenset({S.ROLLED_OUT, S.HALTED}),
     S.SUBMITTING: frozenset({S.SUBMITTED, S.SUBMIT_FAILED}),
     S.SUBMITTED: frozenset(
         {S.REQUEST_PENDING, S.REQUEST_QUEUED, S.PRE_SCHEDULED, S.SCHEDULED, S.REQUEST_FAILED}

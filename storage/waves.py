@@ -253,18 +253,20 @@ def start_wave(store: Store, parent_id: int, number: int, *, by: str, reason: st
         return store.campaign(child_id)
 
 
-def halt(store: Store, parent_id: int, *, by: str, reason: str) -> StoredPlan:
-    """Record that the rollout stops: no wave starts after this. Said once; later calls keep it."""
+def halt(store: Store, parent_id: int, *, by: str, reason: str) -> bool:
+    """Record that the rollout stops: no wave starts after this, and the request is halted.
+    True the first time; a later call (a duplicate report) changes nothing and says False."""
     with store.db.atomic():
-        store.db.execute(
+        changed = store.db.execute(
             """UPDATE rollout_plans SET halted_at = ?, halted_by = ?, halt_reason = ?
                WHERE campaign_id = ? AND halted_at IS NULL""",
             [store.now(), by, reason, parent_id],
-        )
-        stored = load(store.db, parent_id)
-    if stored is None:
-        raise WaveRefused(f"{ref_for(parent_id)} is not a staged rollout")
-    return stored
+        ).rowcount
+        if load(store.db, parent_id) is None:
+            raise WaveRefused(f"{ref_for(parent_id)} is not a staged rollout")
+        if changed and store.campaign(parent_id).state is S.ROLLING_OUT:
+            store.transition(parent_id, S.HALTED, actor=by, reason=reason)
+    return bool(changed)
 
 
 def refusal(db: Database, campaign: Campaign, approvals_of: int) -> str | None:

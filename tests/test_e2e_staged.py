@@ -99,7 +99,8 @@ async def test_a_four_wave_plan_promoted_by_clicks(tmp_path: Path) -> None:
 async def test_a_wave_under_success_is_held_and_its_promotion_refused(tmp_path: Path) -> None:
     imeis = sandbox_imeis(6, kind="will_fail")
     async with running_stack(tmp_path) as stack:
-        await stack.slash(schedule_text(imeis) + " canary=2 waves=100% soak=1h")
+        # `halt=5`: two failed devices do not halt the rollout; the wave ends under `success`.
+        await stack.slash(schedule_text(imeis) + " canary=2 waves=100% soak=1h halt=5")
         await stack.settle()
         await stack.click(blocks.ACTION_APPROVE, user=ANN)
         await stack.settle()
@@ -135,3 +136,41 @@ async def test_a_staged_request_with_excluded_devices_is_approved_as_its_eligibl
         assert set(post.json()["deviceList"]) <= set(eligible)
         assert stack.rt.store.device_ids(1) and set(stack.rt.store.device_ids(1)) == set(eligible)
 
+
+
+def _dms(stack: Stack, user: str) -> str:
+    return " ".join(m.text for m in stack.standin.messages(stack.standin.dm_channel(user)))
+
+
+async def test_a_wave_crossing_halt_halts_the_rollout_and_later_waves_never_reach_thingspace(
+    tmp_path: Path,
+) -> None:
+    imeis = sandbox_imeis(6, kind="will_fail")
+    async with running_stack(tmp_path) as stack:
+        await stack.slash(schedule_text(imeis) + " canary=2 waves=50%,100% halt=1")
+        await stack.settle()
+        assert "halts itself when 1 device of a wave" in json.dumps(stack.root().blocks)
+        await stack.click(blocks.ACTION_APPROVE, user=ANN)
+        await stack.settle()
+        await _run_wave_to_its_end(stack)
+
+        assert stack.rt.store.campaign(1).state is S.HALTED
+        said = [t for t in stack.thread_texts() if "halted itself" in t]
+        assert len(said) == 1  # said once, however many failures came after
+        assert "FB-1 w1/3 crossed its halt threshold" in said[0]
+        for person in (REQUESTER, ANN, BOB):
+            assert "halted itself" in _dms(stack, person), person
+        stored = waves.load(stack.rt.store.db, 1)
+        assert stored is not None and stored.halted and stored.halted_by == "fota-bot"
+
+        staged = stack.rt.staged
+        assert staged is not None
+        with pytest.raises(UserError, match="halted"):
+            await staged.promote(1, 2, user=BOB)
+        await stack.restart()  # nothing resumes a halted rollout
+        await stack.settle()
+        # The sandbox's own record of requests: only the first wave ever reached ThingSpace.
+        assert _names(stack) == ["fota-bot FB-1 w1/3"]
+        assert _promote_messages(stack) == []
+        card = json.dumps(stack.root().blocks, ensure_ascii=False)
+        assert "Halted: no further wave is sent" in card

@@ -255,17 +255,19 @@ def test_schedule_takes_a_staged_plan() -> None:
     assert parse_schedule(_BASE, today=dt.date(2026, 11, 26), max_devices=100_000).plan is None
 
 
-def test_schedule_refuses_what_staged_rollouts_cannot_do_yet_with_every_other_problem() -> None:
+def test_schedule_reports_staged_problems_with_every_other_problem() -> None:
     with pytest.raises(RequestError) as caught:
         parse_schedule(
-            _BASE + " canary=5 halt=5% promote=auto waves=5%,50% window=1-2",
+            _BASE + " canary=5 halt=-5% waves=5%,50% window=1-2",
             today=dt.date(2026, 11, 26),
             max_devices=100_000,
         )
     by_key = {p.key: p.rule for p in caught.value.problems}
-    assert "not available yet" in by_key["halt"]
+    assert "share of a wave's devices" in by_key["halt"]
     assert "must end at 100%" in by_key["waves"]
     assert "window" in by_key
+    request = parse_schedule(_BASE + " canary=5 halt=5%", today=dt.date(2026, 11, 26), max_devices=100_000)
+    assert request.plan is not None and request.plan.halt.basis_points == 500
 
 
 def test_schedule_refuses_automatic_promotion_for_now() -> None:

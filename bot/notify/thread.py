@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot.workflow.wave_figures import Verdict, WaveFigures, judge, promotable_at
@@ -164,6 +164,17 @@ class ThreadNotifier:
         if campaign.parent_id is not None:
             self._wave_ended(campaign)
 
+    def halted(self, parent: Campaign, wave: Campaign, sentence: str, reasons: Sequence[tuple[str, int]]) -> None:
+        """A rollout halted itself: the thread says why; the requester and the approvers named
+        in FOTA_APPROVERS get the same words (user groups hear it in the approval channel)."""
+        message = blocks.halted_reply(parent, wave, sentence, reasons)
+        self.refresh_root(parent, now=True)
+        self.reply(parent, message)
+        people = [parent.requester, *(a for a in self.approvers if a[:1] in ("U", "W") and a != parent.requester)]
+        for person in dict.fromkeys(people):
+            self.outbox.enqueue("dm", {"user": person, "message": message}, campaign_id=parent.id)
+        self.wake()
+
     def _wave_ended(self, wave: Campaign) -> None:
         """A wave of a staged rollout ended: passed (the next wave's Promote button), or held."""
         assert wave.parent_id is not None
@@ -173,7 +184,7 @@ class ThreadNotifier:
         counts = self.store.device_counts(wave.id)
         figures = WaveFigures(sum(counts.values()), counts["succeeded"], counts["failed"])
         judgement = judge(stored.plan, figures, ended=True)
-        passed = judgement.verdict is Verdict.PASSED
+        passed = judgement.verdict is Verdict.PASSED and not stored.halted
         ready = promotable_at(self.clock(), stored.plan) if stored.plan.soak else None
         ready_text = f"{ready:%Y-%m-%d %H:%M} UTC" if ready is not None else None
         self.reply(wave, blocks.wave_ended_reply(wave, stored, judgement.sentence(), passed, ready_text))
@@ -306,7 +317,7 @@ class ThreadRenderer:
                 ],
             )
             return blocks.gate_decisions(card, campaign, checks)
-        if campaign.state in (S.ROLLING_OUT, S.ROLLED_OUT):
+        if campaign.state in (S.ROLLING_OUT, S.ROLLED_OUT, S.HALTED):
             return blocks.decided_card(
                 campaign,
                 decisions=decisions,

@@ -379,6 +379,7 @@ _WORDS: dict[CampaignState, str] = {
     S.APPROVED: "approved",
     S.ROLLING_OUT: "rolling out in waves",
     S.ROLLED_OUT: "rolled out",
+    S.HALTED: "halted",
     S.SUBMITTING: "being sent to ThingSpace",
     S.SUBMITTED: "submitted to ThingSpace",
     S.REJECTED: "rejected",

@@ -90,6 +90,9 @@ class Rollout:
         self.applied_count = 0
         self.ignored_count = 0
         self.lost = LostCampaigns(store=store, client=client, events=events, scheduler=scheduler, clock=clock)
+        # Called with a wave of a staged rollout when some of its devices just failed (in the
+        # transaction that recorded them): the halt check.
+        self.on_wave_failures: Callable[[Campaign], object] = lambda campaign: None
 
     # --- callbacks ---------------------------------------------------------------------------
 
@@ -267,6 +270,8 @@ class Rollout:
         self.events.progressed(current)
         if any(device_bucket(new) == "failed" for _, _, new in changes):
             self.events.devices_failed(current)
+            if current.parent_id is not None:
+                self.on_wave_failures(current)
 
     def apply_status(self, campaign_id: int, status: str, *, actor: str) -> Campaign:
         """Move the campaign to ThingSpace's status when that is a step forward; else nothing."""

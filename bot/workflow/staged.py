@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from bot.background import Background
 from bot.workflow.approvers import Directory
@@ -28,6 +29,19 @@ from storage.store import Store
 log = logging.getLogger("bot.staged")
 
 
+class StagedEvents(Protocol):
+    def halted(
+        self, parent: Campaign, wave: Campaign, sentence: str, reasons: Sequence[tuple[str, int]]
+    ) -> None: ...
+
+
+class _Silent:
+    def halted(
+        self, parent: Campaign, wave: Campaign, sentence: str, reasons: Sequence[tuple[str, int]]
+    ) -> None:
+        return None
+
+
 class StagedRollouts:
     def __init__(
         self,
@@ -37,7 +51,9 @@ class StagedRollouts:
         directory: Directory,
         background: Background,
         clock: Callable[[], dt.datetime],
+        events: StagedEvents | None = None,
     ):
+        self.events: StagedEvents = events or _Silent()
         self.store = store
         self.submitter = submitter
         self.directory = directory
@@ -46,6 +62,29 @@ class StagedRollouts:
 
     def planned(self, campaign_id: int) -> bool:
         return waves.load(self.store.db, campaign_id) is not None
+
+    def check_halt(self, wave: Campaign) -> bool:
+        """Halt the rollout at once when `wave` crossed its halt threshold; True when it did now.
+
+        Called as failures are recorded. Waves not yet sent are never sent (the guard refuses
+        them); the thread, the requester and the approvers are told why, with the reasons.
+        """
+        if wave.parent_id is None:
+            return False
+        stored = waves.load(self.store.db, wave.parent_id)
+        if stored is None or stored.halted:
+            return False
+        judgement = judge(stored.plan, self.figures(wave.id), ended=wave.state.is_terminal)
+        if judgement.verdict is not Verdict.HALT:
+            return False
+        reason = f"{wave.ref} crossed the halt threshold: {judgement.sentence()}"
+        with self.store.db.atomic():
+            if not waves.halt(self.store, wave.parent_id, by="fota-bot", reason=reason):
+                return False
+            parent = self.store.campaign(wave.parent_id)
+            self.events.halted(parent, wave, judgement.sentence(), self.store.failure_reasons(wave.id))
+        log.warning("%s halted: %s", parent.ref, reason)
+        return True
 
     def start(self, parent_id: int) -> Campaign | None:
         """The plan was approved: start wave 1 and send it (in the background).
@@ -96,6 +135,11 @@ class StagedRollouts:
         stored = waves.load(self.store.db, parent_id)
         if stored is None:
             raise UserError(f"{parent.ref} is not a staged rollout. Nothing changed.")
+        if stored.halted:
+            raise UserError(
+                f"{parent.ref} was halted ({stored.halt_reason or 'no reason recorded'}); no further wave "
+                "is sent. Nothing changed."
+            )
         if number < 2 or number > len(stored.waves):
             raise UserError(f"{parent.ref} has no wave {number} to promote to. Nothing changed.")
         target = stored.wave(number)

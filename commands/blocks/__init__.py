@@ -199,6 +199,7 @@ __all__ += ["ACTION_HISTORY", "history_reply", "parse_history_value"]
 
 from commands.blocks.waves import (  # noqa: E402
     ACTION_PROMOTE,
+    halted_reply,
     parse_promote_value,
     plan_blocks,
     promote_value,
@@ -206,4 +207,4 @@ from commands.blocks.waves import (  # noqa: E402
     waves_row,
 )
 
-__all__ += ["ACTION_PROMOTE", "parse_promote_value", "plan_blocks", "promote_value", "wave_ended_reply", "waves_row"]
+__all__ += ["ACTION_PROMOTE", "halted_reply", "parse_promote_value", "plan_blocks", "promote_value", "wave_ended_reply", "waves_row"]

@@ -76,6 +76,7 @@ STATE_LABELS: dict[CampaignState, tuple[str, str]] = {
     S.LOST: (":ghost:", "Lost: ThingSpace no longer knows this campaign"),
     S.ROLLING_OUT: (":ladder:", "Rolling out in waves"),
     S.ROLLED_OUT: (":checkered_flag:", "Rolled out: every wave ended"),
+    S.HALTED: (":octagonal_sign:", "Halted: no further wave is sent"),
 }
 
 
@@ -363,7 +364,7 @@ def _stamp(
             approved_line or ":white_check_mark: *Approved*",
             ":outbox_tray: Being sent to ThingSpace…",
         ]
-    if outcome in ("rolling_out", "rolled_out"):
+    if outcome in ("rolling_out", "rolled_out", "halted"):
         # A staged rollout: its waves are sent one by one; the card's row of waves follows them.
         return [approved_line or ":white_check_mark: *Approved*", state_label(outcome)]
     if outcome == "rejected":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from commands.blocks.actions import button
@@ -15,6 +15,7 @@ from storage.waves import StoredPlan, WaveRecord
 ACTION_PROMOTE = "fota_promote"
 PROMOTE_BLOCK_ID = "fota_promote"
 RADIUS_SHOWN = 3  # groups listed per wave; the rest summed up
+REASONS_SHOWN = 5  # failure reasons listed when a rollout halts; the rest summed up
 
 
 def wave_title(wave: WaveRecord, total: int) -> str:
@@ -39,6 +40,10 @@ def plan_line(plan: RolloutPlan) -> str:
         parts.append(f"canary of {plan.canary:,}")
     parts.append("then " + ", ".join(percent_text(w) for w in plan.waves) + " of the rest")
     parts.append(f"a wave passes at {percent_text(plan.success)} succeeded")
+    if plan.halt.count is not None or plan.halt.basis_points is not None:
+        parts.append(f"the rollout halts itself when {plan.halt} of a wave's devices failed")
+    else:
+        parts.append("it halts itself as soon as a wave can no longer pass")
     if plan.soak:
         parts.append(f"{duration_text(plan.soak)} soak after each wave")
     parts.append("each next wave promoted by an approver")
@@ -84,6 +89,12 @@ def wave_ended_reply(
     """The thread's word when a wave ends: passed (with the next wave's Promote button) or not."""
     total = len(stored.waves)
     number = wave.wave or 0
+    if stored.halted:
+        head = (
+            f":octagonal_sign: *{escape(wave.ref)} ended:* {escape(verdict_sentence)}. "
+            "The rollout was halted: no further wave is sent."
+        )
+        return {"text": head, "blocks": [section(head)]}
     if number >= total:
         head = f":checkered_flag: *{escape(wave.ref)}, the last wave, ended:* {escape(verdict_sentence)}."
         return {"text": head, "blocks": [section(head)]}
@@ -135,3 +146,23 @@ def waves_row(stored: StoredPlan, states: Mapping[int, tuple[str, int, int]]) ->
         parts.append(f"w{wave.number} {mark}")
     head = f"*Waves* ({total}): " if total else "*Waves*: "
     return head + "  ·  ".join(parts)
+
+
+def halted_reply(parent: Campaign, wave: Campaign, sentence: str, reasons: Sequence[tuple[str, int]]) -> dict[str, Any]:
+    """The thread (and the requester and approvers) told that a rollout halted itself, and why."""
+    head = (
+        f":octagonal_sign: *{escape(parent.ref)} halted itself:* {escape(wave.ref)} crossed its halt "
+        f"threshold: {escape(sentence)}. No further wave is sent."
+    )
+    lines = [head]
+    if reasons:
+        shown = [f"• {escape(reason or 'no reason given')}: {count:,}" for reason, count in reasons[:REASONS_SHOWN]]
+        more = sum(count for _, count in reasons[REASONS_SHOWN:])
+        if more:
+            shown.append(f"• other reasons: {more:,}")
+        lines.append("*Failures so far, by reason*\n" + "\n".join(shown))
+    lines.append(
+        f"Devices of {escape(wave.ref)} already at ThingSpace may still upgrade: a started campaign "
+        "cannot be called back. `/fota devices` lists each device's state."
+    )
+    return {"text": head, "blocks": [*sections(lines, max_blocks=3), context(f"Ref {escape(parent.ref)}")]}
