@@ -8,7 +8,8 @@ import sys
 
 from bot.notify.thread import devices_csv
 from bot.settings import Settings
-from storage import history
+from storage import history, waves
+from storage.records import Campaign
 from storage.store import CampaignNotFound, Store
 
 
@@ -45,6 +46,8 @@ def run_campaigns(settings: Settings, args: argparse.Namespace) -> int:
                 ("content hash", campaign.content_hash),
             ):
                 print(f"  {label:<20} {value}")
+            for line in plan_lines(store, campaign):
+                print(f"  {line}")
             print("  audit:")
             for row in store.audit(campaign.id):
                 print(f"    {row['at']}  {row['from_state'] or '-':>22} -> {row['to_state']:<22} "
@@ -67,6 +70,28 @@ def run_campaigns(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     finally:
         store.close()
+
+
+def plan_lines(store: Store, campaign: Campaign) -> list[str]:
+    """A staged rollout's plan for `campaigns show`: its rules, then each wave and where it stands."""
+    stored = waves.load(store.db, campaign.parent_id or campaign.id)
+    if stored is None:
+        return []
+    lines = [f"{'plan':<20} {stored.plan.describe()}"]
+    total = len(stored.waves)
+    for wave in stored.waves:
+        head = f"wave {wave.number}/{total} {wave.label}"
+        where = "not started"
+        if wave.campaign_id is not None:
+            child = store.campaign(wave.campaign_id)
+            counts = store.device_counts(child.id)
+            done = " · ".join(f"{k} {v}" for k, v in counts.items() if v)
+            by = f", started by {wave.promoted_by}" if wave.promoted_by else ""
+            where = f"FB-{child.id} {child.state.value} ({done}){by}"
+        lines.append(f"{head:<20} {wave.size:>7} devices  {where}")
+    if stored.halted:
+        lines.append(f"{'halted':<20} {stored.halted_at:%Y-%m-%d %H:%M} by {stored.halted_by}: {stored.halt_reason}")
+    return lines
 
 
 def run_history(settings: Settings, ident: str) -> int:

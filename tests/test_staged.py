@@ -188,3 +188,17 @@ def test_the_row_of_waves() -> None:
     )
     row = waves_row(stored, {1: ("done", 2, 2), 2: ("running", 4, 10), 3: ("held", 1, 10)})
     assert row == "*Waves* (4): w1 ✓  ·  w2 ▓▓░░░ 4/10  ·  w3 ✗  ·  w4 ·"
+
+
+async def test_campaigns_show_prints_the_plan_and_each_wave(tmp_path: Path) -> None:
+    from bot.operator import plan_lines
+
+    async with running_stack(tmp_path) as stack:
+        await _planned_and_approved(stack, sandbox_imeis(6))
+        store = stack.rt.store
+        lines = plan_lines(store, store.campaign(1))
+        assert lines[0].startswith("plan ") and "canary 2 · 50%, 100% · success 95%" in lines[0]
+        assert lines[1].startswith("wave 1/3 canary") and "2 devices" in lines[1] and "started by fota-bot" in lines[1]
+        assert lines[2].startswith("wave 2/3 50%") and lines[2].endswith("not started")
+        assert lines[3].startswith("wave 3/3 100%")
+        assert plan_lines(store, store.campaign(_wave(stack, 1).campaign_id or 0)) == lines  # from a wave too
