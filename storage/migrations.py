@@ -312,6 +312,14 @@ def m009_devices_confirmed(db: Database) -> None:
     db.table("devices").add_column("confirmed", int)
 
 
+@migrations()
+def m010_installation(db: Database) -> None:
+    """Each campaign's installation id (random, one per database), carried in its name at
+    ThingSpace: another database on the same account never takes this one's campaigns for
+    its own. Campaigns from before keep the names they were sent with."""
+    db.table("campaigns").add_column("installation", str)
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)
 

@@ -52,6 +52,9 @@ class Campaign:
     parent_id: int | None = None
     wave: int | None = None
     waves_total: int | None = None
+    # The database's installation id (Store.installation_id), or "" for a campaign from
+    # before installation ids: its name stays what it was sent as.
+    installation: str = ""
 
     @property
     def ref(self) -> str:
@@ -61,9 +64,19 @@ class Campaign:
         return ref_for(self.id)
 
     @property
+    def tag(self) -> str:
+        """What the campaign name carries: the reference with the installation id
+        (`FB-12·a3f9`, a wave `FB-12·a3f9 w2/4`): FB-12 of another database on the same
+        account is another campaign."""
+        if not self.installation:
+            return self.ref
+        request = ref_for(self.parent_id) if self.parent_id is not None else ref_for(self.id)
+        return f"{request}·{self.installation}" + self.ref[len(request):]
+
+    @property
     def thingspace_name(self) -> str:
         """The campaignName sent to ThingSpace; it carries the ref so a lost answer can be found."""
-        return f"{self.name} [{self.ref}]" if self.name else f"fota-bot {self.ref}"
+        return f"{self.name} [{self.tag}]" if self.name else f"fota-bot {self.tag}"
 
     def schedule_body(self, devices: list[str]) -> dict[str, Any]:
         """The schedule request body, in the reference page's shape and key order.
@@ -126,6 +139,7 @@ class Campaign:
             parent_id=row.get("parent_id"),
             wave=row.get("wave"),
             waves_total=row.get("waves_total"),
+            installation=row.get("installation") or "",
         )
 
 

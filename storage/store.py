@@ -254,6 +254,17 @@ class Store:
             ).rowcount
         return inserted == 1
 
+    def installation_id(self) -> str:
+        """Four hex digits, generated once per database, that tell this installation's
+        campaign names from another's on the same ThingSpace account (FB-1 of a fresh
+        database is not FB-1 of the old one)."""
+        with self.db.atomic():
+            value = self.get_kv("installation_id")
+            if value is None:
+                value = secrets.token_hex(2)
+                self.db.execute("INSERT INTO kv(key, value) VALUES('installation_id', ?)", [value])
+        return value
+
     def callback_token(self) -> str:
         """The secret callback path segment, generated once and kept."""
         with self.db.atomic():
@@ -324,6 +335,9 @@ class Store:
             )
             campaign_id = cursor.lastrowid
             assert campaign_id is not None
+            self.db.execute(
+                "UPDATE campaigns SET installation = ? WHERE id = ?", [self.installation_id(), campaign_id]
+            )
             self.db.conn.executemany(
                 "INSERT INTO devices(campaign_id, imei) VALUES(?, ?)",
                 ((campaign_id, imei) for imei in devices),

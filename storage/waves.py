@@ -233,6 +233,8 @@ def start_wave(store: Store, parent_id: int, number: int, *, by: str, reason: st
         )
         child_id = cursor.lastrowid
         assert child_id is not None
+        # A wave's name carries the request's installation id, as the request's would.
+        store.db.execute("UPDATE campaigns SET installation = ? WHERE id = ?", [parent.installation or None, child_id])
         store.db.conn.executemany(
             "INSERT INTO devices(campaign_id, imei) VALUES(?, ?)", ((child_id, imei) for imei in devices)
         )

@@ -43,7 +43,8 @@ async def test_nothing_reaches_thingspace_before_approval_then_exactly_one_campa
 
         card = stack.root()
         assert "Ref FB-1" in json.dumps(card.blocks)
-        assert "Smart FOTA [FB-1]" in json.dumps(card.blocks)
+        tag = f"FB-1·{stack.rt.store.installation_id()}"  # the installation id: this database's own
+        assert f"Smart FOTA [{tag}]" in json.dumps(card.blocks, ensure_ascii=False)
         confirmation = stack.answers(response_url)
         assert confirmation and "FB-1" in json.dumps(confirmation[-1])
         assert "slack.com/archives" in json.dumps(confirmation[-1]) or "/archives/" in json.dumps(confirmation[-1])
@@ -56,7 +57,7 @@ async def test_nothing_reaches_thingspace_before_approval_then_exactly_one_campa
         [post] = stack.thingspace.schedule_posts()
         assert post.path == "/api/fota/v3/campaigns/firmware/0000000000-00001"
         assert post.json() == {
-            "campaignName": "Smart FOTA [FB-1]",
+            "campaignName": f"Smart FOTA [{tag}]",
             "firmwareName": FIRMWARE,
             "firmwareFrom": "SR1.2.0.0-10512",
             "firmwareTo": "SR1.2.0.0-10657",

@@ -108,7 +108,7 @@ def assert_submitted_exactly_once(stack: Stack) -> None:
     """One campaign at ThingSpace, the bot's row names it, the audit has one of each step."""
     assert len(stack.sandbox.campaigns) == 1, [c.name for c in stack.sandbox.campaigns]
     [at_thingspace] = stack.sandbox.campaigns
-    assert at_thingspace.name == "Crash test [FB-1]"
+    assert at_thingspace.name == f"Crash test [FB-1·{stack.rt.store.installation_id()}]"
     campaign = stack.rt.store.campaign(1)
     assert campaign.state is CampaignState.SUBMITTED
     assert campaign.thingspace_id == at_thingspace.id

@@ -76,7 +76,7 @@ def test_create_keeps_devices_hash_and_an_audit_row(store: Store) -> None:
     assert campaign.state is S.PENDING_APPROVAL
     assert store.device_ids(campaign.id) == IMEIS
     assert len(campaign.content_hash) == 64
-    assert campaign.thingspace_name == "Smart FOTA [FB-1]"
+    assert campaign.thingspace_name == f"Smart FOTA [FB-1·{store.installation_id()}]"
     [row] = store.audit(campaign.id)
     assert (row["from_state"], row["to_state"], row["actor"]) == (None, "pending_approval", "U_REQ")
 

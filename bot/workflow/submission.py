@@ -105,10 +105,22 @@ class Submitter:
                 last = self._last_post(campaign)
                 if last is not None and self.clock() - last < LOOKUP_GRACE:
                     # Reports can lag behind a new campaign: a miss this soon proves nothing.
-                    return self._retry_later(campaign, "waiting for ThingSpace's reports before sending again")
+                    # Not a failed try (ThingSpace answered), so it does not use up the retries:
+                    # restarts during the wait must not end a request nothing went wrong with.
+                    return self._retry_later(
+                        campaign, "waiting for ThingSpace's reports before sending again", counted=False
+                    )
             elif self._retries(campaign) >= MAX_RETRIES:
                 return self._give_up(campaign)
             return await self._post(campaign, attempts)
+        except _NotOurs as exc:
+            return self._fail(
+                campaign,
+                "NAME_IN_USE",
+                f"ThingSpace has a campaign named “{campaign.thingspace_name}” that is not this request "
+                f"({exc}). It was not taken for this one and nothing was sent; look at ThingSpace before "
+                "requesting again.",
+            )
         except _CouldNotLook as exc:
             if self._retries(campaign) >= MAX_RETRIES:
                 return self._give_up(campaign)
@@ -171,11 +183,34 @@ class Submitter:
         return self._succeeded(campaign, answer, "scheduled")
 
     async def _look_up(self, campaign: Campaign) -> dict[str, Any] | None:
-        """The campaign at ThingSpace by name, or None; _CouldNotLook when ThingSpace cannot say."""
+        """The campaign at ThingSpace by name, or None; _CouldNotLook when ThingSpace cannot say;
+        _NotOurs when a campaign has the name but not this request's content."""
         try:
-            return await self.client.find_campaign_by_name(campaign.account, campaign.thingspace_name)
+            found = await self.client.find_campaign_by_name(campaign.account, campaign.thingspace_name)
+            if found is None:
+                return None
+            mismatch = _differences(campaign, found)
+            if not mismatch:
+                mismatch = await self._device_count_differs(campaign, found)
         except ThingSpaceError as exc:
             raise _CouldNotLook(f"could not look the campaign up at ThingSpace ({exc})") from exc
+        if mismatch:
+            log.warning("%s: a campaign named %s exists at ThingSpace but differs: %s", campaign.ref,
+                        campaign.thingspace_name, mismatch)
+            raise _NotOurs(mismatch)
+        return found
+
+    async def _device_count_differs(self, campaign: Campaign, found: dict[str, Any]) -> str:
+        """The campaign answer carries no device count; its report's first page does (totalDevice)."""
+        ident = str(found.get("id") or found.get("campaignId") or "")
+        if not ident:
+            return ""
+        page = await self.client.campaign_device_report_page(campaign.account, ident)
+        total = page.get("totalDevice")
+        ours = len(self.store.device_ids(campaign.id))
+        if isinstance(total, int) and not isinstance(total, bool) and total != ours:
+            return f"{total:,} devices there, {ours:,} here"
+        return ""
 
     def _succeeded(self, campaign: Campaign, answer: dict[str, Any], why: str) -> Campaign:
         status = str(answer.get("status") or "")
@@ -211,13 +246,19 @@ class Submitter:
         log.warning("%s not submitted: %s", updated.ref, code)
         return updated
 
-    def _retry_later(self, campaign: Campaign, reason: str) -> Campaign:
-        retries = self._retries(campaign) + 1
-        self.store.set_kv(f"submit_retries:{campaign.id}", str(retries))
-        delay = float(RETRY_DELAYS[min(retries - 1, len(RETRY_DELAYS) - 1)])
+    def _retry_later(self, campaign: Campaign, reason: str, *, counted: bool = True) -> Campaign:
+        """Try again later. `counted`: this try failed (ThingSpace unreachable, unclear), and
+        MAX_RETRIES of those end the request; a wait for ThingSpace's reports is not one."""
+        retries = self._retries(campaign) + (1 if counted else 0)
+        waits = int(self.store.get_kv(f"submit_waits:{campaign.id}") or 0) + (0 if counted else 1)
+        if counted:
+            self.store.set_kv(f"submit_retries:{campaign.id}", str(retries))
+        else:
+            self.store.set_kv(f"submit_waits:{campaign.id}", str(waits))
+        delay = float(RETRY_DELAYS[min(retries + waits - 1, len(RETRY_DELAYS) - 1)])
         log.warning("%s submission delayed: %s; retrying in %.0f s", campaign.ref, reason, delay)
         self.retries.retry_submission(campaign.id, delay)
-        if retries == 1:
+        if retries + waits == 1:
             # Said once in the thread; later retries are in the log, and the outcome is said too.
             self.events.submit_delayed(campaign, reason, delay)
         return self.store.campaign(campaign.id)
@@ -251,6 +292,32 @@ class Submitter:
 
     def _set_maybe_created(self, campaign: Campaign, value: bool) -> None:
         self.store.set_kv(f"submit_open:{campaign.id}", "1" if value else "")
+
+
+def _differences(campaign: Campaign, found: dict[str, Any]) -> str:
+    """What a campaign found by this request's name says differently from the request (fields
+    ThingSpace left out are not held against it); "" when it is this request."""
+    expected = {
+        "firmwareName": campaign.firmware_name,
+        "firmwareFrom": campaign.firmware_from,
+        "firmwareTo": campaign.firmware_to,
+        "startDate": campaign.start_date.isoformat(),
+        "endDate": campaign.end_date.isoformat(),
+    }
+    differs = []
+    for key, ours in expected.items():
+        theirs = found.get(key)
+        if theirs is None:
+            continue
+        # Dates may come back with a time part (2026-11-26T00:00:00): the day is what counts.
+        value = str(theirs)[:10] if key.endswith("Date") else str(theirs)
+        if value != ours:
+            differs.append(f"{key} {str(theirs)[:40]!r} there, {ours!r} here")
+    return "; ".join(differs)
+
+
+class _NotOurs(Exception):
+    """A campaign at ThingSpace carries this request's name but not its content."""
 
 
 class _CouldNotLook(Exception):
