@@ -78,7 +78,7 @@ async def test_a_plan_promoted_wave_by_wave_sends_each_wave_once(tmp_path: Path)
         staged = stack.rt.staged
         assert staged is not None
         [first] = stack.thingspace.schedule_posts()
-        assert first.json()["campaignName"] == "fota-bot FB-1 w1/3"
+        assert first.json()["campaignName"] == f"fota-bot FB-1·{stack.rt.store.installation_id()} w1/3"
         assert sorted(first.json()["deviceList"]) == sorted(waves.wave_devices(stack.rt.store.db, 1, 1))
         assert stack.rt.store.campaign(1).state is S.ROLLING_OUT  # the request itself is never sent
 
@@ -103,7 +103,7 @@ async def test_a_plan_promoted_wave_by_wave_sends_each_wave_once(tmp_path: Path)
         again = await staged.promote(1, 2, user=ANN)  # a second click, another approver
         assert again == f"Wave 2 of FB-1 was already started by <@{BOB}>."
         await stack.settle()
-        assert _names(stack) == ["fota-bot FB-1 w1/3", "fota-bot FB-1 w2/3"]
+        assert _names(stack) == [f"fota-bot FB-1·{stack.rt.store.installation_id()} w1/3", f"fota-bot FB-1·{stack.rt.store.installation_id()} w2/3"]
         second = stack.rt.store.campaign(_wave(stack, 2).campaign_id or 0)
         assert second.start_date == stack.clock().date()  # the day it was promoted
 
@@ -111,7 +111,7 @@ async def test_a_plan_promoted_wave_by_wave_sends_each_wave_once(tmp_path: Path)
         stack.clock.advance(hours=2)
         await staged.promote(1, 3, user=ANN)
         await stack.settle()
-        assert _names(stack) == ["fota-bot FB-1 w1/3", "fota-bot FB-1 w2/3", "fota-bot FB-1 w3/3"]
+        assert _names(stack) == [f"fota-bot FB-1·{stack.rt.store.installation_id()} w1/3", f"fota-bot FB-1·{stack.rt.store.installation_id()} w2/3", f"fota-bot FB-1·{stack.rt.store.installation_id()} w3/3"]
         sent = [imei for post in stack.thingspace.schedule_posts() for imei in post.json()["deviceList"]]
         assert sorted(sent) == sorted(imeis)  # every device once, in exactly one wave
 
@@ -149,7 +149,7 @@ async def test_a_crash_at_any_step_of_the_first_wave_sends_it_once(tmp_path: Pat
         await stack.settle()
         await stack.restart()
         await stack.settle()
-        assert _names(stack) == ["fota-bot FB-1 w1/3"]
+        assert _names(stack) == [f"fota-bot FB-1·{stack.rt.store.installation_id()} w1/3"]
         child = stack.rt.store.campaign(_wave(stack, 1).campaign_id or 0)
         assert child.state is not S.APPROVED
 
@@ -170,7 +170,7 @@ async def test_a_crash_at_any_step_of_a_promotion_sends_the_wave_once(tmp_path: 
         await stack.settle()
         await stack.rt.staged.promote(1, 2, user=ANN)  # type: ignore[union-attr]  # clicked again after the restart
         await stack.settle()
-        assert _names(stack) == ["fota-bot FB-1 w1/2", "fota-bot FB-1 w2/2"]
+        assert _names(stack) == [f"fota-bot FB-1·{stack.rt.store.installation_id()} w1/2", f"fota-bot FB-1·{stack.rt.store.installation_id()} w2/2"]
 
 
 def test_the_row_of_waves() -> None:

@@ -74,7 +74,7 @@ def test_a_database_from_before_staged_rollouts_migrates_and_keeps_its_campaigns
         campaign = _request(store, clock, DEVICES[:2])
         assert {"parent_id", "wave", "waves_total"} <= set(store.db["campaigns"].columns_dict)
         assert {"rollout_plans", "waves", "wave_devices"} <= set(store.db.table_names())
-        assert campaign.parent_id is None and campaign.thingspace_name == "Q3 [FB-1]"
+        assert campaign.parent_id is None and campaign.thingspace_name == f"Q3 [FB-1·{store.installation_id()}]"
         assert migrations.pending(store.db) == []
     finally:
         store.close()
@@ -199,7 +199,7 @@ def test_wave_one_is_claimed_on_the_plans_approvals(store: Store, clock: ManualC
     clock.advance(days=1)
     first = waves.start_wave(store, campaign.id, 1, by=ANN, reason="approved")
     assert (first.parent_id, first.wave, first.waves_total, first.state) == (campaign.id, 1, 3, S.APPROVED)
-    assert first.thingspace_name == "Q3 [FB-1 w1/3]"
+    assert first.thingspace_name == f"Q3 [FB-1·{store.installation_id()} w1/3]"
     assert first.start_date == clock().date()  # the day it is started
     assert first.end_date - first.start_date == campaign.end_date - campaign.start_date
     assert store.device_ids(first.id) == waves.wave_devices(store.db, campaign.id, 1)
@@ -243,7 +243,7 @@ def test_later_waves_wait_for_the_one_before_and_not_for_the_requester(store: St
     with pytest.raises(waves.WaveRefused, match="cannot promote their own rollout"):
         waves.start_wave(store, campaign.id, 2, by=REQUESTER, reason="promoted")
     second = waves.start_wave(store, campaign.id, 2, by=BOB, reason="promoted")
-    assert second.thingspace_name == "Q3 [FB-1 w2/3]"
+    assert second.thingspace_name == f"Q3 [FB-1·{store.installation_id()} w2/3]"
     stored = waves.load(store.db, campaign.id)
     assert stored is not None and stored.wave(2).promoted_by == BOB and stored.wave(2).campaign_id == second.id
     assert any("wave 2/3 of FB-1" in row["reason"] for row in store.audit(second.id))
@@ -278,6 +278,6 @@ async def test_an_approved_plan_is_sent_as_its_first_wave_never_whole_even_acros
         await stack.restart()
         await stack.settle()
         [post] = stack.thingspace.schedule_posts()
-        assert post.json()["campaignName"] == "Smart FOTA [FB-1 w1/3]"
+        assert post.json()["campaignName"] == f"Smart FOTA [FB-1·{stack.rt.store.installation_id()} w1/3]"
         assert post.json()["deviceList"] == waves.wave_devices(stack.rt.store.db, 1, 1)
         assert stack.rt.store.campaign(1).state is S.ROLLING_OUT
