@@ -54,7 +54,7 @@ async def test_a_four_wave_plan_promoted_by_clicks(tmp_path: Path) -> None:
 
         await stack.click(blocks.ACTION_APPROVE, user=ANN)
         await stack.settle()
-        assert _names(stack) == ["Fleet [FB-1 w1/4]"]
+        assert _names(stack) == [f"Fleet [FB-1·{stack.rt.store.installation_id()} w1/4]"]
         assert stack.rt.store.campaign(1).state is S.ROLLING_OUT
         await stack.run_sandbox(6, step=2.0)  # the canary under way: its bar on the request's card
         card = json.dumps(stack.root().blocks, ensure_ascii=False)
@@ -79,7 +79,7 @@ async def test_a_four_wave_plan_promoted_by_clicks(tmp_path: Path) -> None:
             assert "already started" in json.dumps(stack.answers(again))
             assert len(_names(stack)) == number
 
-        assert _names(stack) == [f"Fleet [FB-1 w{n}/4]" for n in (1, 2, 3, 4)]
+        assert _names(stack) == [f"Fleet [FB-1·{stack.rt.store.installation_id()} w{n}/4]" for n in (1, 2, 3, 4)]
         sent = [imei for post in stack.thingspace.schedule_posts() for imei in post.json()["deviceList"]]
         assert sorted(sent) == sorted(imeis)  # every device once
         stored = waves.load(stack.rt.store.db, 1)
@@ -111,7 +111,7 @@ async def test_a_wave_under_success_is_held_and_its_promotion_refused(tmp_path: 
         assert staged is not None
         with pytest.raises(UserError, match="0 of 2 succeeded, 2 failed"):
             await staged.promote(1, 2, user=BOB)
-        assert _names(stack) == ["fota-bot FB-1 w1/2"]
+        assert _names(stack) == [f"fota-bot FB-1·{stack.rt.store.installation_id()} w1/2"]
 
 
 async def test_a_staged_request_with_excluded_devices_is_approved_as_its_eligible_waves(tmp_path: Path) -> None:
@@ -132,7 +132,7 @@ async def test_a_staged_request_with_excluded_devices_is_approved_as_its_eligibl
         await stack.click(blocks.ACTION_APPROVE_ELIGIBLE, user=ANN)
         await stack.settle()
         [post] = stack.thingspace.schedule_posts()
-        assert post.json()["campaignName"] == "fota-bot FB-1 w1/2"
+        assert post.json()["campaignName"] == f"fota-bot FB-1·{stack.rt.store.installation_id()} w1/2"
         assert set(post.json()["deviceList"]) <= set(eligible)
         assert stack.rt.store.device_ids(1) and set(stack.rt.store.device_ids(1)) == set(eligible)
 
