@@ -365,6 +365,7 @@ def build_runtime(
     timers.bind(service=service, submitter=submitter, rollout=rollout)
     submitter.on_submitted = rollout.adopt_waiting_callbacks
     rollout.on_wave_failures = staged.check_halt
+    submitter.current_approvers = service.current_approvers
 
     register_listeners(
         bolt,

@@ -320,6 +320,12 @@ def m010_installation(db: Database) -> None:
     db.table("campaigns").add_column("installation", str)
 
 
+@migrations()
+def m011_decisions_lapsed(db: Database) -> None:
+    """An approval whose author is no longer an approver: kept on record, no longer counted."""
+    db.table("decisions").add_column("lapsed", int)
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)
 

@@ -151,6 +151,8 @@ class Decision:
     content_hash: str
     reason: str | None
     at: dt.datetime
+    # An approval by someone who was no longer an approver when it was last counted.
+    lapsed: bool = False
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,10 @@ class NotApproved(Exception):
     """The guard said no: the campaign lacks the recorded approvals for its content."""
 
 
+class ApprovalsLapsed(NotApproved):
+    """It had enough approvals, but some of their authors are no longer approvers."""
+
+
 class ApprovalOutcome(Enum):
     RECORDED = "recorded"  # counted; more approvals still needed
     APPROVED = "approved"  # this approval completed the set; the campaign is now approved
@@ -508,20 +512,37 @@ class Store:
                 content_hash=r["content_hash"],
                 reason=r["reason"],
                 at=dt.datetime.fromisoformat(r["at"]),
+                lapsed=bool(r.get("lapsed")),
             )
             for r in rows
         ]
 
+    def _mark_lapsed(self, campaign_id: int, current: frozenset[str]) -> None:
+        """Approvals by anyone not in `current` (the approvers now) stop counting; those by
+        someone who is one again count again."""
+        marks = ",".join("?" * len(current))
+        self.db.execute(
+            f"""UPDATE decisions SET lapsed = CASE WHEN user IN ({marks}) THEN NULL ELSE 1 END
+                WHERE campaign_id = ? AND decision = 'approve'""",
+            [*sorted(current), campaign_id],
+        )
+
     def _valid_approvals(self, campaign: Campaign) -> int:
         row = self.db.execute(
             """SELECT count(DISTINCT user) FROM decisions WHERE campaign_id = ? AND decision = 'approve'
-               AND content_hash = ? AND user != ?""",
+               AND content_hash = ? AND user != ? AND lapsed IS NULL""",
             [campaign.id, campaign.content_hash, campaign.requester],
         ).fetchone()
         return int(row[0])
 
     def record_approval(
-        self, campaign_id: int, *, user: str, shown_hash: str, required: int
+        self,
+        campaign_id: int,
+        *,
+        user: str,
+        shown_hash: str,
+        required: int,
+        current_approvers: frozenset[str] | None = None,
     ) -> ApprovalResult:
         """Count one person's approval; approve the campaign when it completes the set.
 
@@ -549,6 +570,8 @@ class Store:
                    WHERE decisions.decision = 'approve' AND decisions.content_hash != excluded.content_hash""",
                 [campaign_id, user, shown_hash, self.now()],
             ).rowcount
+            if current_approvers is not None:
+                self._mark_lapsed(campaign_id, current_approvers | {user})
             count = self._valid_approvals(campaign)
             if not inserted:
                 return ApprovalResult(ApprovalOutcome.DUPLICATE, campaign, count)
@@ -581,7 +604,9 @@ class Store:
             campaign = self.transition(campaign_id, CampaignState.REJECTED, actor=user, reason=reason)
             return ApprovalResult(ApprovalOutcome.REJECTED, campaign, 0)
 
-    def claim_for_submission(self, campaign_id: int, *, required: int) -> Campaign:
+    def claim_for_submission(
+        self, campaign_id: int, *, required: int, current_approvers: frozenset[str] | None = None
+    ) -> Campaign:
         """THE guard before ThingSpace's schedule endpoint.
 
         Returns the campaign in state `submitting` only if it carries at least
@@ -604,7 +629,18 @@ class Store:
             needed = required
             if campaign.state is CampaignState.SUBMITTING:
                 needed = int(self.get_kv(f"claimed_with:{campaign_id}") or required)
+            before = self._valid_approvals(approved)
+            if current_approvers is not None and campaign.state is CampaignState.APPROVED:
+                # Only approvals by people who are approvers now count (a request already
+                # `submitting` may be at ThingSpace: it is never stranded by this).
+                self._mark_lapsed(approved.id, current_approvers)
             approvals = self._valid_approvals(approved)
+            if approvals < needed <= before:
+                lapsed = [d.user for d in self.decisions(approved.id) if d.lapsed and d.decision == "approve"]
+                raise ApprovalsLapsed(
+                    f"{campaign.ref} has {approvals} approvals of {needed} required by people who are "
+                    f"approvers now; no longer counted: {', '.join(lapsed)}"
+                )
             blocked = _wave_refusal(self.db, campaign, approvals)
             if blocked:
                 raise NotApproved(blocked)

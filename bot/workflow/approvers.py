@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -39,6 +39,20 @@ class Directory:
     async def may_approve(self, user: str) -> bool:
         """Anyone when FOTA_APPROVERS is unset (the requester is refused elsewhere)."""
         return not self.approvers or await self._listed(user, self.approvers)
+
+    async def still_approvers(self, users: Iterable[str]) -> frozenset[str] | None:
+        """Which of `users` are approvers now (None: FOTA_APPROVERS unset, anyone may approve).
+        A user whose standing cannot be read does not count."""
+        if not self.approvers:
+            return None
+        current: set[str] = set()
+        for user in set(users):
+            try:
+                if await self.may_approve(user):
+                    current.add(user)
+            except Exception:  # Slack unreachable: fail closed, as for an unreadable group
+                log.warning("could not tell whether %s is still an approver; not counted", user)
+        return frozenset(current)
 
     async def may_request(self, user: str) -> bool:
         return not self.requesters or await self._listed(user, self.requesters)

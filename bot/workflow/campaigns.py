@@ -164,6 +164,13 @@ class CampaignService:
         except CampaignNotFound as exc:
             raise UserError(str(exc)) from exc
 
+    async def current_approvers(self, campaign_id: int) -> frozenset[str] | None:
+        """Who of those who approved `campaign_id` (a wave: its request) are approvers now."""
+        campaign = self.store.campaign(campaign_id)
+        root = campaign.parent_id if campaign.parent_id is not None else campaign_id
+        authors = [d.user for d in self.store.decisions(root) if d.decision == "approve"]
+        return await self.directory.still_approvers(authors)
+
     async def _refuse_non_decider(self, campaign: Campaign, user: str, requester_cannot: str) -> None:
         """The requester never decides on their own request; only approvers decide at all."""
         if user == campaign.requester:
@@ -193,6 +200,9 @@ class CampaignService:
         await self._refuse_non_decider(campaign, user, "approve it; another approver must")
         required = self.settings.required_approvals
         scope = ""
+        # Approvals count only while their authors are approvers (someone removed from
+        # FOTA_APPROVERS since, or from its group, no longer counts).
+        current = await self.current_approvers(campaign_id)
         # The decision and the thread's news of it are one transaction.
         with self.store.db.atomic():
             try:
@@ -207,7 +217,8 @@ class CampaignService:
                         scope = f" (its {narrowed.kept:,} eligible devices; {narrowed.dropped:,} left out)"
                 else:
                     result = self.store.record_approval(
-                        campaign_id, user=user, shown_hash=shown_hash, required=required
+                        campaign_id, user=user, shown_hash=shown_hash, required=required,
+                        current_approvers=current,
                     )
             except NotApproved as exc:
                 raise UserError(f"{exc}. Nothing changed.") from exc

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from bot.thingspace.client import ThingSpaceClient
@@ -23,7 +23,7 @@ from bot.thingspace.errors import (
 )
 from storage.records import Campaign
 from storage.states import CampaignState
-from storage.store import NotApproved, Store
+from storage.store import ApprovalsLapsed, NotApproved, Store
 
 log = logging.getLogger("bot.submission")
 
@@ -74,13 +74,26 @@ class Submitter:
         self._locks: dict[int, asyncio.Lock] = {}
         # Called with the campaign once ThingSpace named it (early callbacks wait for this).
         self.on_submitted: Callable[[Campaign], object] = lambda campaign: None
+        # Who of a campaign's approvers are approvers now (None: everyone counts); the app
+        # binds it to the Slack directory.
+        self.current_approvers: Callable[[int], Awaitable[frozenset[str] | None]] = _everyone
 
     async def submit(self, campaign_id: int) -> Campaign | None:
         """Send an approved campaign to ThingSpace once; safe to call again at any time."""
         lock = self._locks.setdefault(campaign_id, asyncio.Lock())
         async with lock:
+            current = await self.current_approvers(campaign_id)
             try:
-                campaign = self.store.claim_for_submission(campaign_id, required=self.required_approvals)
+                campaign = self.store.claim_for_submission(
+                    campaign_id, required=self.required_approvals, current_approvers=current
+                )
+            except ApprovalsLapsed as exc:
+                return self._fail(
+                    self.store.campaign(campaign_id),
+                    "APPROVALS_LAPSED",
+                    f"Nothing was sent: {exc}. Approvals count only while their authors are in "
+                    "FOTA_APPROVERS; please request it again.",
+                )
             except NotApproved as exc:
                 log.info("not submitting %s: %s", f"FB-{campaign_id}", exc)
                 return None
@@ -314,6 +327,10 @@ def _differences(campaign: Campaign, found: dict[str, Any]) -> str:
         if value != ours:
             differs.append(f"{key} {str(theirs)[:40]!r} there, {ours!r} here")
     return "; ".join(differs)
+
+
+async def _everyone(campaign_id: int) -> frozenset[str] | None:
+    return None
 
 
 class _NotOurs(Exception):

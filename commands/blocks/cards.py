@@ -171,6 +171,7 @@ def counted_approvals(campaign: Campaign, decisions: Sequence[Decision]) -> list
     for d in decisions:
         if (
             d.decision == "approve"
+            and not d.lapsed
             and d.content_hash == campaign.content_hash
             and d.user != campaign.requester
             and d.user not in seen
@@ -277,6 +278,12 @@ def approval_card(
     so_far = f"*{len(counted)} of {plural(required_approvals, 'approval')}*"
     if counted:
         so_far += ": " + users(d.user for d in counted)
+    lapsed = [d for d in approvals if d.decision == "approve" and d.lapsed and d.content_hash == campaign.content_hash]
+    if lapsed:
+        so_far += (
+            f" (no longer counted: the approval by {users(d.user for d in lapsed)}, "
+            "no longer an approver)"
+        )
     actions: Block = {
         "type": "actions",
         "block_id": ACTIONS_BLOCK_ID,

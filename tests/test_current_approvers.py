@@ -1,0 +1,49 @@
+"""Approvals count only while their authors are approvers: at each approval and at the claim."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from commands import blocks
+from storage.states import CampaignState
+from tests.support.stack import ANN, BOB, EVE, running_stack
+from tests.test_e2e_flow import request_campaign
+
+
+async def test_an_approval_by_someone_removed_from_the_approvers_no_longer_counts(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, FOTA_REQUIRED_APPROVALS="2") as stack:
+        await request_campaign(stack)
+        await stack.click(blocks.ACTION_APPROVE, user=ANN)
+        await stack.settle()
+        # ANN leaves the approvers; the bot restarts with the new list.
+        stack.env["FOTA_APPROVERS"] = f"{BOB},{EVE}"
+        await stack.restart()
+        _, url = await stack.click(blocks.ACTION_APPROVE, user=BOB)
+        await stack.settle()
+        assert "1 of 2" in json.dumps(stack.answers(url))
+        assert stack.rt.store.campaign(1).state is CampaignState.PENDING_APPROVAL
+        assert stack.thingspace.schedule_posts() == []
+        card = json.dumps(stack.root().blocks)
+        assert "no longer counted" in card and ANN in card
+        await stack.click(blocks.ACTION_APPROVE, user=EVE)
+        await stack.settle()
+        assert len(stack.thingspace.schedule_posts()) == 1
+
+
+async def test_the_claim_counts_only_current_approvers(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, FOTA_REQUIRED_APPROVALS="2") as stack:
+        await request_campaign(stack)
+        store = stack.rt.store
+        campaign = store.campaign(1)
+        # Approved with two approvals, then killed before the submission started.
+        store.record_approval(1, user=ANN, shown_hash=campaign.content_hash, required=2)
+        store.record_approval(1, user=BOB, shown_hash=campaign.content_hash, required=2)
+        assert store.campaign(1).state is CampaignState.APPROVED
+        stack.env["FOTA_APPROVERS"] = f"{BOB},{EVE}"
+        await stack.restart()  # resumes the submission: ANN no longer counts
+        await stack.settle()
+        campaign = stack.rt.store.campaign(1)
+        assert campaign.state is CampaignState.SUBMIT_FAILED and campaign.error_code == "APPROVALS_LAPSED"
+        assert ANN in (campaign.error_message or "")
+        assert stack.thingspace.schedule_posts() == []
