@@ -170,7 +170,7 @@ async def test_a_wave_crossing_halt_halts_the_rollout_and_later_waves_never_reac
         await stack.restart()  # nothing resumes a halted rollout
         await stack.settle()
         # The sandbox's own record of requests: only the first wave ever reached ThingSpace.
-        assert _names(stack) == ["fota-bot FB-1 w1/3"]
+        assert _names(stack) == [f"fota-bot FB-1·{stack.rt.store.installation_id()} w1/3"]
         assert _promote_messages(stack) == []
         card = json.dumps(stack.root().blocks, ensure_ascii=False)
         assert "Halted: no further wave is sent" in card
