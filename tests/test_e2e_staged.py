@@ -174,3 +174,14 @@ async def test_a_wave_crossing_halt_halts_the_rollout_and_later_waves_never_reac
         assert _promote_messages(stack) == []
         card = json.dumps(stack.root().blocks, ensure_ascii=False)
         assert "Halted: no further wave is sent" in card
+
+
+async def test_the_app_home_shows_an_approver_the_plan_they_approve(tmp_path: Path) -> None:
+    from tests.test_e2e_operator import open_home
+
+    async with running_stack(tmp_path) as stack:
+        await stack.slash(schedule_text(sandbox_imeis(6)) + " canary=2")
+        await stack.settle()
+        home = json.dumps(await open_home(stack, ANN))
+        assert "Staged rollout" in home and "Wave 1/2 (canary, 2 devices)" in home
+        assert blocks.ACTION_APPROVE in home

@@ -39,6 +39,7 @@ from commands.requests import TimeWindow
 from storage.preflight import PreflightRecord
 from storage.records import Campaign, Decision, Device
 from storage.states import CampaignState
+from storage.waves import StoredPlan
 from tests.support.blocks import all_text, check_blocks, check_escaped
 
 S = CampaignState
@@ -129,6 +130,7 @@ class Facts:
     sample: tuple[str, ...] = ("354658090353977", "490154203237518")
     not_approvable: str | None = None
     preflight: PreflightRecord | None = None
+    plan: StoredPlan | None = None
 
 
 @dataclass(frozen=True)

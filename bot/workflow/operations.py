@@ -27,7 +27,7 @@ from bot.workflow.approvers import Directory
 from bot.workflow.campaigns import ApprovalTimers, describe
 from bot.workflow.errors import UserError
 from commands.blocks.operations import CancelKind
-from storage import history, preflight
+from storage import history, preflight, waves
 from storage.history import HistoryEntry
 from storage.records import Campaign, Decision, Device
 from storage.states import ACTIVE_AT_THINGSPACE, CampaignState, IllegalTransition
@@ -75,6 +75,8 @@ class CampaignView:
     not_approvable: str | None = None
     # The pre-flight record, so the App Home shows the card's findings and buttons.
     preflight: preflight.PreflightRecord | None = None
+    # A staged rollout's plan, so whoever approves from the App Home sees the waves they approve.
+    plan: waves.StoredPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,7 @@ class Operations:
             # Also after the decision: the stamp and the campaign card say who narrowed or
             # overrode the device set.
             preflight=preflight.load(self.store, campaign.id),
+            plan=waves.load(self.store.db, campaign.id),
         )
 
     def view(self, ident: str) -> CampaignView:

@@ -38,6 +38,7 @@ from commands.blocks.kit import (
 )
 from commands.blocks.operations import CampaignFacts
 from commands.blocks.preflight import approve_elements, findings_summary
+from commands.blocks.waves import plan_blocks
 from storage.records import Campaign
 
 HOME_CALLBACK_ID = "fota_home"
@@ -94,7 +95,7 @@ def _to_decide(
     if record is not None:
         # The card's findings and the card's buttons, never more: whoever decides from here
         # sees what the approval card shows.
-        blocks.insert(1, section(findings_summary(c, record, today=today)))
+        blocks[1:1] = [section(findings_summary(c, record, today=today)), *plan_blocks(facts.plan)]
         elements = approve_elements(c, record, sandbox=c.sandbox)
         if not elements and facts.not_approvable:
             blocks.append(context(f":hourglass: Not approvable now: {escape(facts.not_approvable)}."))

@@ -47,6 +47,7 @@ from commands.blocks.preflight import findings_summary, scope_lines
 from storage.preflight import PreflightRecord
 from storage.records import Campaign, Decision, Device
 from storage.states import DEVICE_BUCKETS, CampaignState
+from storage.waves import StoredPlan
 
 S = CampaignState
 
@@ -94,6 +95,9 @@ class CampaignFacts(Protocol):
 
     @property
     def preflight(self) -> PreflightRecord | None: ...
+
+    @property
+    def plan(self) -> StoredPlan | None: ...
 
 
 class SharedCsv(Protocol):
