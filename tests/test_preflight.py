@@ -903,6 +903,7 @@ class HomeFacts:
     decisions: list[Any] = field(default_factory=list)
     sample: tuple[str, ...] = ()
     not_approvable: str | None = None
+    plan: Any = None  # a staged rollout's StoredPlan; none here
 
 
 def home_for(campaign: Campaign, record: PreflightRecord | None, **facts: Any) -> dict[str, Any]:
