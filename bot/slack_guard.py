@@ -12,12 +12,13 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from contextlib import aclosing
 from dataclasses import dataclass
 
 from slack_sdk.signature import SignatureVerifier
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message, Receive
+
+from bot.request_body import read_limited
 
 log = logging.getLogger("bot.slack_guard")
 
@@ -94,25 +95,6 @@ class SlackRequestGuard:
             log.warning("a signed Slack request arrived a second time; not acted on again")
             return REPLAYED
         return body
-
-
-async def read_limited(request: Request, limit: int) -> bytes | None:
-    """The body, or None when it is over `limit`; never holds more than limit + one chunk."""
-    declared = request.headers.get("content-length")
-    declared = declared.strip() if declared is not None else ""
-    # isascii: "²" is a digit to str.isdigit() but not to int().
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    # A sender can lie in Content-Length or send chunked: count what actually arrives.
-    async with aclosing(request.stream()) as stream:
-        async for chunk in stream:
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def replaying(body: bytes) -> Receive:

@@ -19,13 +19,13 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from contextlib import aclosing
 
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from bot.request_body import read_limited
 from bot.settings import IPNetwork
 from storage.store import Store
 
@@ -90,7 +90,7 @@ def callback_route(
             return Response(_FORBIDDEN, status_code=403, media_type=_JSON)
 
         try:
-            body = await _read_body(request, max_body)
+            body = await read_limited(request, max_body)
         except ClientDisconnect:
             log.debug("callback sender from %s went away mid-body", remote)
             return Response(_NOT_JSON, status_code=400, media_type=_JSON)
@@ -124,25 +124,6 @@ def callback_route(
         return Response(_OK, status_code=200, media_type=_JSON, background=BackgroundTask(wake))
 
     return Route(CALLBACK_PATH, receive_callback, methods=["POST"], name="thingspace_callbacks")
-
-
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None when it is over `limit`; never holds more than limit + one chunk."""
-    declared = request.headers.get("content-length")
-    declared = declared.strip() if declared is not None else ""
-    # isascii: "²" is a digit to str.isdigit() but not to int().
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    # A sender can lie in Content-Length or send chunked: count what actually arrives.
-    async with aclosing(request.stream()) as stream:
-        async for chunk in stream:
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def client_address(request: Request, trusted_proxies: Sequence[IPNetwork]) -> str:
