@@ -638,7 +638,13 @@ class Narrowed:
 
 
 def narrow_and_approve(
-    store: Store, campaign_id: int, *, user: str, shown_hash: str, required: int
+    store: Store,
+    campaign_id: int,
+    *,
+    user: str,
+    shown_hash: str,
+    required: int,
+    current_approvers: frozenset[str] | None = None,
 ) -> Narrowed:
     """Narrow the request to its eligible devices and approve that, in one transaction.
 
@@ -648,14 +654,17 @@ def narrow_and_approve(
     recorded for the new content hash through `Store.record_approval`, the same guard as
     a plain approval. Approvals of the full list were bound to the old hash, so they no
     longer count: with FOTA_REQUIRED_APPROVALS > 1 those approvers must approve again.
-    Raises NotApproved when the request cannot be narrowed.
+    `current_approvers` as for `Store.record_approval`: approvals by anyone else are marked as
+    no longer counted, as on the plain approval path. Raises NotApproved when the request
+    cannot be narrowed.
     """
     with store.db.atomic():
         campaign = store.campaign(campaign_id)
         if campaign.state is not S.PENDING_APPROVAL or shown_hash != campaign.content_hash:
             # Let the guard answer CLOSED or STALE in its own words; it changes nothing.
             result = store.record_approval(
-                campaign_id, user=user, shown_hash=shown_hash, required=required
+                campaign_id, user=user, shown_hash=shown_hash, required=required,
+                current_approvers=current_approvers,
             )
             return Narrowed(result, campaign.device_count, 0, campaign.content_hash, ())
         if user == campaign.requester:
@@ -677,7 +686,8 @@ def narrow_and_approve(
         if dropped == 0:
             # Nothing to leave out (already narrowed): a plain approval of what is shown.
             result = store.record_approval(
-                campaign_id, user=user, shown_hash=shown_hash, required=required
+                campaign_id, user=user, shown_hash=shown_hash, required=required,
+                current_approvers=current_approvers,
             )
             return Narrowed(result, before, 0, campaign.content_hash, ())
         devices = store.device_ids(campaign_id)
@@ -726,7 +736,8 @@ def narrow_and_approve(
             [campaign_id, campaign.state.value, campaign.state.value, user, reason, now],
         )
         result = store.record_approval(
-            campaign_id, user=user, shown_hash=new_hash, required=required
+            campaign_id, user=user, shown_hash=new_hash, required=required,
+            current_approvers=current_approvers,
         )
         return Narrowed(result, len(devices), dropped, campaign.content_hash, superseded)
 
@@ -759,6 +770,7 @@ def override_and_approve(
     typed_count: int,
     reason: str,
     required: int,
+    current_approvers: frozenset[str] | None = None,
 ) -> Overridden:
     """Include the excluded devices (those not on firmwareTo already) and approve that, in one
     transaction: an approver's explicit, recorded choice.
@@ -774,7 +786,8 @@ def override_and_approve(
         campaign = store.campaign(campaign_id)
         if campaign.state is not S.PENDING_APPROVAL or shown_hash != campaign.content_hash:
             result = store.record_approval(
-                campaign_id, user=user, shown_hash=shown_hash, required=required
+                campaign_id, user=user, shown_hash=shown_hash, required=required,
+                current_approvers=current_approvers,
             )
             return Overridden(result, 0, 0, campaign.content_hash, {})
         if user == campaign.requester:
@@ -846,7 +859,8 @@ def override_and_approve(
             [campaign_id, campaign.state.value, campaign.state.value, user, audit, now],
         )
         result = store.record_approval(
-            campaign_id, user=user, shown_hash=new_hash, required=required
+            campaign_id, user=user, shown_hash=new_hash, required=required,
+            current_approvers=current_approvers,
         )
         return Overridden(result, included, done, campaign.content_hash, counts)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bot.sandbox import sandbox_imeis
 from commands import blocks
 from storage.states import CampaignState
 from tests.support.stack import ANN, BOB, EVE, running_stack
 from tests.test_e2e_flow import request_campaign
+from tests.test_e2e_preflight import forged_click, schedule
 
 
 async def test_an_approval_by_someone_removed_from_the_approvers_no_longer_counts(tmp_path: Path) -> None:
@@ -46,4 +48,33 @@ async def test_the_claim_counts_only_current_approvers(tmp_path: Path) -> None:
         campaign = stack.rt.store.campaign(1)
         assert campaign.state is CampaignState.SUBMIT_FAILED and campaign.error_code == "APPROVALS_LAPSED"
         assert ANN in (campaign.error_message or "")
+        assert stack.thingspace.schedule_posts() == []
+
+
+async def test_approve_eligible_marks_an_approval_that_no_longer_counts(tmp_path: Path) -> None:
+    """The narrowing path records an approval too: the card says whose earlier one lapsed."""
+    licensed = sandbox_imeis(2)
+    unlicensed = sandbox_imeis(1, kind="unlicensed")
+    async with running_stack(
+        tmp_path, FOTA_REQUIRED_APPROVALS="2", FOTA_APPROVERS=f"{ANN},{BOB},{EVE}"
+    ) as stack:
+        stack.sandbox.mrc_only = True
+        await stack.slash(schedule(licensed + unlicensed))
+        await stack.settle()
+        await stack.click(blocks.ACTION_APPROVE_ELIGIBLE, user=ANN)
+        await stack.settle()
+        narrowed = stack.rt.store.campaign(1)
+        assert narrowed.device_count == 2
+        # ANN leaves the approvers; the bot restarts with the new list.
+        stack.env["FOTA_APPROVERS"] = f"{BOB},{EVE}"
+        await stack.restart()
+        # An "Approve eligible" click on the narrowed request (a view showing its current hash).
+        url = await forged_click(
+            stack, blocks.ACTION_APPROVE_ELIGIBLE, user=BOB, campaign_id=1, shown_hash=narrowed.content_hash
+        )
+        await stack.settle()
+        assert "1 of 2" in json.dumps(stack.answers(url))
+        card = json.dumps(stack.root().blocks)
+        assert "no longer counted" in card and ANN in card
+        assert stack.rt.store.campaign(1).state is CampaignState.PENDING_APPROVAL
         assert stack.thingspace.schedule_posts() == []

@@ -210,7 +210,8 @@ class CampaignService:
                     if self.preflight is None:
                         raise UserError("Pre-flight checks are not running here; use Approve. Nothing changed.")
                     narrowed = self.preflight.narrow_and_approve(
-                        campaign_id, user=user, shown_hash=shown_hash, required=required
+                        campaign_id, user=user, shown_hash=shown_hash, required=required,
+                        current_approvers=current,
                     )
                     result = narrowed.result
                     if narrowed.dropped:
@@ -300,10 +301,13 @@ class CampaignService:
         if problems:
             raise RequestError(problems)
         required = self.settings.required_approvals
+        # As for a plain approval: only approvals by people who are approvers now count.
+        current = await self.current_approvers(campaign_id)
         with self.store.db.atomic():
             try:
                 overridden = self.preflight.override_and_approve(
-                    campaign_id, user=user, shown_hash=shown_hash, typed_count=typed_count, reason=reason, required=required
+                    campaign_id, user=user, shown_hash=shown_hash, typed_count=typed_count, reason=reason,
+                    required=required, current_approvers=current,
                 )
             except NotApproved as exc:
                 raise UserError(f"{exc}. Nothing changed.") from exc

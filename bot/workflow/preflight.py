@@ -663,12 +663,19 @@ class PreflightRunner:
         return stored.load(self.store, campaign_id)
 
     def narrow_and_approve(
-        self, campaign_id: int, *, user: str, shown_hash: str, required: int
+        self,
+        campaign_id: int,
+        *,
+        user: str,
+        shown_hash: str,
+        required: int,
+        current_approvers: frozenset[str] | None = None,
     ) -> Narrowed:
         """The card's "Approve eligible only": narrow and approve in one transaction, then tell
         the thread. Raises `NotApproved` (the guard's refusal)."""
         narrowed = stored.narrow_and_approve(
-            self.store, campaign_id, user=user, shown_hash=shown_hash, required=required
+            self.store, campaign_id, user=user, shown_hash=shown_hash, required=required,
+            current_approvers=current_approvers,
         )
         if narrowed.dropped:
             self.events.narrowed(narrowed.result.campaign, user, narrowed)
@@ -683,6 +690,7 @@ class PreflightRunner:
         typed_count: int,
         reason: str,
         required: int,
+        current_approvers: frozenset[str] | None = None,
     ) -> Overridden:
         """"Include excluded devices…" submitted: widen, record and approve in one
         transaction, then tell the thread. Raises `NotApproved` (the guard's refusal)."""
@@ -694,6 +702,7 @@ class PreflightRunner:
             typed_count=typed_count,
             reason=reason,
             required=required,
+            current_approvers=current_approvers,
         )
         if overridden.included:
             self.events.overridden(overridden.result.campaign, user, overridden, reason.strip())
