@@ -827,8 +827,11 @@ def test_the_final_summary_says_what_was_excluded_sent_succeeded_and_failed_by_r
     assert "83% succeeded · 16% failed" in text and "100%" not in text
     assert (
         "*Excluded at approval, never sent:* 148 devices (100 not on the from version, "
-        "100 of another make or model, 48 not in the account)" in text
+        "100 of another make or model, 48 not in the account; a device can have several reasons)"
+        in text
     )
+    single = all_text(final_summary_reply(campaign, counts, left_out=48, left_out_reasons={"unknown": 48}))
+    assert "(48 not in the account)" in single and "several reasons" not in single
     assert "*Sent by override:* 12 devices pre-flight excluded were included by <@U7>" in text
     assert "*Sent:* 2,000 devices · *succeeded* 1,674 · *failed* 326" in text
     assert "• Device did not respond: 200\n• Firmware download failed: 100\n• no reason given: 26" in text

@@ -220,6 +220,10 @@ def final_summary_reply(
             f"{n:,} {LEFT_OUT_WORDS.get(k, escape(k))}"
             for k, n in sorted((left_out_reasons or {}).items(), key=lambda kv: (-kv[1], kv[0]))
         )
+        # One device can fail several checks (another model is usually on another version too),
+        # so the reasons may add up to more than the devices: say so rather than look wrong.
+        several = sum((left_out_reasons or {}).values()) > left_out
+        why = f"{why}; a device can have several reasons" if several else why
         lines.append(f"*Excluded at approval, never sent:* {plural(left_out, 'device')} ({why})")
     else:
         lines.append("*Excluded at approval:* none")
