@@ -326,6 +326,13 @@ def m011_decisions_lapsed(db: Database) -> None:
     db.table("decisions").add_column("lapsed", int)
 
 
+@migrations()
+def m012_campaign_status_from_callback(db: Database) -> None:
+    """1 while the campaign's ThingSpace status came from callbacks alone (no re-read has
+    confirmed it): a re-read may then put it back."""
+    db.table("campaigns").add_column("status_from_callback", int, not_null_default=0)
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)
 

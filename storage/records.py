@@ -55,6 +55,8 @@ class Campaign:
     # The database's installation id (Store.installation_id), or "" for a campaign from
     # before installation ids: its name stays what it was sent as.
     installation: str = ""
+    # The ThingSpace status came from callbacks alone; no re-read has confirmed it yet.
+    status_from_callback: bool = False
 
     @property
     def ref(self) -> str:
@@ -140,6 +142,7 @@ class Campaign:
             wave=row.get("wave"),
             waves_total=row.get("waves_total"),
             installation=row.get("installation") or "",
+            status_from_callback=bool(row.get("status_from_callback") or 0),
         )
 
 

@@ -3,7 +3,9 @@
 Local states cover the time before ThingSpace knows the campaign; from
 `submitted` on, the state follows ThingSpace's own campaign status. Transitions
 only move forward: a late or reordered callback can never move a campaign back,
-and a terminal state never changes again.
+and a terminal state never changes again. The one way back is a correction
+(`CORRECTIONS`): ThingSpace's own answer to a re-read putting back a live status
+that callbacks alone (unsigned hints) had moved forward.
 """
 
 from __future__ import annotations
@@ -92,6 +94,16 @@ ALLOWED: dict[CampaignState, frozenset[CampaignState]] = {
     **{state: frozenset() for state in TERMINAL},
 }
 
+# ThingSpace's live statuses, in the order it moves a campaign through them.
+_LIVE_ORDER = (S.REQUEST_PENDING, S.REQUEST_QUEUED, S.PRE_SCHEDULED, S.SCHEDULED)
+
+# The only edges back: a live status that callbacks alone produced, put back to the earlier one
+# ThingSpace's answer to a re-read gives (a forged "started" must not stand, or /fota cancel
+# treats a campaign that has not started as started). Never out of or into a terminal state.
+CORRECTIONS: dict[CampaignState, frozenset[CampaignState]] = {
+    later: frozenset(_LIVE_ORDER[:i]) for i, later in enumerate(_LIVE_ORDER) if i
+}
+
 # ThingSpace's prose also says "CampaignQueued" for CampaignRequestQueued.
 THINGSPACE_ALIASES = {"CampaignQueued": S.REQUEST_QUEUED}
 
@@ -118,8 +130,11 @@ class IllegalTransition(Exception):
         super().__init__(f"{ref} cannot go from {current} to {wanted}")
 
 
-def check_transition(ref: str, current: CampaignState, wanted: CampaignState) -> None:
-    if wanted not in ALLOWED[current]:
+def check_transition(
+    ref: str, current: CampaignState, wanted: CampaignState, *, correction: bool = False
+) -> None:
+    allowed = CORRECTIONS.get(current, frozenset()) if correction else ALLOWED[current]
+    if wanted not in allowed:
         raise IllegalTransition(ref, current, wanted)
 
 

@@ -440,6 +440,7 @@ class Store:
             "error_message",
             "last_callback_at",
             "response_url",
+            "status_from_callback",
         }
     )
 
@@ -467,12 +468,16 @@ class Store:
         *,
         actor: str,
         reason: str,
+        correction: bool = False,
         **fields: Any,
     ) -> Campaign:
-        """Move a campaign to `to`; raises IllegalTransition. Audit row in the same transaction."""
+        """Move a campaign to `to`; raises IllegalTransition. Audit row in the same transaction.
+
+        `correction`: along `CORRECTIONS` instead (ThingSpace's answer putting back a status
+        callbacks alone had moved forward), never along the forward table."""
         with self.db.atomic():
             current = self.campaign(campaign_id)
-            check_transition(current.ref, current.state, to)
+            check_transition(current.ref, current.state, to, correction=correction)
             self.db.execute(
                 "UPDATE campaigns SET state = ?, updated_at = ? WHERE id = ?",
                 [to.value, self.now(), campaign_id],

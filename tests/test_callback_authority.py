@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 
 from bot.sandbox import sandbox_imeis
+from commands import blocks
 from storage.states import CampaignState
-from tests.support.stack import Stack, running_stack
-from tests.test_e2e_rollout import approve_and_submit, post_callback
+from tests.support.stack import ANN, Stack, running_stack
+from tests.test_e2e_rollout import approve_and_submit, post_callback, schedule_text
 
 FUTURE = "2099-01-01T00:00:00Z"
 OTHER_ACCOUNT = "9999999999-00001"
@@ -143,3 +144,55 @@ async def test_callbacks_for_a_campaign_never_known_are_kept_a_bounded_time(tmp_
         updated = store.transition(1, CampaignState.SUBMITTED, actor="t", reason="t", thingspace_id="ghost-1")
         assert stack.rt.rollout.adopt_waiting_callbacks(updated) == 0
         assert store.devices(1)[0].status is None
+
+
+async def test_a_reread_puts_back_a_status_only_a_forged_callback_moved_forward(tmp_path: Path) -> None:
+    imeis = sandbox_imeis(2, kind="eligible")
+    async with running_stack(tmp_path) as stack:
+        # Starting in two days: ThingSpace holds it pre-scheduled until then.
+        await stack.slash(schedule_text(imeis).replace("start=today", "start=+2d"))
+        await stack.settle()
+        await stack.click(blocks.ACTION_APPROVE, user=ANN)
+        await stack.settle()
+        await stack.run_sandbox(6, step=1.0)
+        stack.clock.advance(seconds=60)
+        await stack.settle()
+        store = stack.rt.store
+        assert store.campaign(1).state is CampaignState.PRE_SCHEDULED  # ThingSpace's answer
+        assert not store.campaign(1).status_from_callback  # a re-read confirmed it
+        ts_id = store.campaign(1).thingspace_id
+        # A forged callback: the campaign has started, it says.
+        assert await post_callback(stack, {"campaignId": ts_id, "status": "CampaignScheduled"}) == 200
+        await stack.settle()
+        assert store.campaign(1).state is CampaignState.SCHEDULED
+        assert store.campaign(1).status_from_callback
+        stack.clock.advance(seconds=60)  # the re-read the callback asked for
+        await stack.settle()
+        campaign = store.campaign(1)
+        assert campaign.state is CampaignState.PRE_SCHEDULED
+        assert campaign.thingspace_status == "CampaignPreScheduled"
+        last = store.audit(1)[-1]
+        assert (last["from_state"], last["to_state"]) == ("CampaignScheduled", "CampaignPreScheduled")
+        assert "corrected by ThingSpace's answer" in last["reason"]
+        # So /fota cancel offers it as a campaign not started yet.
+        response, url = await stack.slash("cancel FB-1")
+        await stack.settle()
+        offered = json.dumps(stack.answers(url)) + response.text
+        assert "Cancel Ref FB-1 at ThingSpace?" in offered
+        assert "may consider it started already" not in offered
+
+
+def test_corrections_stay_between_live_statuses_and_only_go_back() -> None:
+    from storage.states import ALLOWED, CORRECTIONS, IllegalTransition, check_transition
+
+    S = CampaignState
+    for later, earlier in CORRECTIONS.items():
+        assert later.is_thingspace and not later.is_terminal
+        assert all(e.is_thingspace and not e.is_terminal and later in ALLOWED[e] for e in earlier)
+    check_transition("FB-1", S.SCHEDULED, S.PRE_SCHEDULED, correction=True)
+    for current, wanted in ((S.ENDED, S.SCHEDULED), (S.PRE_SCHEDULED, S.SCHEDULED), (S.SCHEDULED, S.SUBMITTED)):
+        try:
+            check_transition("FB-1", current, wanted, correction=True)
+        except IllegalTransition:
+            continue
+        raise AssertionError(f"{current} -> {wanted} passed as a correction")

@@ -24,7 +24,7 @@ from bot.thingspace.errors import ThingSpaceError, ThingSpaceNotFound
 from bot.workflow.lost import LostCampaigns
 from storage import waves
 from storage.records import Campaign
-from storage.states import ALLOWED, CampaignState, device_bucket, thingspace_state
+from storage.states import ALLOWED, CORRECTIONS, CampaignState, device_bucket, thingspace_state
 from storage.store import Store
 
 log = logging.getLogger("bot.rollout")
@@ -274,21 +274,32 @@ class Rollout:
                 self.on_wave_failures(current)
 
     def apply_status(self, campaign_id: int, status: str, *, actor: str) -> Campaign:
-        """Move the campaign to ThingSpace's status when that is a step forward; else nothing."""
+        """Move the campaign to ThingSpace's status when that is a step forward; else nothing.
+
+        `actor` "reconcile" is ThingSpace's own answer to a re-read: it confirms the status, and
+        it puts back a live status that callbacks alone had moved forward (a correction)."""
         campaign = self.store.campaign(campaign_id)
         new = thingspace_state(status)
+        reread = actor == "reconcile"
         if new is None:
             if status and status != campaign.thingspace_status:
                 log.warning("%s: ThingSpace status %r is not one we know; kept, state unchanged", campaign.ref, status)
                 campaign = self.store.update_fields(campaign_id, thingspace_status=status[:100])
             return campaign
-        if new is campaign.state or new not in ALLOWED[campaign.state]:
+        if new is campaign.state:
+            if reread and campaign.status_from_callback:
+                campaign = self.store.update_fields(campaign_id, status_from_callback=0)  # confirmed
+            return campaign
+        if new not in ALLOWED[campaign.state]:
+            if reread and campaign.status_from_callback and new in CORRECTIONS.get(campaign.state, ()):
+                return self._correct(campaign, new, status)
             return campaign  # a duplicate, a late or reordered report: changes nothing
         old = campaign.thingspace_status or campaign.state.value
         # One transaction: a crash cannot leave a terminal campaign whose end was never told.
         with self.store.db.atomic():
             campaign = self.store.transition(
-                campaign_id, new, actor=actor, reason=f"ThingSpace status {status}", thingspace_status=status
+                campaign_id, new, actor=actor, reason=f"ThingSpace status {status}", thingspace_status=status,
+                status_from_callback=0 if reread else 1,
             )
             self.events.status_changed(campaign, old, new.value)
             if new.is_terminal:
@@ -296,6 +307,24 @@ class Rollout:
                 waves.wave_ended(self.store, campaign)
         if new.is_terminal:
             log.info("%s ended %s: %s", campaign.ref, new.value, _counts(self.store.device_counts(campaign_id)))
+        return campaign
+
+    def _correct(self, campaign: Campaign, new: CampaignState, status: str) -> Campaign:
+        """Put back a live status that callbacks alone produced: ThingSpace's answer is the
+        authority, and a forged "started" must not make /fota cancel treat the campaign as started."""
+        old = campaign.thingspace_status or campaign.state.value
+        with self.store.db.atomic():
+            campaign = self.store.transition(
+                campaign.id,
+                new,
+                actor="reconcile",
+                reason=f"corrected by ThingSpace's answer to a re-read ({status}); {old} came from callbacks alone",
+                correction=True,
+                thingspace_status=status,
+                status_from_callback=0,
+            )
+            self.events.status_changed(campaign, old, new.value)
+        log.warning("%s: ThingSpace says %s; %s came from callbacks alone and is corrected", campaign.ref, status, old)
         return campaign
 
     # --- re-reads ----------------------------------------------------------------------------
