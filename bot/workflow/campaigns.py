@@ -11,7 +11,7 @@ from bot.background import Background
 from bot.settings import Settings
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError, for_users
-from bot.workflow.approvers import Directory
+from bot.workflow.approvers import Directory, MembershipUnknown
 from bot.workflow.errors import UserError
 from bot.workflow.preflight import PreflightRunner
 from bot.workflow.staged import StagedRollouts
@@ -171,11 +171,23 @@ class CampaignService:
         authors = [d.user for d in self.store.decisions(root) if d.decision == "approve"]
         return await self.directory.still_approvers(authors)
 
+    async def _counted_approvers(self, campaign_id: int) -> frozenset[str] | None:
+        """`current_approvers` for a click: when Slack cannot list a group, nothing is recorded
+        (an approval lapsed for a Slack hiccup would blame a removal that never happened)."""
+        try:
+            return await self.current_approvers(campaign_id)
+        except MembershipUnknown as exc:
+            raise UserError(_membership_unknown(exc)) from exc
+
     async def _refuse_non_decider(self, campaign: Campaign, user: str, requester_cannot: str) -> None:
         """The requester never decides on their own request; only approvers decide at all."""
         if user == campaign.requester:
             raise UserError(f"You requested {campaign.ref}, so you cannot {requester_cannot}. Nothing changed.")
-        if not await self.directory.may_approve(user):
+        try:
+            may_approve = await self.directory.may_approve_checked(user)
+        except MembershipUnknown as exc:
+            raise UserError(_membership_unknown(exc)) from exc
+        if not may_approve:
             raise UserError(
                 f"Only the approvers named in FOTA_APPROVERS may decide on {campaign.ref}, and you are not "
                 "one of them. Nothing changed."
@@ -202,7 +214,7 @@ class CampaignService:
         scope = ""
         # Approvals count only while their authors are approvers (someone removed from
         # FOTA_APPROVERS since, or from its group, no longer counts).
-        current = await self.current_approvers(campaign_id)
+        current = await self._counted_approvers(campaign_id)
         # The decision and the thread's news of it are one transaction.
         with self.store.db.atomic():
             try:
@@ -302,7 +314,7 @@ class CampaignService:
             raise RequestError(problems)
         required = self.settings.required_approvals
         # As for a plain approval: only approvals by people who are approvers now count.
-        current = await self.current_approvers(campaign_id)
+        current = await self._counted_approvers(campaign_id)
         with self.store.db.atomic():
             try:
                 overridden = self.preflight.override_and_approve(
@@ -409,3 +421,8 @@ def describe(state: CampaignState) -> str:
     return _WORDS.get(state, state.value)
 
 
+def _membership_unknown(exc: MembershipUnknown) -> str:
+    return (
+        f"{exc}, so whether you and the earlier approvers are approvers now is unknown. "
+        "Nothing changed; try again in a moment."
+    )

@@ -21,6 +21,7 @@ from bot.thingspace.errors import (
     ThingSpaceError,
     ThingSpaceRejected,
 )
+from bot.workflow.approvers import MembershipUnknown
 from storage.records import Campaign
 from storage.states import CampaignState
 from storage.store import ApprovalsLapsed, NotApproved, Store
@@ -82,7 +83,12 @@ class Submitter:
         """Send an approved campaign to ThingSpace once; safe to call again at any time."""
         lock = self._locks.setdefault(campaign_id, asyncio.Lock())
         async with lock:
-            current = await self.current_approvers(campaign_id)
+            try:
+                current = await self.current_approvers(campaign_id)
+            except MembershipUnknown as exc:
+                # Unknown is not removed: nothing is sent, the approvals stand, and the claim is
+                # tried again once Slack can list the group (a real removal still lapses then).
+                return self._membership_unknown(campaign_id, exc)
             try:
                 campaign = self.store.claim_for_submission(
                     campaign_id, required=self.required_approvals, current_approvers=current
@@ -275,6 +281,25 @@ class Submitter:
             # Said once in the thread; later retries are in the log, and the outcome is said too.
             self.events.submit_delayed(campaign, reason, delay)
         return self.store.campaign(campaign.id)
+
+    def _membership_unknown(self, campaign_id: int, exc: MembershipUnknown) -> Campaign:
+        """Retry a claim Slack could not check. Not a ThingSpace retry: its own count, so it
+        neither uses up MAX_RETRIES nor ends the request, and the thread is told once."""
+        key = f"submit_membership_waits:{campaign_id}"
+        waits = int(self.store.get_kv(key) or 0) + 1
+        self.store.set_kv(key, str(waits))
+        delay = float(RETRY_DELAYS[min(waits - 1, len(RETRY_DELAYS) - 1)])
+        campaign = self.store.campaign(campaign_id)
+        log.warning("%s not claimed: %s; retrying in %.0f s", campaign.ref, exc, delay)
+        self.retries.retry_submission(campaign_id, delay)
+        if waits == 1:
+            self.events.submit_delayed(
+                campaign,
+                f"{exc}, so whether its approvers still count is unknown. Nothing was sent and the "
+                "approvals stand; the submission will be retried",
+                delay,
+            )
+        return campaign
 
     def _retries(self, campaign: Campaign) -> int:
         return int(self.store.get_kv(f"submit_retries:{campaign.id}") or 0)
