@@ -13,10 +13,11 @@ from bot.loopstall import LoopStallMonitor, StallWindows
 from bot.metrics import SharedCounts
 from bot.notify.thread import devices_csv, devices_csv_off_loop
 from storage.migrations import migrations
+from storage.outbox import Outbox
 from storage.preflight import active_conflicts
 from storage.readers import Readers
 from storage.states import CampaignState as S
-from storage.store import Outbox, Store, iso, open_database
+from storage.store import Store, iso, open_database
 from tests.conftest import ManualClock
 from tests.support.stack import running_stack
 from tests.test_storage import make_campaign

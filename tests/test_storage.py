@@ -11,12 +11,12 @@ import pytest
 
 from commands.requests import TimeWindow
 from storage.migrations import migrations
+from storage.outbox import Outbox
 from storage.states import ALLOWED, CampaignState, IllegalTransition
 from storage.store import (
     ApprovalOutcome,
     CampaignNotFound,
     NotApproved,
-    Outbox,
     Store,
     open_database,
 )

@@ -16,9 +16,10 @@ from typing import Any
 from bot.workflow.wave_figures import Verdict, WaveFigures, judge, promotable_at
 from commands import blocks
 from storage import preflight, waves
+from storage.outbox import Outbox
 from storage.records import Campaign, Device
 from storage.states import CampaignState
-from storage.store import Outbox, Store, device_rows
+from storage.store import Store, device_rows
 
 S = CampaignState
 
