@@ -1,1 +1,2 @@
-"""Benchmarks of SPEC §9: `python -m bench.run` (or `scripts/bench`); see bench/run.py."""
+"""Benchmarks, each figure beside a baseline and a target: `python -m bench.run` (or
+`scripts/bench`); see bench/run.py."""

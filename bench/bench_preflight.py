@@ -1,4 +1,4 @@
-"""Pre-flight time for 1,000 and 100,000 devices against the in-process sandbox (issue 6).
+"""Pre-flight time for 1,000 and 100,000 devices against the in-process sandbox.
 
 Runs the real `PreflightRunner` (the real ThingSpace client, through httpx.ASGITransport to the
 sandbox app, in the same process and event loop) on a fresh SQLite file, and records:

@@ -166,7 +166,7 @@ _HEADER = """# Benchmark results
 
 Appended by `python -m bench.run` (see the README's *Benchmarks*), newest last. Each run says
 which machine it ran on; each figure is shown beside a baseline measured in the same run and
-against its SPEC §9 target. Sections written by other benchmarks are kept as they are.
+against its target. Sections written by other benchmarks are kept as they are.
 """
 
 

@@ -1,4 +1,4 @@
-"""Benchmark 3: Slack economy of one big campaign (SPEC §9: summary edits ≤ duration ÷
+"""Benchmark 3: Slack economy of one big campaign (targets: summary edits ≤ duration ÷
 FOTA_UPDATE_INTERVAL + milestones; never a 429 from keeping Slack's tiers).
 
 The real app runs in this process as `fota-bot serve` runs it (`build_runtime`, `start()` with

@@ -1,6 +1,6 @@
 """Run the benchmarks: `python -m bench.run [--only ack,ingest,economy,scale,preflight] [--quick] …`.
 
-Prints each figure beside its baseline and its SPEC §9 target, then appends the run, with a
+Prints each figure beside its baseline and its target, then appends the run, with a
 description of the machine, to bench/RESULTS.md (`--no-record` to skip). Loopback only; every
 run is bounded in requests and in time. Not part of the test suite: absolute times depend on
 the machine, which is why each figure has a baseline measured in the same run.

@@ -1,4 +1,4 @@
-"""Benchmark 4: scale (SPEC §9: parsing 100,000 IMEIs ≤ 1 s; RSS ≤ 150 MB idle, ≤ 300 MB while a
+"""Benchmark 4: scale (target: parsing 100,000 IMEIs ≤ 1 s; RSS ≤ 150 MB idle, ≤ 300 MB while a
 100,000-device campaign reports in; `fota-bot serve` up in ≤ 2 s).
 
 - Parsing: `/fota schedule … devices=<100,000 IMEIs>` through `parse_command` + `parse_schedule`,

@@ -1,4 +1,4 @@
-"""The one place that wires everything (STYLE: bolt-python's App.__init__).
+"""The one place that wires everything, as bolt-python's App.__init__ wires its parts.
 
 `build_runtime` takes the settings and the few seams tests replace (clock, the
 ThingSpace transport, the Slack base URL via settings) and hands every piece

@@ -1,6 +1,6 @@
 """IMEI lists: splitting, Luhn check, duplicates, limits; device files (pure).
 
-Written for speed: SPEC §9 wants 100,000 IMEIs parsed and validated in under a
+Written for speed: 100,000 IMEIs (a pasted list or a device file) are checked in under a
 second, so the hot loop sticks to C-level string operations (split, translate,
 encode, sum) rather than per-digit Python arithmetic.
 """

@@ -1,4 +1,4 @@
-"""Thin Slack listeners: ack, parse, call one service, answer (STYLE: the starter template).
+"""Thin Slack listeners: ack, parse, call one service, answer, as in Slack's Bolt starter template.
 
 No SQL and no HTTP here. User mistakes are answered where the user looks: the
 slash command's ephemeral reply, the modal's fields, an ephemeral message for

@@ -51,7 +51,7 @@ DEFAULT_PROTOCOL = "LWM2M"
 DEFAULT_DURATION = dt.timedelta(days=7)
 # Not a ThingSpace rule: a date more than a year out is almost always a typo in the year.
 MAX_DAYS_AHEAD = 366
-MAX_NAME_LENGTH = 80  # SPEC §4
+MAX_NAME_LENGTH = 80  # Not a ThingSpace rule: the bot adds " [FB-12·a3f9 w2/4]" to what it sends.
 MAX_FIRMWARE_LENGTH = 255
 MAX_ACCOUNT_LENGTH = 32
 MIN_WINDOW_HOURS = 4  # ThingSpace: endTime at least 4 hours after startTime

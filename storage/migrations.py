@@ -161,7 +161,7 @@ def m001_initial(db: Database) -> None:
 
 @migrations()
 def m002_preflight(db: Database) -> None:
-    """Pre-flight results stored with each request (issue 6)."""
+    """Pre-flight results stored with each request."""
     db.table("preflight").create(
         {
             "campaign_id": int,

@@ -1,4 +1,4 @@
-"""Pre-flight results, stored with the request (issue 6), and the narrowing to eligible devices.
+"""Pre-flight results, stored with the request, and the narrowing to eligible devices.
 
 One `preflight` row per campaign: `checking` from the moment the request is stored, then
 `done` (with the findings) or `failed` (with the reason). `preflight_devices` keeps, per device
@@ -677,7 +677,7 @@ def narrow_and_approve(
             # Stored before pre-flight existed: nothing says which devices are eligible.
             raise NotApproved(f"{campaign.ref} has no pre-flight findings to choose devices by")
         before = campaign.device_count
-        # Left out, not deleted (SPEC §5: nothing is deleted): the row stays, marked dropped.
+        # Left out, not deleted (what was asked for stays on record): the row stays, marked dropped.
         dropped = store.db.execute(
             """UPDATE devices SET dropped_at = ? WHERE campaign_id = ? AND dropped_at IS NULL AND imei IN
                (SELECT imei FROM preflight_devices WHERE campaign_id = ? AND excluded = 1)""",

@@ -1,4 +1,4 @@
-"""Campaign states and the one table of allowed transitions (SPEC §5).
+"""Campaign states and the one table of allowed transitions.
 
 Local states cover the time before ThingSpace knows the campaign; from
 `submitted` on, the state follows ThingSpace's own campaign status. Transitions

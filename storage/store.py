@@ -115,7 +115,7 @@ def content_hash(fields: dict[str, Any]) -> str:
 
 
 def _preflight_refusal(db: Database, campaign_id: int) -> str | None:
-    """Pre-flight's say in the guard: unfinished or blocking findings refuse (issue 6)."""
+    """Pre-flight's say in the guard: unfinished or blocking findings refuse."""
     from storage.preflight import refusal  # storage.preflight builds on this module
 
     return refusal(db, campaign_id)

@@ -1,4 +1,5 @@
-"""The callback endpoint on the real store: checks in SPEC order, a 200 only once the row is committed."""
+"""The callback endpoint on the real store: checks in the receiver's order (token, source,
+size, JSON), a 200 only once the row is committed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Docs kept honest (STYLE: sqlite-utils' tests/test_docs.py): every `/fota` subcommand in the
+"""Docs kept honest (as sqlite-utils' own tests/test_docs.py does): every `/fota` subcommand in the
 code is in the manifest's usage hint, `/fota help` and the README, and the other way round;
 every CLI subcommand is in the README and `--help`; every environment variable the code reads
 is in the README's configuration table and nothing else is; the manifest asks for the scopes

@@ -1,4 +1,4 @@
-"""Approval rules end to end (issue 3 §4, SPEC §6): reject with a reason, expiry and reminder as
+"""Approval rules end to end: reject with a reason, expiry and reminder as
 scheduler jobs rebuilt at start-up, user-group approvers, the modal with an uploaded device file."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The core flow end to end (issue 3): /fota schedule → approval card → exactly one campaign.
+"""The core flow end to end: /fota schedule → approval card → exactly one campaign.
 
 Through the real HTTP app with Slack-signed requests, a recording stand-in for Slack's Web API
 on a real local port, and the sandbox behind a recording transport.

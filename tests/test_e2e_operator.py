@@ -1,4 +1,4 @@
-"""Operator commands and the App Home end to end (issue 5): `/fota status | list | cancel |
+"""Operator commands and the App Home end to end: `/fota status | list | cancel |
 firmware | devices` and the Home tab, through the real HTTP app with Slack-signed requests,
 the recording Slack stand-in and the sandbox behind a recording transport."""
 

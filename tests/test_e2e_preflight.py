@@ -1,4 +1,4 @@
-"""Pre-flight checks end to end (issue 6): through the real HTTP app with Slack-signed requests,
+"""Pre-flight checks end to end: through the real HTTP app with Slack-signed requests,
 the recording Slack stand-in and the sandbox behind a recording transport."""
 
 from __future__ import annotations

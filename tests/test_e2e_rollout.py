@@ -1,4 +1,4 @@
-"""The rollout thread end to end (issue 4): ThingSpace callbacks → live progress in Slack."""
+"""The rollout thread end to end: ThingSpace callbacks → live progress in Slack."""
 
 from __future__ import annotations
 

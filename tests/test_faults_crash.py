@@ -1,7 +1,7 @@
-"""The process dying at each step of a submission, then starting again (issue 7, fault 5).
+"""The process dying at each step of a submission, then starting again.
 
-SPEC §7: "Submission survives a crash: a request approved but not yet answered by ThingSpace
-is resumed at start-up", and a campaign is never created twice.
+A submission survives a crash: a request approved but not yet answered by ThingSpace is
+resumed at start-up, and a campaign is never created twice.
 
 In-process tests kill the bot deterministically: `asyncio.CancelledError` raised at the chosen
 point unwinds the submission with nothing more committed (no `except` of ours catches it; an

@@ -1,5 +1,4 @@
-"""Garbage in: never a 500, never a traceback shown to anyone, never a state change (issue 7,
-fault 8).
+"""Garbage in: never a 500, never a traceback shown to anyone, never a state change.
 
 Hypothesis throws command text, modal submissions, button payloads and callback bodies at the
 real HTTP app (signed, so they reach the listeners). The stack holds two campaigns for the

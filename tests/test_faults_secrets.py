@@ -1,4 +1,4 @@
-"""No secret in the logs or in Slack, through a whole flow at DEBUG (issue 7, fault 9; SPEC §3).
+"""No secret in the logs or in Slack, through a whole flow at DEBUG.
 
 The bot runs in live mode (ThingSpace credentials set) against the sandbox, with an explicit
 callback token, at FOTA_LOG_LEVEL=DEBUG, logging set up exactly as `fota-bot serve` does it

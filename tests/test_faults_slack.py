@@ -1,4 +1,4 @@
-"""Slack misbehaving, or someone pretending to be Slack (issue 7, fault 7).
+"""Slack misbehaving, or someone pretending to be Slack.
 
 - A request with a wrong signature, a stale or future timestamp, or no signature at all gets
   401 and changes nothing (Bolt's check, five-minute window).

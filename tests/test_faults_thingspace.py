@@ -1,4 +1,4 @@
-"""ThingSpace misbehaving during a submission, end to end (issue 7, fault 6; SPEC §7).
+"""ThingSpace misbehaving during a submission, end to end.
 
 Each test requests a campaign with a signed `/fota schedule`, approves it with a signed click,
 and lets the submission meet one fault: 500, 503, 429 with Retry-After, refused connections, an

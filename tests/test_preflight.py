@@ -1,4 +1,4 @@
-"""Pre-flight checks (issue 6): the pure rules, their storage and the guard, the runner against
+"""Pre-flight checks: the pure rules, their storage and the guard, the runner against
 the sandbox through the real client (httpx.ASGITransport), and the card's findings section."""
 
 from __future__ import annotations

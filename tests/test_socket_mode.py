@@ -1,4 +1,4 @@
-"""Slack over Socket Mode (SPEC §2: `serve` uses it when SLACK_APP_TOKEN is set), end to end.
+"""Slack over Socket Mode (`serve` uses it when SLACK_APP_TOKEN is set), end to end.
 
 The bot connects the way `fota-bot serve` does (`bot.cli.connect_socket_mode`: Bolt's
 AsyncSocketModeHandler, aiohttp) to the Slack stand-in, which plays Slack's Socket Mode server

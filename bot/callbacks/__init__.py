@@ -1,4 +1,4 @@
-"""ThingSpace callbacks (SPEC §8).
+"""ThingSpace callbacks: hints of a campaign's progress, kept raw, applied later.
 
 `parsing` turns an already-decoded payload into campaign and device updates
 (pure, never raises); `receiver` is the HTTP endpoint that keeps every raw

@@ -1,13 +1,13 @@
 """`POST /thingspace/callbacks/{token}`: keep ThingSpace's callback, answer, wake the processor.
 
-SPEC §8. Checks, in this order: the path token (404, as for any unknown path), the
+Checks, in this order: the path token (404, as for any unknown path), the
 optional source allow-list (403), the body size (413), JSON (400). Then the raw body
 is committed to the database and only then answered 200, so a 200 always means the
 row is on disk; the processor is woken after the answer has gone out. Nothing here
 calls the network or applies the update: ThingSpace's delivery retries are not
 documented, so answering fast and never losing an acknowledged payload is the job.
 
-v3 callbacks carry no signature (reference, "Callbacks"): the secret path token and
+v3 callbacks carry no signature (docs/thingspace.md): the secret path token and
 Verizon's published source addresses are all there is to check.
 """
 

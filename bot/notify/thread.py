@@ -1,4 +1,4 @@
-"""The campaign's thread: what is said, and when (SPEC §6, §8).
+"""The campaign's thread: what is said, and when: decisions, milestones, the final summary.
 
 `ThreadNotifier` turns workflow events into outbox rows (never a Slack call);
 `ThreadRenderer` builds the messages from the database at send time, using the
@@ -106,7 +106,7 @@ class ThreadNotifier:
         # `/fota cancel` lets an approver withdraw a request too: the reply names who did.
         self.reply(campaign, blocks.withdrawn_reply(campaign, user))
         if user != campaign.requester:
-            # The requester hears of every decision on their request (SPEC §7).
+            # The requester hears of every decision on their request, even one they did not make.
             self.dm(campaign, "withdrawn", by=user)
 
     def expired(self, campaign: Campaign) -> None:
@@ -224,7 +224,7 @@ class ThreadNotifier:
         self.reply(campaign, blocks.cancelled_reply(campaign, user))
         self._final_report(campaign)
         if user != campaign.requester:
-            # An approver cancelled it: the requester hears of every outcome (SPEC §7).
+            # An approver cancelled it: the requester hears of every outcome of their request.
             self.dm(campaign, "cancelled", by=user)
 
     def cancel_refused(self, campaign: Campaign, code: str, message: str) -> None:
@@ -303,7 +303,7 @@ class ThreadRenderer:
         decisions = self.store.decisions(campaign.id)
         sample = [d.imei for d in self.store.devices(campaign.id, limit=DEVICE_SAMPLE)]
         if campaign.state is S.PENDING_APPROVAL:
-            # Pre-flight findings are part of what approvers decide on (issue 6); the buttons
+            # Pre-flight findings are part of what approvers decide on; the buttons
             # follow them: no Approve while checking or when a finding blocks.
             checks = preflight.load(self.store, campaign.id)
             card = blocks.approval_card(

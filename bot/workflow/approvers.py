@@ -1,4 +1,4 @@
-"""Who may request and who may approve (SPEC §6), with Slack user groups resolved and cached."""
+"""Who may request and who may approve, with Slack user groups resolved and cached."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class Directory:
 
     async def may_approve_checked(self, user: str) -> bool:
         """As `may_approve`, but MembershipUnknown when the answer hangs on a group Slack could not
-        list: a Slack hiccup must not read as a removal (SPEC §6)."""
+        list: a Slack hiccup must not read as a removal, which would void a recorded approval."""
         return not self.approvers or await self._listed(user, self.approvers, strict=True)
 
     async def still_approvers(self, users: Iterable[str]) -> frozenset[str] | None:

@@ -1,4 +1,4 @@
-"""Campaign requests and decisions (SPEC §4, §6): the services the Slack listeners call."""
+"""Campaign requests and approvers' decisions: the services the Slack listeners call."""
 
 from __future__ import annotations
 

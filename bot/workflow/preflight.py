@@ -1,4 +1,4 @@
-"""Pre-flight checks (issue 6): the blast radius on the approval card before anyone decides.
+"""Pre-flight checks: the blast radius on the approval card before anyone decides.
 
 `evaluate` is pure: the request, ThingSpace's firmware list, its device answers, the
 subscription and the other active campaigns in, `Findings` out. `PreflightRunner` does the
@@ -6,7 +6,7 @@ I/O around it: it asks ThingSpace (devices in chunks, a bounded number at once, 
 deadline), reads conflicts from the database, evaluates off the event loop, stores the
 findings with the request and tells the thread to redraw the card.
 
-Rules (what ThingSpace documents, see shared/reference/thingspace-fota-v3.md):
+Rules (what ThingSpace documents, see docs/thingspace.md):
 1. Firmware: `GET /firmware/{acc}?protocol=` lists `firmwareName` with this `firmwareFrom`
    and `firmwareTo`; that entry gives the make and model.
 2. Devices: `POST /devices/{acc}` answers only devices of the account; `fotaEligible`;

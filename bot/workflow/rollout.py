@@ -1,4 +1,4 @@
-"""Following a campaign at ThingSpace (SPEC §8): callbacks applied, re-reads, the watchdog.
+"""Following a campaign at ThingSpace: callbacks applied, re-reads, the watchdog.
 
 Callbacks are hints. Each is stored raw by the receiver before anything else;
 this module applies the recognised ones idempotently (a duplicate or a

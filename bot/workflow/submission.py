@@ -1,4 +1,4 @@
-"""The one path from an approved campaign to ThingSpace's schedule endpoint (SPEC §7).
+"""The one path from an approved campaign to ThingSpace's schedule endpoint.
 
 `Submitter.submit` is the only caller of `ThingSpaceClient.schedule_campaign`
 (a test checks this). It passes `Store.claim_for_submission` first: no recorded

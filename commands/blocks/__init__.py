@@ -154,7 +154,7 @@ __all__ = [
     "withdrawn_reply",
 ]
 
-# Pre-flight findings on the approval card (issue 6).
+# Pre-flight findings on the approval card.
 from commands.blocks.preflight import (  # noqa: E402
     ACTION_APPROVE_ELIGIBLE,
     ACTION_EXCLUDED_CSV,

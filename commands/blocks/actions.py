@@ -1,5 +1,6 @@
 """Interactive pieces: the action ids the listeners route on, and the button value that binds a
-click to the request content it was shown with (SPEC §6)."""
+click to the request content it was shown with: an approval never counts for content the
+approver did not see."""
 
 from __future__ import annotations
 

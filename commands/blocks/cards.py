@@ -271,7 +271,7 @@ def approval_card(
     sandbox: bool,
     preflight_blocks: Sequence[Block] = (),
 ) -> Message:
-    """The request as approvers see it, with Approve / Reject / Withdraw (SPEC §6)."""
+    """The request as approvers see it, with Approve / Reject / Withdraw."""
     sandbox = sandbox or campaign.sandbox
     value = action_value(campaign.id, campaign.content_hash)
     counted = counted_approvals(campaign, approvals)
@@ -427,7 +427,7 @@ def decided_card(
     by_user: str | None = None,
     scope_lines: Sequence[str] = (),
 ) -> Message:
-    """The approval card with its buttons replaced by a stamp (SPEC §6).
+    """The approval card with its buttons replaced by a stamp, so nobody clicks a decided card.
 
     `scope_lines` (mrkdwn) go under the stamp: how approvers changed the device set before
     deciding (narrowed to the eligible devices, or widened by an override: by whom, why).

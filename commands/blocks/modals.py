@@ -1,4 +1,4 @@
-"""The reject modal: Reject on the card opens it, its submission carries the reason (SPEC §6)."""
+"""The reject modal: Reject on the card opens it, its submission carries the reason."""
 
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ DIGEST_SHOWN = 12
 CONFLICTS_SHOWN = 5
 
 # ThingSpace: "On-demand campaigns start in about 90 minutes to 2 hours; future-dated ones
-# around 00:00 UTC" (shared/reference/thingspace-fota-v3.md).
+# around 00:00 UTC" (docs/thingspace.md).
 ON_DEMAND_DELAY = "about 2 hours"
 
 

@@ -1,5 +1,5 @@
-"""Thread replies that mark the milestones (SPEC §8), direct messages to the requester (SPEC §7:
-every decision and outcome), the requester's ephemeral confirmation and ephemeral errors."""
+"""Thread replies that mark the milestones, direct messages to the requester (every
+decision and outcome), the requester's ephemeral confirmation and ephemeral errors."""
 
 from __future__ import annotations
 
