@@ -1,7 +1,7 @@
 """ThingSpace callback payloads -> campaign and device updates. Pure; never raises.
 
-ThingSpace does not publish the v3 callback shape (reference, "Callbacks"), so this
-reads every shape we know or expect and sets the rest aside:
+ThingSpace does not publish the v3 callback shape (its pages show v1/v2 bodies only, see
+docs/thingspace.md), so this reads every shape we know or expect and sets the rest aside:
 
 - flat objects: a campaign id (`campaignId`, `upgradeId` or `id`) and a `status`;
   with a `deviceId` they are about one device (reason in `reason`, `resultReason` or

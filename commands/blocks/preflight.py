@@ -91,7 +91,7 @@ def expected_start(start_date: dt.date, today: dt.date, windows: Sequence[TimeWi
         midnight = dt.datetime.combine(start_date, dt.time(0, 0), tzinfo=dt.UTC)
         when = f"about 00:00 UTC on {start_date.isoformat()} ({slack_date(midnight)})"
     if windows and not any(w.start_hour == 0 and w.end_hour == 24 for w in windows):
-        # A campaign runs while startTime <= current hour < endTime (reference page).
+        # A campaign runs while startTime <= current hour < endTime (ThingSpace's schedule page).
         when += "; devices upgrade only inside " + ", ".join(str(w) for w in windows)
     return when
 
