@@ -47,7 +47,7 @@ from bot.workflow.preflight import (  # noqa: E402
     evaluate,
 )
 from storage import preflight as stored  # noqa: E402
-from storage.records import Campaign  # noqa: E402
+from storage.model import Campaign  # noqa: E402
 from storage.store import Store  # noqa: E402
 
 ACCOUNT = "0000000000-00001"

@@ -46,7 +46,7 @@ from bot.workflow.rollout import Rollout
 from bot.workflow.staged import StagedRollouts
 from bot.workflow.submission import Submitter
 from commands.listeners import Services, register_listeners
-from storage.records import Campaign
+from storage.model import Campaign
 from storage.states import CampaignState
 from storage.store import Store, utcnow
 

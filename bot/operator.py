@@ -9,8 +9,8 @@ import sys
 from bot.notify.thread import devices_csv
 from bot.settings import Settings
 from storage import history, waves
-from storage.records import Campaign
-from storage.store import CampaignNotFound, Store
+from storage.model import Campaign, CampaignNotFound
+from storage.store import Store
 
 
 def run_campaigns(settings: Settings, args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import csv
 import io
 import re
 
-from commands.requests import Problem, RequestError
+from storage.model import Problem, RequestError
 
 IMEI_LENGTH = 15
 IMEI_RULE = "15 digits with a valid Luhn check digit"

@@ -61,7 +61,7 @@ from commands.parse import (
     parse_command,
     parse_schedule,
 )
-from commands.requests import Problem, RequestError
+from storage.model import Problem, RequestError
 
 log = logging.getLogger("bot.listeners")
 

@@ -24,7 +24,7 @@ from commands.parse import (
     check_schedule_fields,
     parse_schedule_fields,
 )
-from commands.requests import PROTOCOLS, Problem, RequestError, ScheduleRequest
+from storage.model import PROTOCOLS, Problem, RequestError, ScheduleRequest
 
 SCHEDULE_CALLBACK_ID = "fota_schedule"
 DEVICES_FILE = "devices_file"

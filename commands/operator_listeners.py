@@ -19,8 +19,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.workflow.errors import UserError
 from commands import blocks
-from commands.blocks.operations import CancelKind
 from commands.modal import build_schedule_modal
+from storage.model import CancelKind
 
 if TYPE_CHECKING:
     from commands.listeners import Respond, Services

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from commands.imei import parse_imeis
 from commands.plan import check_plan_fields
-from commands.requests import PROTOCOLS, Problem, RequestError, ScheduleRequest, TimeWindow
+from storage.model import PROTOCOLS, Problem, RequestError, ScheduleRequest, TimeWindow
 
 SUBCOMMANDS = ("help", "schedule", "status", "list", "cancel", "firmware", "devices", "history")
 SCHEDULE_KEYS = (

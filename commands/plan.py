@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 
-from commands.requests import Problem
+from storage.model import Problem
 from storage.plan import DEFAULT_SUCCESS, WHOLE, Halt, Promote, RolloutPlan, percent_text
 
 PLAN_KEYS = ("canary", "waves", "success", "halt", "soak", "promote")

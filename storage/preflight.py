@@ -28,11 +28,19 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from commands.requests import TimeWindow
 from storage import waves
-from storage.records import Campaign, ref_for
+from storage.model import (
+    ApprovalResult,
+    Campaign,
+    NotApproved,
+    TimeWindow,
+    bound_hash,
+    override_hash,
+    ref_for,
+    request_hash,
+)
 from storage.states import CampaignState
-from storage.store import ApprovalResult, NotApproved, Store, content_hash
+from storage.store import Store
 
 S = CampaignState
 
@@ -271,16 +279,6 @@ class PreflightRecord:
         if self.summary is None or self.narrowed or self.overridden:
             return 0
         return self.summary.excluded
-
-
-def bound_hash(request_hash: str, digest: str) -> str:
-    """The content hash approvals are bound to once findings exist: request and findings."""
-    return content_hash({"request": request_hash, "preflight": digest})
-
-
-def request_hash(campaign: Campaign, devices: Sequence[str]) -> str:
-    """The hash of what will be sent, exactly as `Store.create_campaign` computes it."""
-    return content_hash({"account": campaign.account, **campaign.schedule_body(list(devices))})
 
 
 # --- Reads -----------------------------------------------------------------------------------
@@ -751,14 +749,6 @@ class Overridden:
     done: int  # devices already on firmwareTo, left out all the same
     old_hash: str
     counts: Mapping[str, int]  # Finding value -> included devices with it
-
-
-def override_hash(request_hash: str, digest: str, included: int) -> str:
-    """The content hash of a request widened by an override: request, findings and the fact
-    that `included` excluded devices go out, so no approval of another device set counts."""
-    return content_hash(
-        {"request": request_hash, "preflight": digest, "include_excluded": included}
-    )
 
 
 def override_and_approve(

@@ -12,25 +12,33 @@ there, for the content hash the campaign has now.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
-from commands.requests import TimeWindow
 from storage import migrations
+from storage.model import (
+    ApprovalOutcome,
+    ApprovalResult,
+    ApprovalsLapsed,
+    Campaign,
+    CampaignNotFound,
+    Decision,
+    Device,
+    NotApproved,
+    TimeWindow,
+    ref_for,
+    request_hash,
+)
 from storage.plan import RolloutPlan
 from storage.readers import Readers
-from storage.records import Campaign, Decision, Device, ref_for
 from storage.states import (
     ACTIVE_AT_THINGSPACE,
     DEVICE_BUCKETS,
@@ -73,45 +81,6 @@ def _moment(value: object) -> dt.datetime | None:
     except (ValueError, OverflowError, OSError):
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
-class CampaignNotFound(LookupError):
-    def __init__(self, ident: str):
-        self.ident = ident
-        super().__init__(
-            f"No campaign `{ident}`. Use the bot's reference such as `FB-12` or ThingSpace's "
-            "campaign id; `/fota list all` shows them."
-        )
-
-
-class NotApproved(Exception):
-    """The guard said no: the campaign lacks the recorded approvals for its content."""
-
-
-class ApprovalsLapsed(NotApproved):
-    """It had enough approvals, but some of their authors are no longer approvers."""
-
-
-class ApprovalOutcome(Enum):
-    RECORDED = "recorded"  # counted; more approvals still needed
-    APPROVED = "approved"  # this approval completed the set; the campaign is now approved
-    DUPLICATE = "duplicate"  # this person already decided
-    STALE = "stale"  # the card's hash is not the campaign's hash any more
-    CLOSED = "closed"  # not waiting for approval any more
-    REJECTED = "rejected"  # this rejection decided the request
-
-
-@dataclass(frozen=True)
-class ApprovalResult:
-    outcome: ApprovalOutcome
-    campaign: Campaign
-    approvals: int
-
-
-def content_hash(fields: dict[str, Any]) -> str:
-    """A stable hash of what will be sent: approvals are bound to it."""
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _preflight_refusal(db: Database, campaign_id: int) -> str | None:
@@ -349,7 +318,7 @@ class Store:
             )
             campaign = self.campaign(campaign_id)
             # The hash covers exactly what will be sent, including the name with its ref.
-            digest = content_hash({"account": account, **campaign.schedule_body(list(devices))})
+            digest = request_hash(campaign, devices)
             self.db.execute("UPDATE campaigns SET content_hash = ? WHERE id = ?", [digest, campaign_id])
             if plan is not None:
                 self.db.execute(

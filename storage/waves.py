@@ -19,16 +19,19 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from storage.plan import RolloutPlan, WaveAssignment, plan_fields
-from storage.records import Campaign, ref_for
+from storage.model import (
+    Campaign,
+    NotApproved,
+    WaveRefused,
+    plan_hash,
+    ref_for,
+    request_hash,
+)
+from storage.plan import RolloutPlan, WaveAssignment
 from storage.states import CampaignState
-from storage.store import NotApproved, Store, content_hash, iso
+from storage.store import Store, iso
 
 S = CampaignState
-
-
-class WaveRefused(Exception):
-    """A wave cannot be started now; the message is the sentence the clicker reads."""
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,6 @@ class StoredPlan:
             if wave.number == number:
                 return wave
         raise KeyError(number)
-
-
-def plan_hash(base_hash: str, plan: RolloutPlan, waves: Sequence[WaveAssignment]) -> str:
-    """The content hash of a request with its plan: what was asked for and how it rolls out."""
-    return content_hash({"request": base_hash, "plan": content_hash(plan_fields(plan, waves))})
 
 
 def bind_plan(store: Store, campaign_id: int, plan: RolloutPlan, waves: Sequence[WaveAssignment]) -> Campaign:
@@ -239,7 +237,7 @@ def start_wave(store: Store, parent_id: int, number: int, *, by: str, reason: st
             "INSERT INTO devices(campaign_id, imei) VALUES(?, ?)", ((child_id, imei) for imei in devices)
         )
         child = store.campaign(child_id)
-        digest = content_hash({"account": child.account, **child.schedule_body(devices)})
+        digest = request_hash(child, devices)
         store.db.execute("UPDATE campaigns SET content_hash = ? WHERE id = ?", [digest, child_id])
         store.db.execute(
             """UPDATE waves SET campaign_id = ?, promoted_by = ?, promoted_at = ?, promote_reason = ?

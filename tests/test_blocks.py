@@ -57,8 +57,7 @@ from commands.blocks import (
     withdrawn_reply,
 )
 from commands.blocks.kit import clip, format_duration
-from commands.requests import RequestError, TimeWindow
-from storage.records import Campaign, Decision
+from storage.model import Campaign, Decision, RequestError, TimeWindow
 from storage.states import DEVICE_BUCKETS, CampaignState
 from tests.support import blocks as support_blocks
 from tests.support.blocks import all_text, check_escaped
@@ -1049,7 +1048,7 @@ def test_error_reply_keeps_bullets_and_escapes() -> None:
 
 
 def test_error_reply_for_a_request_error_with_thousands_of_problems() -> None:
-    from commands.requests import Problem
+    from storage.model import Problem
 
     error = RequestError(
         [Problem("devices", f"{i:015d}<", "not a valid IMEI") for i in range(5000)]

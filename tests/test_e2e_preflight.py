@@ -15,8 +15,8 @@ from bot.sandbox import sandbox_imeis
 from commands import blocks
 from commands.modal import SCHEDULE_CALLBACK_ID
 from storage import preflight as stored
+from storage.model import NotApproved
 from storage.states import CampaignState
-from storage.store import NotApproved
 from tests.support.slack import block_action_body, text_input
 from tests.support.stack import ANN, BOB, CHANNEL, EVE, FIRMWARE, REQUESTER, Stack, running_stack
 from tests.test_e2e_flow import action_ids

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from bot.sandbox import sandbox_imeis
 from commands import blocks
 from commands.modal import BLOCK_IDS, SCHEDULE_CALLBACK_ID, parse_schedule_submission
-from commands.requests import RequestError
+from storage.model import RequestError
 from storage.states import CampaignState
 from tests.support.slack import block_action_body, text_input, view_submission_body
 from tests.support.stack import ANN, CHANNEL, EVE, FIRMWARE, REQUESTER, Stack, running_stack

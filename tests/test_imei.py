@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from commands.imei import devices_from_file, luhn_ok, parse_imeis
-from commands.requests import RequestError
+from storage.model import RequestError
 
 GOOD = "354658090353977"  # ThingSpace's example device
 GOOD2 = "490154203237518"

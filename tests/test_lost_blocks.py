@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from commands.blocks import campaign_card, lost_reply, requester_dm
-from storage.records import Campaign
+from storage.model import Campaign
 from storage.states import CampaignState
 from tests.support.blocks import all_text, check_escaped
 from tests.test_blocks import COUNTS, HOSTILE, PERMALINK, check_message, make_campaign

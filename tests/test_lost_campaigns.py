@@ -9,7 +9,7 @@ import httpx
 from bot.secrets import Secret
 from bot.thingspace import ThingSpaceClient, ThingSpaceNotFound
 from bot.workflow.lost import NOT_FOUND_READS, NOT_FOUND_SPACING, LostCampaigns
-from storage.records import Campaign
+from storage.model import Campaign
 from storage.states import CampaignState
 from storage.store import Store
 from tests.conftest import ManualClock

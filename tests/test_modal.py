@@ -21,7 +21,7 @@ from commands.modal import (
     view_errors,
 )
 from commands.parse import SCHEDULE_KEYS, parse_schedule, parse_schedule_fields
-from commands.requests import Problem, RequestError, ScheduleRequest
+from storage.model import Problem, RequestError, ScheduleRequest
 
 TODAY = dt.date(2024, 5, 1)
 GOOD = "354658090353977"

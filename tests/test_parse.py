@@ -27,7 +27,7 @@ from commands.parse import (
     ref_number,
     tokenize,
 )
-from commands.requests import Problem, RequestError, ScheduleRequest, TimeWindow
+from storage.model import Problem, RequestError, ScheduleRequest, TimeWindow
 
 TODAY = dt.date(2024, 5, 1)
 GOOD = "354658090353977"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from bot.workflow.planner import assign
 from commands.parse import parse_schedule
 from commands.plan import check_plan_fields
-from commands.requests import RequestError
+from storage.model import RequestError, content_hash
 from storage.plan import (
     WHOLE,
     DeviceFacts,
@@ -23,7 +23,6 @@ from storage.plan import (
     percent_text,
     plan_fields,
 )
-from storage.store import content_hash
 
 MAX = 100_000
 

@@ -29,12 +29,19 @@ from bot.workflow.preflight import (
 )
 from commands import blocks
 from commands.blocks.kit import MAX_BLOCKS, MAX_SECTION_TEXT
-from commands.requests import TimeWindow
 from storage import preflight as stored
+from storage.model import (
+    ApprovalOutcome,
+    Campaign,
+    NotApproved,
+    TimeWindow,
+    bound_hash,
+    override_hash,
+    request_hash,
+)
 from storage.preflight import Finding, Narrowed, OtherCampaign, PreflightRecord
-from storage.records import Campaign
 from storage.states import CampaignState
-from storage.store import ApprovalOutcome, NotApproved, Store
+from storage.store import Store
 from tests.conftest import ManualClock
 from tests.support.blocks import check_blocks, check_escaped
 
@@ -388,7 +395,7 @@ def test_findings_are_bound_into_the_content_hash(store: Store, clock: ManualClo
     updated = checked(store, campaign, [info("350000000000001")])
     record = stored.load(store, campaign.id)
     assert record is not None and record.status == stored.DONE and record.summary is not None
-    assert updated.content_hash == stored.bound_hash(before, record.summary.digest) != before
+    assert updated.content_hash == bound_hash(before, record.summary.digest) != before
     # A card shown before the findings (the "checking…" card) is stale now.
     stale = store.record_approval(campaign.id, user="U0ANN", shown_hash=before, required=1)
     assert stale.outcome is ApprovalOutcome.STALE
@@ -470,8 +477,8 @@ def test_an_override_widens_rehashes_records_and_narrowing_undoes_it(
     assert (record.override_by, record.override_count, record.override_reason) == (
         "U0ANN", 2, "lab units, flashed by hand",
     )
-    assert after.content_hash == stored.override_hash(
-        stored.request_hash(after, [ok, ineligible, absent]), record.summary.digest, 2
+    assert after.content_hash == override_hash(
+        request_hash(after, [ok, ineligible, absent]), record.summary.digest, 2
     )
     assert after.content_hash not in (original, checked_hash)
     assert widened.result.outcome is ApprovalOutcome.RECORDED and widened.result.approvals == 1
@@ -498,8 +505,8 @@ def test_an_override_widens_rehashes_records_and_narrowing_undoes_it(
     assert (narrowed.kept, narrowed.dropped, narrowed.superseded) == (1, 2, ("U0ANN",))
     record = stored.load(store, campaign.id)
     assert record is not None and record.narrowed_by == "U0BOB" and not record.overridden
-    assert final.content_hash == stored.bound_hash(
-        stored.request_hash(final, [ok]), record.summary.digest if record.summary else ""
+    assert final.content_hash == bound_hash(
+        request_hash(final, [ok]), record.summary.digest if record.summary else ""
     )
     # Ann's approval was of the widened set: it does not count for what is sent now.
     with pytest.raises(NotApproved):
@@ -1132,7 +1139,7 @@ def test_the_licence_option_is_part_of_the_content_hash(store: Store, clock: Man
     assert body["autoAssignLicenseFlag"] is True and body["autoAddDevicesFlag"] is False
     # Same request but for the option (and the ref in the name): the hashes differ because the
     # bodies do, and the option is read back from the database as stored.
-    assert stored.request_hash(auto, ["350000000000001"]) != stored.request_hash(
+    assert request_hash(auto, ["350000000000001"]) != request_hash(
         dataclasses.replace(auto, licence_auto=False), ["350000000000001"]
     )
     assert store.campaign(auto.id).licence_auto and not store.campaign(none.id).licence_auto

@@ -9,17 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from commands.requests import TimeWindow
 from storage.migrations import migrations
+from storage.model import ApprovalOutcome, CampaignNotFound, NotApproved, TimeWindow
 from storage.outbox import Outbox
 from storage.states import ALLOWED, CampaignState, IllegalTransition
-from storage.store import (
-    ApprovalOutcome,
-    CampaignNotFound,
-    NotApproved,
-    Store,
-    open_database,
-)
+from storage.store import Store, open_database
 
 S = CampaignState
 IMEIS = ["354658090353977", "490154203237518", "356938035643809"]

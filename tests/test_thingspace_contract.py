@@ -52,7 +52,7 @@ from verizon.verizon_client import VerizonClient
 from bot.secrets import Secret
 from bot.thingspace import ThingSpaceClient
 from bot.thingspace.client import CAMPAIGN_STATUSES
-from commands.requests import PROTOCOLS
+from storage.model import PROTOCOLS
 from storage.store import Store
 from tests.test_storage import make_campaign
 

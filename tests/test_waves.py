@@ -12,10 +12,10 @@ from sqlite_utils import Database
 from bot.workflow.planner import assign
 from storage import waves
 from storage.migrations import migrations
+from storage.model import Campaign, NotApproved, WaveRefused, plan_hash
 from storage.plan import WHOLE, DeviceFacts, RolloutPlan
-from storage.records import Campaign
 from storage.states import CampaignState
-from storage.store import NotApproved, Store
+from storage.store import Store
 from tests.conftest import ManualClock
 from tests.support.stack import ANN, BOB, REQUESTER, running_stack
 from tests.test_e2e_flow import request_campaign
@@ -176,7 +176,7 @@ def test_narrowing_keeps_the_same_plan_bound(store: Store, clock: ManualClock) -
     campaign = _request(store, clock, DEVICES)
     planned = waves.bind_plan(store, campaign.id, PLAN, assign(PLAN, _facts(DEVICES)))
     bound = waves.rebind(store.db, campaign.id, "new-base")
-    assert bound == waves.plan_hash("new-base", PLAN, assign(PLAN, _facts(DEVICES)))
+    assert bound == plan_hash("new-base", PLAN, assign(PLAN, _facts(DEVICES)))
     assert bound != planned.content_hash
 
 
@@ -193,7 +193,7 @@ def test_an_approved_plan_is_never_claimed_whole(store: Store, clock: ManualCloc
 
 def test_wave_one_is_claimed_on_the_plans_approvals(store: Store, clock: ManualClock) -> None:
     campaign = _planned(store, clock)
-    with pytest.raises(waves.WaveRefused, match="not an approved rollout"):
+    with pytest.raises(WaveRefused, match="not an approved rollout"):
         waves.start_wave(store, campaign.id, 1, by=ANN, reason="approved")
     _approve(store, campaign)
     clock.advance(days=1)
@@ -233,14 +233,14 @@ def test_later_waves_wait_for_the_one_before_and_not_for_the_requester(store: St
     campaign = _planned(store, clock)
     _approve(store, campaign)
     first = waves.start_wave(store, campaign.id, 1, by=ANN, reason="approved")
-    with pytest.raises(waves.WaveRefused, match="wave 1 of FB-1 has not ended yet"):
+    with pytest.raises(WaveRefused, match="wave 1 of FB-1 has not ended yet"):
         waves.start_wave(store, campaign.id, 2, by=BOB, reason="promoted")
-    with pytest.raises(waves.WaveRefused, match="wave 2 of FB-1 has not started"):
+    with pytest.raises(WaveRefused, match="wave 2 of FB-1 has not started"):
         waves.start_wave(store, campaign.id, 3, by=BOB, reason="promoted")
     store.claim_for_submission(first.id, required=1)
     store.transition(first.id, S.SUBMITTED, actor="thingspace", reason="scheduled", thingspace_id="ts-1")
     store.transition(first.id, S.ENDED, actor="thingspace", reason="ended")
-    with pytest.raises(waves.WaveRefused, match="cannot promote their own rollout"):
+    with pytest.raises(WaveRefused, match="cannot promote their own rollout"):
         waves.start_wave(store, campaign.id, 2, by=REQUESTER, reason="promoted")
     second = waves.start_wave(store, campaign.id, 2, by=BOB, reason="promoted")
     assert second.thingspace_name == f"Q3 [FB-1·{store.installation_id()} w2/3]"
@@ -257,7 +257,7 @@ def test_a_halted_rollout_sends_no_further_wave(store: Store, clock: ManualClock
     waves.halt(store, campaign.id, by=ANN, reason="said again")  # the first reason stays
     with pytest.raises(NotApproved, match="halted: 3 of 10 devices failed"):
         store.claim_for_submission(first.id, required=1)
-    with pytest.raises(waves.WaveRefused, match="halted"):
+    with pytest.raises(WaveRefused, match="halted"):
         waves.start_wave(store, campaign.id, 2, by=BOB, reason="promoted")
 
 

@@ -21,8 +21,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from storage.model import Campaign
 from storage.outbox import Outbox, OutboxItem
-from storage.records import Campaign
 from storage.store import Store
 
 log = logging.getLogger("bot.outbox")

@@ -16,8 +16,8 @@ from typing import Any
 from bot.workflow.wave_figures import Verdict, WaveFigures, judge, promotable_at
 from commands import blocks
 from storage import preflight, waves
+from storage.model import Campaign, Device
 from storage.outbox import Outbox
-from storage.records import Campaign, Device
 from storage.states import CampaignState
 from storage.store import Store, device_rows
 

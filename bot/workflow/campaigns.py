@@ -16,11 +16,19 @@ from bot.workflow.errors import UserError
 from bot.workflow.preflight import PreflightRunner
 from bot.workflow.staged import StagedRollouts
 from bot.workflow.submission import Submitter
-from commands.requests import Problem, RequestError, ScheduleRequest
+from storage.model import (
+    ApprovalOutcome,
+    ApprovalResult,
+    Campaign,
+    CampaignNotFound,
+    NotApproved,
+    Problem,
+    RequestError,
+    ScheduleRequest,
+)
 from storage.preflight import PreflightRecord
-from storage.records import Campaign
 from storage.states import CampaignState
-from storage.store import ApprovalOutcome, ApprovalResult, CampaignNotFound, NotApproved, Store
+from storage.store import Store
 
 log = logging.getLogger("bot.campaigns")
 

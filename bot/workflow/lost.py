@@ -25,7 +25,7 @@ from typing import Protocol
 
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError, ThingSpaceNotFound
-from storage.records import Campaign
+from storage.model import Campaign
 from storage.states import CampaignState, IllegalTransition
 from storage.store import Store
 

@@ -26,12 +26,11 @@ from bot.thingspace.errors import ThingSpaceError, ThingSpaceRejected, for_users
 from bot.workflow.approvers import Directory
 from bot.workflow.campaigns import ApprovalTimers, describe
 from bot.workflow.errors import UserError
-from commands.blocks.operations import CancelKind
 from storage import history, preflight, waves
 from storage.history import HistoryEntry
-from storage.records import Campaign, Decision, Device
+from storage.model import Campaign, CampaignNotFound, CancelKind, Decision, Device
 from storage.states import ACTIVE_AT_THINGSPACE, CampaignState, IllegalTransition
-from storage.store import CampaignNotFound, Store
+from storage.store import Store
 
 log = logging.getLogger("bot.operations")
 

@@ -32,7 +32,6 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
-import json
 import logging
 import re
 import sys
@@ -46,9 +45,9 @@ from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError
 from bot.workflow.errors import UserError
 from bot.workflow.planner import assign
-from commands.requests import TimeWindow
 from storage import preflight as stored
 from storage import waves
+from storage.model import Campaign, TimeWindow, canonical
 from storage.plan import DeviceFacts
 from storage.preflight import (
     EXCLUDING,
@@ -63,7 +62,6 @@ from storage.preflight import (
     PreflightSummary,
     RadiusRow,
 )
-from storage.records import Campaign
 from storage.states import CampaignState
 from storage.store import Store
 
@@ -395,10 +393,6 @@ def _no_eligible_reason(requested: int, counts: Mapping[str, int], request: Requ
     return f"None of the {requested:,} devices can take this upgrade ({why})."
 
 
-def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
 def _with_digest(
     summary: PreflightSummary, per_device: Mapping[str, tuple[Finding, ...]]
 ) -> PreflightSummary:
@@ -413,12 +407,12 @@ def _with_digest(
     for found in per_device.values():
         if found not in words:
             words[found] = [f.value for f in found]
-    digest = hashlib.sha256(_canonical(summary.to_json(with_digest=False)))
+    digest = hashlib.sha256(canonical(summary.to_json(with_digest=False)))
     items = list(per_device.items())
     for start in range(0, len(items), DIGEST_SLICE):
         digest.update(b"\n")
         digest.update(
-            _canonical(
+            canonical(
                 [[imei, words[found]] for imei, found in items[start : start + DIGEST_SLICE]]
             )
         )

@@ -23,7 +23,7 @@ from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError, ThingSpaceNotFound
 from bot.workflow.lost import LostCampaigns
 from storage import waves
-from storage.records import Campaign
+from storage.model import Campaign
 from storage.states import ALLOWED, CORRECTIONS, CampaignState, device_bucket, thingspace_state
 from storage.store import Store
 

@@ -23,7 +23,7 @@ from bot.workflow.errors import UserError
 from bot.workflow.submission import Submitter
 from bot.workflow.wave_figures import Judgement, Verdict, WaveFigures, judge, promotable_at
 from storage import waves
-from storage.records import Campaign, ref_for
+from storage.model import Campaign, WaveRefused, ref_for
 from storage.store import Store
 
 log = logging.getLogger("bot.staged")
@@ -94,7 +94,7 @@ class StagedRollouts:
         """
         try:
             child = waves.start_wave(self.store, parent_id, 1, by="fota-bot", reason="the plan was approved")
-        except waves.WaveRefused as exc:
+        except WaveRefused as exc:
             log.error("%s: wave 1 not started: %s", ref_for(parent_id), exc)
             return None
         self._send(child)
@@ -169,7 +169,7 @@ class StagedRollouts:
                 )
         try:
             child = waves.start_wave(self.store, parent_id, number, by=user, reason="promoted")
-        except waves.WaveRefused as exc:
+        except WaveRefused as exc:
             raise UserError(f"{exc}. Nothing changed.") from exc
         self._send(child)
         log.info("%s promoted to wave %d by %s", parent.ref, number, user)

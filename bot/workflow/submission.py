@@ -22,9 +22,9 @@ from bot.thingspace.errors import (
     ThingSpaceRejected,
 )
 from bot.workflow.approvers import MembershipUnknown
-from storage.records import Campaign
+from storage.model import ApprovalsLapsed, Campaign, NotApproved
 from storage.states import CampaignState
-from storage.store import ApprovalsLapsed, NotApproved, Store
+from storage.store import Store
 
 log = logging.getLogger("bot.submission")
 

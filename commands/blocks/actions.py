@@ -17,7 +17,7 @@ from commands.blocks.kit import (
     clip,
     plain,
 )
-from storage.records import Campaign
+from storage.model import Campaign
 
 ACTION_APPROVE = "fota_approve"
 ACTION_REJECT = "fota_reject"

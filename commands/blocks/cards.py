@@ -32,8 +32,7 @@ from commands.blocks.kit import (
     user,
     users,
 )
-from commands.requests import TimeWindow
-from storage.records import Campaign, Decision
+from storage.model import Campaign, Decision, TimeWindow
 from storage.states import DEVICE_BUCKETS, CampaignState, device_bucket, thingspace_state
 
 S = CampaignState

@@ -39,7 +39,7 @@ from commands.blocks.kit import (
 from commands.blocks.operations import CampaignFacts
 from commands.blocks.preflight import approve_elements, findings_summary
 from commands.blocks.waves import plan_blocks
-from storage.records import Campaign
+from storage.model import Campaign
 
 HOME_CALLBACK_ID = "fota_home"
 MAX_HOME_BLOCKS = 100  # Slack's limit for a Home tab (messages: 50)

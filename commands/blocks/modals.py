@@ -11,7 +11,7 @@ from commands.blocks.actions import (
     action_value,
 )
 from commands.blocks.kit import MAX_MODAL_BUTTON, MAX_MODAL_TITLE, plain, section
-from storage.records import ref_for
+from storage.model import ref_for
 
 # The reason is quoted in the thread, the stamp and a DM; a section holds 3,000 characters.
 MAX_REASON_INPUT = 2000

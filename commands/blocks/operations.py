@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from commands.blocks.actions import button, confirm_dialog
 from commands.blocks.cards import (
@@ -44,8 +44,8 @@ from commands.blocks.kit import (
     user,
 )
 from commands.blocks.preflight import findings_summary, scope_lines
+from storage.model import Campaign, CancelKind, Decision, Device
 from storage.preflight import PreflightRecord
-from storage.records import Campaign, Decision, Device
 from storage.states import DEVICE_BUCKETS, CampaignState
 from storage.waves import StoredPlan
 
@@ -253,9 +253,6 @@ def list_reply(
 
 
 # --- /fota cancel ---------------------------------------------------------------------------------
-
-# What a cancel confirmation promised: "withdraw" a request never sent, or cancel at ThingSpace.
-CancelKind = Literal["withdraw", "thingspace"]
 
 
 def cancel_value(campaign_id: int, kind: CancelKind) -> str:

@@ -44,7 +44,7 @@ from commands.blocks.kit import (
     user,
     users,
 )
-from commands.requests import TimeWindow
+from storage.model import Campaign, TimeWindow
 from storage.preflight import (
     CHECKING,
     DONE,
@@ -55,7 +55,6 @@ from storage.preflight import (
     PreflightRecord,
     PreflightSummary,
 )
-from storage.records import Campaign
 
 if TYPE_CHECKING:  # commands.blocks.operations builds on this module
     from commands.blocks.operations import SharedCsv

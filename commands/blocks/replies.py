@@ -39,7 +39,7 @@ from commands.blocks.kit import (
     user,
     users,
 )
-from storage.records import Campaign, Decision
+from storage.model import Campaign, Decision
 from storage.states import DEVICE_BUCKETS, CampaignState
 
 S = CampaignState

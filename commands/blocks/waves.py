@@ -8,8 +8,8 @@ from typing import Any
 
 from commands.blocks.actions import button
 from commands.blocks.kit import Block, code, context, escape, plural, section, sections
+from storage.model import Campaign
 from storage.plan import RolloutPlan, duration_text, percent_text
-from storage.records import Campaign
 from storage.waves import StoredPlan, WaveRecord
 
 ACTION_PROMOTE = "fota_promote"
