@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.background import Background  # noqa: E402
-from bot.sandbox import Sandbox, SandboxClock, create_sandbox_app, sandbox_imeis  # noqa: E402
 from bot.secrets import Secret  # noqa: E402
+from bot.standins.thingspace import Sandbox, SandboxClock, create_sandbox_app, sandbox_imeis  # noqa: E402
 from bot.thingspace.client import ThingSpaceClient  # noqa: E402
 from bot.workflow.preflight import (  # noqa: E402
     CHUNK_SIZE,

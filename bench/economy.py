@@ -41,10 +41,10 @@ from bench.common import (
     Section,
 )
 from bot.app import build_runtime
-from bot.sandbox import Sandbox, SandboxClock, sandbox_imeis
 from bot.server import serve_in_loop
 from bot.settings import SANDBOX_ACCOUNT, load
-from bot.slack_standin import SlackStandIn, create_slack_standin_app
+from bot.standins.slack import SlackStandIn, create_slack_standin_app
+from bot.standins.thingspace import Sandbox, SandboxClock, sandbox_imeis
 from commands import blocks
 from commands.modal import SCHEDULE_CALLBACK_ID
 from tests.support.slack import (

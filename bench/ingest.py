@@ -55,8 +55,8 @@ from bench.common import (
 from bench.common import (
     bot_env as bot_env_for,
 )
-from bot.sandbox import sandbox_imeis
 from bot.settings import SANDBOX_ACCOUNT
+from bot.standins.thingspace import sandbox_imeis
 from commands.blocks import ACTION_APPROVE, action_value
 from tests.support.slack import block_action_body, sign, slash_command_body
 

@@ -59,7 +59,7 @@ from bench.common import (
 from bench.common import (
     bot_env as bot_env_for,
 )
-from bot.sandbox import sandbox_imeis
+from bot.standins.thingspace import sandbox_imeis
 from commands.blocks import ACTION_APPROVE_ELIGIBLE, action_value
 from commands.imei import devices_from_file, parse_imeis
 from commands.modal import SCHEDULE_CALLBACK_ID
@@ -169,8 +169,8 @@ def _parsing(section: Section, imeis: list[str]) -> None:
 
 async def _reconcile(section: Section, imeis: list[str]) -> None:
     from bot.app import build_runtime
-    from bot.sandbox import Sandbox, SandboxClock
     from bot.settings import load
+    from bot.standins.thingspace import Sandbox, SandboxClock
 
     n = len(imeis)
     today = dt.datetime.now(dt.UTC).date()

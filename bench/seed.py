@@ -30,8 +30,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.common import CHANNEL, FIRMWARE, FIRMWARE_FROM, FIRMWARE_TO
-from bot.sandbox import sandbox_imeis
 from bot.settings import SANDBOX_ACCOUNT
+from bot.standins.thingspace import sandbox_imeis
 from storage.store import open_database
 
 CACHE = Path(tempfile.gettempdir()) / "fota-bench-seed"

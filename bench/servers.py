@@ -1,6 +1,6 @@
 """The benchmarks' other processes: `python -m bench.servers KIND --port P [...]`.
 
-- ``standin``: the recording Slack stand-in (`bot.slack_standin`) the bot's SLACK_API_URL
+- ``standin``: the recording Slack stand-in (`bot.standins.slack`) the bot's SLACK_API_URL
   points at, plus ``GET /bench/stats`` (calls per method, 429s) and, with ``--file``, a user's
   uploaded device file registered at start-up (its file object written to ``--file-json``).
 - ``bare-bolt``: the ack-latency baseline, a Bolt `AsyncApp` that only acks.
@@ -47,7 +47,7 @@ def uvicorn_config(app: Any, port: int) -> uvicorn.Config:
 def standin_app(
     port: int, file: Path | None, file_json: Path | None, enforce_tiers: bool
 ) -> Starlette:
-    from bot.slack_standin import SlackStandIn, create_slack_standin_app
+    from bot.standins.slack import SlackStandIn, create_slack_standin_app
 
     standin = SlackStandIn(
         bot_token=BOT_TOKEN, public_url=f"http://127.0.0.1:{port}", enforce_tiers=enforce_tiers
@@ -151,7 +151,7 @@ def bare_starlette_app() -> Starlette:
 
 
 async def serve_sandbox(port: int, speed: float) -> None:
-    from bot.sandbox import Sandbox, SandboxClock, create_sandbox_app
+    from bot.standins.thingspace import Sandbox, SandboxClock, create_sandbox_app
 
     sandbox = Sandbox(clock=SandboxClock.real(speed=speed))
     ticker = asyncio.get_running_loop().create_task(sandbox.run_forever())

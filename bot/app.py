@@ -31,12 +31,12 @@ from bot.callbacks.receiver import callback_route
 from bot.loopstall import LoopStallMonitor
 from bot.notify.sender import POST_SPACING, OutboxSender
 from bot.notify.thread import ThreadNotifier, ThreadRenderer
-from bot.sandbox import Sandbox, create_sandbox_app
 from bot.scheduler import Jobs
 from bot.secrets import Secret
 from bot.settings import IPNetwork, Settings
 from bot.slack_files import SlackFiles
 from bot.slack_guard import Refusal, SlackRequestGuard, replaying
+from bot.standins.thingspace import Sandbox, create_sandbox_app
 from bot.thingspace.client import ThingSpaceClient
 from bot.workflow.approvers import Directory
 from bot.workflow.campaigns import CampaignService

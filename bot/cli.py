@@ -359,8 +359,8 @@ async def connect_socket_mode(runtime: Runtime, app_token: str) -> AsyncSocketMo
 async def _sandbox(host: str, port: int, speed: float, state: str, pace: str = "quick") -> int:
     import uvicorn
 
-    from bot.sandbox import Sandbox, SandboxClock, SandboxTimings, create_sandbox_app
     from bot.server import GracefulServer
+    from bot.standins.thingspace import Sandbox, SandboxClock, SandboxTimings, create_sandbox_app
 
     _check_address(host, port, f"--host {host} --port {port}")
     timings = SandboxTimings.thingspace() if pace == "thingspace" else SandboxTimings()

@@ -25,10 +25,10 @@ from urllib.parse import urlencode
 import httpx
 
 from bot.app import Runtime, build_runtime
-from bot.sandbox import Sandbox, SandboxClock, SandboxTimings, sandbox_imeis
 from bot.server import exclusive_lock, serve_in_loop
 from bot.settings import load
-from bot.slack_standin import RecordedCall, SlackStandIn, create_slack_standin_app, render_message
+from bot.standins.slack import RecordedCall, SlackStandIn, create_slack_standin_app, render_message
+from bot.standins.thingspace import Sandbox, SandboxClock, SandboxTimings, sandbox_imeis
 from storage import preflight
 from storage.store import Store
 

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from bot.sandbox import sandbox_imeis
+from bot.standins.thingspace import sandbox_imeis
 from commands import blocks
 from storage.states import CampaignState
 from tests.support.stack import ANN, Stack, running_stack

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from bot.check import REQUIRED_BOT_SCOPES, run_check
-from bot.sandbox import Sandbox, create_sandbox_app
 from bot.secrets import Secret
 from bot.settings import load
-from bot.slack_standin import SlackStandIn, create_slack_standin_app
+from bot.standins.slack import SlackStandIn, create_slack_standin_app
+from bot.standins.thingspace import Sandbox, create_sandbox_app
 from bot.thingspace.client import CAMPAIGN_STATUSES, ThingSpaceClient
 from bot.thingspace_probe import PROTOCOLS, probe
 from tests.support.servers import serve_app

@@ -11,7 +11,7 @@ import pytest
 from bot.check import run_check, warn_if_callback_differs
 from bot.cli import main
 from bot.settings import load
-from bot.slack_standin import SlackStandIn, create_slack_standin_app
+from bot.standins.slack import SlackStandIn, create_slack_standin_app
 from tests.support.servers import serve_app
 from tests.support.stack import running_stack
 from tests.test_e2e_flow import request_campaign

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.sandbox import Sandbox, create_sandbox_app, sandbox_imeis
-from bot.sandbox.state import forget
+from bot.standins.thingspace import Sandbox, create_sandbox_app, sandbox_imeis
+from bot.standins.thingspace.state import forget
 from bot.workflow.lost import NOT_FOUND_READS, NOT_FOUND_SPACING
 from commands import blocks
 from storage.states import ACTIVE_AT_THINGSPACE, CampaignState

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bot.sandbox import sandbox_imeis
+from bot.standins.thingspace import sandbox_imeis
 from commands import blocks
 from storage.states import CampaignState
 from tests.support.slack import app_home_opened_body, block_action_body

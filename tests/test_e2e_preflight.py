@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox import sandbox_imeis
+from bot.standins.thingspace import sandbox_imeis
 from commands import blocks
 from commands.modal import SCHEDULE_CALLBACK_ID
 from storage import preflight as stored

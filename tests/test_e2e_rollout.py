@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from bot.sandbox import sandbox_imeis
+from bot.standins.thingspace import sandbox_imeis
 from commands import blocks
 from storage.states import CampaignState
 from tests.support.stack import ANN, CHANNEL, FIRMWARE, Stack, running_stack

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.sandbox import sandbox_imeis
+from bot.standins.thingspace import sandbox_imeis
 from bot.workflow.errors import UserError
 from commands import blocks
 from storage import waves

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox import DEFAULT_CATALOGUE, DeviceKind, device_facts
+from bot.standins.thingspace import DEFAULT_CATALOGUE, DeviceKind, device_facts
 from commands.help import HELP_TEXT
 from commands.modal import build_schedule_modal
 from commands.parse import parse_schedule

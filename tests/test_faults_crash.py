@@ -32,8 +32,8 @@ import httpx
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.sandbox import Sandbox, SandboxClock, create_sandbox_app
-from bot.slack_standin import SlackStandIn, create_slack_standin_app
+from bot.standins.slack import SlackStandIn, create_slack_standin_app
+from bot.standins.thingspace import Sandbox, SandboxClock, create_sandbox_app
 from commands import blocks
 from storage.states import CampaignState
 from tests.support.servers import serve_app

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bot.sandbox import sandbox_imeis
+from bot.standins.thingspace import sandbox_imeis
 from commands import blocks
 from commands.modal import BLOCK_IDS, SCHEDULE_CALLBACK_ID, parse_schedule_submission
 from storage.model import RequestError

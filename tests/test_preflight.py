@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from bot.background import Background
-from bot.sandbox import Sandbox, SandboxClock, create_sandbox_app, sandbox_imeis
 from bot.secrets import Secret
+from bot.standins.thingspace import Sandbox, SandboxClock, create_sandbox_app, sandbox_imeis
 from bot.thingspace.client import ThingSpaceClient
 from bot.workflow.preflight import (
     DeviceInfo,

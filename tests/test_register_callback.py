@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.check import register_callback
-from bot.sandbox import Sandbox, SandboxClock, create_sandbox_app
 from bot.settings import load
+from bot.standins.thingspace import Sandbox, SandboxClock, create_sandbox_app
 from storage.store import Store
 from tests.support.servers import serve_app
 from tests.support.stack import running_stack

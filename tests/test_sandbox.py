@@ -24,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bot.sandbox import (
+from bot.secrets import Secret
+from bot.standins.thingspace import (
     DEFAULT_CATALOGUE,
     FAILURE_REASONS,
     DeviceKind,
@@ -37,7 +38,6 @@ from bot.sandbox import (
     luhn_valid,
     sandbox_imeis,
 )
-from bot.secrets import Secret
 from bot.thingspace import ThingSpaceAmbiguous, ThingSpaceClient, ThingSpaceRejected
 
 ACCOUNT = "0000000000-00001"
@@ -200,7 +200,7 @@ async def report_pages(api: httpx.AsyncClient, campaign_id: str) -> list[dict[st
 
 
 def expected_outcomes(devices: list[str]) -> Counter[str]:
-    """Final device statuses by the documented rule in `bot.sandbox.devices`."""
+    """Final device statuses by the documented rule in `bot.standins.thingspace.devices`."""
     final = {
         DeviceKind.ELIGIBLE: "UpgradeSuccess",
         DeviceKind.UNLICENSED: "UpgradeSuccess",

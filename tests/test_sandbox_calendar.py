@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.sandbox import (
+from bot.standins.thingspace import (
     Sandbox,
     SandboxClock,
     SandboxTimings,

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.sandbox import (
+from bot.standins.thingspace import (
     DEFAULT_CATALOGUE,
     FirmwareEntry,
     Sandbox,

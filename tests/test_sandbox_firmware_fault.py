@@ -11,7 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.sandbox import Sandbox, SandboxClock, create_sandbox_app, device_facts, sandbox_imeis
+from bot.standins.thingspace import (
+    Sandbox,
+    SandboxClock,
+    create_sandbox_app,
+    device_facts,
+    sandbox_imeis,
+)
 from tests.test_sandbox import login, report, schedule, valid_body
 
 START = dt.datetime(2030, 1, 15, 12, 0, tzinfo=dt.UTC)

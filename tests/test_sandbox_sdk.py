@@ -38,7 +38,7 @@ from verizon.models.v3_change_campaign_dates_request import V3ChangeCampaignDate
 from verizon.models.v3_license_imei import V3LicenseIMEI
 from verizon.verizon_client import VerizonClient
 
-from bot.sandbox import Sandbox, SandboxClock, create_sandbox_app, sandbox_imeis
+from bot.standins.thingspace import Sandbox, SandboxClock, create_sandbox_app, sandbox_imeis
 from tests.test_sandbox import serve
 
 ACCOUNT = "0000000000-00001"

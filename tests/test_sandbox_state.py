@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bot.cli import main
-from bot.sandbox import Sandbox, SandboxClock, create_sandbox_app, sandbox_imeis
+from bot.standins.thingspace import Sandbox, SandboxClock, create_sandbox_app, sandbox_imeis
 from storage.states import CampaignState
 from tests.support.stack import CHANNEL, Stack, running_stack
 from tests.support.thingspace import RecordingTransport

@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot.slack_standin import (
+from bot.standins.slack import (
     DOWNLOAD,
     RESPONSE_URL,
     UPLOAD,

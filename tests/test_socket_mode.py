@@ -25,9 +25,9 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.app import Runtime, build_runtime
 from bot.cli import SocketModeError, connect_socket_mode
-from bot.sandbox import Sandbox, SandboxClock
 from bot.settings import load
-from bot.slack_standin import SlackStandIn, create_slack_standin_app, socket_envelope
+from bot.standins.slack import SlackStandIn, create_slack_standin_app, socket_envelope
+from bot.standins.thingspace import Sandbox, SandboxClock
 from commands import blocks
 from storage.states import CampaignState
 from tests.conftest import ManualClock

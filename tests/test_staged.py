@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox import sandbox_imeis
+from bot.standins.thingspace import sandbox_imeis
 from bot.workflow.errors import UserError
 from bot.workflow.planner import assign
 from bot.workflow.wave_figures import Verdict, WaveFigures, judge

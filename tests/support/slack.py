@@ -7,7 +7,7 @@ interactions (block_actions, view_submission) form-encoded as ``payload=<json>``
 as JSON. The payload shapes follow Slack's reference pages and bolt-python's own scenario
 test fixtures.
 
-Defaults match `bot.slack_standin.Workspace`, so bodies built here agree with the stand-in.
+Defaults match `bot.standins.slack.Workspace`, so bodies built here agree with the stand-in.
 
 A body's ``response_url`` defaults to a closed local port, never to hooks.slack.com: a test
 that wants to see what the bot answers passes ``standin.new_response_url()``.
@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from bot.slack_standin import Workspace
+from bot.standins.slack import Workspace
 
 _WS = Workspace()
 TEAM_ID = _WS.team_id

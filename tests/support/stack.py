@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 
 from bot.app import Runtime, build_runtime
-from bot.sandbox import Sandbox, SandboxClock, create_sandbox_app
 from bot.settings import load
-from bot.slack_standin import SlackStandIn, create_slack_standin_app
+from bot.standins.slack import SlackStandIn, create_slack_standin_app
+from bot.standins.thingspace import Sandbox, SandboxClock, create_sandbox_app
 from tests.conftest import ManualClock
 from tests.support.servers import serve_app
 from tests.support.slack import block_action_body, sign, slash_command_body, view_submission_body

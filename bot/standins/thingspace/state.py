@@ -31,8 +31,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from bot.sandbox.devices import FirmwareEntry
-from bot.sandbox.simulator import UTC, Campaign, DeviceState, FirmwareFault, Simulator
+from bot.standins.thingspace.devices import FirmwareEntry
+from bot.standins.thingspace.simulator import UTC, Campaign, DeviceState, FirmwareFault, Simulator
 
 SCHEMA_VERSION = "1"
 

@@ -37,9 +37,10 @@ from urllib.parse import urlsplit
 import httpx
 from sqlite_utils import Database
 
-from bot.sandbox import state
-from bot.sandbox.devices import DEFAULT_CATALOGUE, FirmwareEntry, find_model
-from bot.sandbox.simulator import (
+from bot.settings import SANDBOX_ACCOUNT
+from bot.standins.thingspace import state
+from bot.standins.thingspace.devices import DEFAULT_CATALOGUE, FirmwareEntry, find_model
+from bot.standins.thingspace.simulator import (
     AuthRegistry,
     Campaign,
     CampaignChange,
@@ -50,7 +51,6 @@ from bot.sandbox.simulator import (
     SandboxTimings,
     Simulator,
 )
-from bot.settings import SANDBOX_ACCOUNT
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ class Sandbox:
     # -- persistence -----------------------------------------------------------------------------
 
     def open_state(self, path: Path | str, *, checkpoints: bool = True) -> None:
-        """Keep the state in SQLite at `path` (see `bot.sandbox.state`): carried on from there
+        """Keep the state in SQLite at `path` (see `bot.standins.thingspace.state`): carried on from there
         when the file holds a sandbox's state, else this sandbox's state is written there.
 
         `checkpoints=False` when `path` is the bot's own database: the bot copies the WAL into

@@ -18,7 +18,7 @@ A campaign accepted at time t0 with startDate S and endDate E moves:
 - each device then begins at s + spread × ``device_spread`` [10], moving ``UpgradePending``
   → ``UpgradeScheduled``, and finishes ``(0.25 + 0.75 × pace) × upgrade`` [4] later with
   ``UpgradeSuccess`` or ``UpgradeFailed`` (``spread``/``pace`` come from the IMEI, see
-  `bot.sandbox.devices`). Devices that are not in the account or not FOTA eligible go
+  `bot.standins.thingspace.devices`). Devices that are not in the account or not FOTA eligible go
   straight from ``UpgradePending`` to ``RequestToFotaServerFailed`` when they would begin,
 - ``CampaignEnded`` ``end_grace`` [2] after the last device finished.
 
@@ -55,7 +55,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from bot.sandbox.devices import (
+from bot.standins.thingspace.devices import (
     DEFAULT_CATALOGUE,
     NOT_ELIGIBLE_REASON,
     NOT_IN_ACCOUNT_REASON,
@@ -494,7 +494,7 @@ class FirmwareFault:
 
 @dataclass
 class Changes:
-    """What changed since the last save, by key (see `bot.sandbox.state`)."""
+    """What changed since the last save, by key (see `bot.standins.thingspace.state`)."""
 
     campaigns: set[str] = field(default_factory=set)
     devices: set[tuple[str, str]] = field(default_factory=set)  # (campaign id, IMEI)
@@ -554,7 +554,7 @@ class Simulator:
         self._created = created or dt.datetime.now(UTC)
         self.firmware_faults: list[FirmwareFault] = []
 
-    # -- persistence hooks (bot.sandbox.state) ------------------------------------------------------
+    # -- persistence hooks (bot.standins.thingspace.state) ------------------------------------------------------
 
     def reset(self) -> None:
         """Forget every account's state (before loading a saved one)."""

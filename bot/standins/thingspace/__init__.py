@@ -16,7 +16,7 @@ model, clock, credentials), `runtime` (`Sandbox`: callbacks and fault knobs), `a
 Accounts: any path segment of digits and dashes is an account (the default is
 ``0000000000-00001``); each has its own campaigns and callback listener.
 
-Devices, by the IMEI alone (rule in `bot.sandbox.devices`): bucket = first 4 bytes of
+Devices, by the IMEI alone (rule in `bot.standins.thingspace.devices`): bucket = first 4 bytes of
 sha256(IMEI) mod 1000; 0–19 ``unknown`` to the account (2 %, left out of ``POST /devices``,
 ``RequestToFotaServerFailed`` in a campaign), 20–69 ``ineligible`` (5 %, ``fotaEligible:
 false``, ``RequestToFotaServerFailed``), 70–119 ``unlicensed`` (5 %, ``licenseAssigned:
@@ -24,22 +24,22 @@ false``, refused by an MRC-only account, otherwise upgraded), 120–219 ``will_f
 ``UpgradeFailed`` with "Device did not respond", "Firmware download failed" or "Insufficient
 battery"), 220–999 ``eligible`` (78 %, ``UpgradeSuccess``). IMEIs failing the Luhn check are
 ``unknown``. Make, model and the firmware a device ships with are fixed by its TAC (first 8
-digits; table in `bot.sandbox.devices`); firmware for another model or version fails the
+digits; table in `bot.standins.thingspace.devices`); firmware for another model or version fails the
 device with a reason. ``sandbox_imeis(n, kind=..., model=..., firmware=...)`` lists IMEIs.
 
-Campaigns, on the sandbox clock (rule in `bot.sandbox.simulator`): ``CampaignRequestPending``
+Campaigns, on the sandbox clock (rule in `bot.standins.thingspace.simulator`): ``CampaignRequestPending``
 → ``CampaignRequestQueued`` (+2 s) → ``CampaignPreScheduled`` (+2 s) → ``CampaignScheduled``
 (+2 s, but not before startDate 00:00 UTC) → devices over 10 s, each taking 1–4 s →
 ``CampaignEnded`` 2 s after the last device. Cancel works until ``CampaignScheduled``.
 
-Callbacks (shapes in `bot.sandbox.runtime`): ``{"accountName", "campaignId", "status",
+Callbacks (shapes in `bot.standins.thingspace.runtime`): ``{"accountName", "campaignId", "status",
 "type": "CampaignStatus", "timestamp"}`` and ``{"accountName", "campaignId", "deviceId",
 "status", "reason", "type": "DeviceStatus", "timestamp"}`` (no empty ``reason``), device ones batched into JSON
 arrays when a tick has more than 50.
 """
 
-from bot.sandbox.app import create_sandbox_app
-from bot.sandbox.devices import (
+from bot.standins.thingspace.app import create_sandbox_app
+from bot.standins.thingspace.devices import (
     DEFAULT_CATALOGUE,
     FAILURE_REASONS,
     DeviceFacts,
@@ -55,8 +55,8 @@ from bot.sandbox.devices import (
     luhn_valid,
     sandbox_imeis,
 )
-from bot.sandbox.runtime import Delivery, Sandbox, ScheduleRecord
-from bot.sandbox.simulator import (
+from bot.standins.thingspace.runtime import Delivery, Sandbox, ScheduleRecord
+from bot.standins.thingspace.simulator import (
     CampaignChange,
     DeviceChange,
     SandboxClock,

@@ -39,8 +39,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.sandbox.runtime import Sandbox, ScheduleRecord
-from bot.sandbox.simulator import SandboxError, check_account, invalid, iso, unauthorized
+from bot.standins.thingspace.runtime import Sandbox, ScheduleRecord
+from bot.standins.thingspace.simulator import (
+    SandboxError,
+    check_account,
+    invalid,
+    iso,
+    unauthorized,
+)
 
 FOTA = "/api/fota/v3"
 
