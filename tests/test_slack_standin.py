@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bot.blockkit import block_problems
 from bot.standins.slack import (
     DOWNLOAD,
     RESPONSE_URL,
@@ -41,7 +42,6 @@ from bot.standins.slack import (
     SlackStandIn,
     TierPolicy,
     Workspace,
-    block_problems,
     create_slack_standin_app,
 )
 from tests.support.servers import serve_app

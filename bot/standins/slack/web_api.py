@@ -12,12 +12,8 @@ the pre-signed upload URLs of ``files.getUploadURLExternal`` (``POST /upload/{fi
 the private download URLs of users' files (``GET /files/{file_id}/{name}``), and the
 ``response_url`` of slash commands and interactions (``POST /response/{id}``).
 
-And Slack's Socket Mode server: ``apps.connections.open`` (with an app-level ``xapp-`` token)
-hands out a WebSocket URL, ``ws://HOST/socket/{ticket}``, good for one connection. The app is
-greeted with ``hello``; a test pushes envelopes to it (`SlackStandIn.socket_send`), asks it to
-reconnect (`SlackStandIn.socket_disconnect`) and waits for its acknowledgements
-(`SlackStandIn.wait_for_socket_ack`). Serving WebSockets needs uvicorn's ``wsproto`` (the
-``test`` extra): ``serve_in_loop(app, websockets=True)``.
+And Slack's Socket Mode server (`socket_mode`): ``apps.connections.open`` hands out the URL
+of a WebSocket the stand-in serves.
 
 Faults for tests: `SlackStandIn.rate_limit_next`, `SlackStandIn.fail_next`,
 `SlackStandIn.down`; and, with ``enforce_tiers=True``, Slack's published per-method rate
@@ -37,488 +33,43 @@ import logging
 import math
 import mimetypes
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
-from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from bot.blockkit import block_problems, view_problems
+from bot.standins.slack.records import (
+    APP_TOKEN_METHODS,
+    DOWNLOAD,
+    MAX_MESSAGE_TEXT,
+    MAX_MODAL_STACK,
+    RESPONSE_URL,
+    RESPONSE_URL_MAX_USES,
+    RESPONSE_URL_TTL,
+    RETIRED_METHODS,
+    TRIGGER_TTL,
+    UPLOAD,
+    ApiAnswer,
+    Ephemeral,
+    JSONDict,
+    Message,
+    MessageVersion,
+    RecordedCall,
+    ResponsePost,
+    StoredFile,
+    TierPolicy,
+    TierViolation,
+    View,
+    Workspace,
+)
+from bot.standins.slack.render import render_message
+from bot.standins.slack.socket_mode import SocketAck, SocketConnection, SocketModeServer
+
 log = logging.getLogger(__name__)
-
-JSONDict = dict[str, Any]
-
-# ---------------------------------------------------------------------------------------------
-# Slack's published numbers this stand-in enforces. Sources: docs.slack.dev "Rate limits",
-# each method's reference page, and the Block Kit reference.
-# ---------------------------------------------------------------------------------------------
-
-#: Requests per minute per method per workspace for each Web API tier ("20+", "50+", "100+"
-#: in Slack's table; the stand-in holds the bot to the floor of each range).
-TIER_PER_MINUTE: Mapping[int, int] = MappingProxyType({1: 1, 2: 20, 3: 50, 4: 100})
-
-#: The tier of each method the stand-in serves. chat.postMessage is a "special tier" (about one
-#: message per second per channel) and handled apart; auth.test and chat.getPermalink are
-#: "special" too and generous in practice, so they are held to Tier 4 here.
-DEFAULT_METHOD_TIERS: Mapping[str, int] = MappingProxyType(
-    {
-        "auth.test": 4,
-        "chat.update": 3,
-        "chat.delete": 3,
-        "chat.postEphemeral": 4,
-        "chat.getPermalink": 4,
-        "conversations.open": 3,
-        "views.open": 4,
-        "views.update": 4,
-        "views.push": 4,
-        "views.publish": 4,
-        "usergroups.users.list": 2,
-        "users.info": 4,
-        "conversations.info": 3,
-        "files.getUploadURLExternal": 4,
-        "files.completeUploadExternal": 4,
-        "files.info": 4,
-        "apps.connections.open": 1,
-    }
-)
-
-#: chat.postMessage: "posting one message per second per channel" (Slack's special tier).
-POST_MESSAGE_METHOD = "chat.postMessage"
-
-MAX_MESSAGE_TEXT = 40_000  # chat.postMessage answers msg_too_long beyond this
-MAX_MESSAGE_BLOCKS = 50  # Block Kit: 50 blocks in a message
-MAX_SURFACE_BLOCKS = 100  # 100 in a modal or a Home tab
-MAX_MODAL_STACK = 3  # views.push: at most three views in a modal's stack
-TRIGGER_TTL = 3.0  # a trigger_id expires three seconds after it is issued
-RESPONSE_URL_MAX_USES = 5  # a response_url may be used five times ...
-RESPONSE_URL_TTL = 30 * 60.0  # ... within thirty minutes
-
-#: Methods Slack has retired; the stand-in answers them as Slack does so the bot cannot lean on
-#: them (files.upload stopped working for good on 12 November 2025).
-RETIRED_METHODS: Mapping[str, str] = MappingProxyType({"files.upload": "method_deprecated"})
-
-#: Pseudo-method names under which the non-Web-API routes are recorded and can be faulted.
-UPLOAD = "upload"
-DOWNLOAD = "download"
-RESPONSE_URL = "response_url"
-
-#: Methods that take an app-level token (``xapp-``) and nothing else; every other method
-#: refuses one with ``not_allowed_token_type``, as Slack does.
-APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
-#: The close code the stand-in's Socket Mode server refuses a connection with (policy violation).
-SOCKET_REFUSED = 1008
-
-_BLOCK_TYPES = frozenset(
-    {
-        "actions",
-        "context",
-        "context_actions",
-        "divider",
-        "file",
-        "header",
-        "image",
-        "input",
-        "markdown",
-        "rich_text",
-        "section",
-        "table",
-        "video",
-    }
-)
-
-
-# ---------------------------------------------------------------------------------------------
-# Clock
-# ---------------------------------------------------------------------------------------------
-
-
-class ManualClock:
-    """A clock that only moves when told to; pass it as ``clock=`` for rate-tier tests."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-# ---------------------------------------------------------------------------------------------
-# Records
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Workspace:
-    """The simulated workspace: who the bot is, which users, groups and channels exist."""
-
-    team_id: str = "T0FOTA"
-    team_name: str = "FOTA Test Workspace"
-    domain: str = "example"
-    enterprise_id: str | None = None
-    app_id: str = "A0FOTA"
-    bot_id: str = "B0FOTABOT"
-    bot_user_id: str = "U0FOTABOT"
-    bot_name: str = "fota-bot"
-    bot_scopes: tuple[str, ...] = (
-        "chat:write",
-        "commands",
-        "files:read",
-        "files:write",
-        "im:write",
-        "usergroups:read",
-        "users:read",
-        "channels:read",
-        "groups:read",
-    )
-    #: Known users: id -> fields merged into the users.info answer.
-    users: dict[str, JSONDict] = field(default_factory=dict)
-    #: User groups (subteams, ``S…``) -> member user ids.
-    usergroups: dict[str, list[str]] = field(default_factory=dict)
-    #: Channel ids that exist; None accepts any id (most tests do not care).
-    channels: set[str] | None = None
-    #: Channels the bot is a member of; None: every channel that exists.
-    bot_channels: set[str] | None = None
-    #: Archived channels (conversations.info says so).
-    archived_channels: set[str] = field(default_factory=set)
-    #: When true any ``U…``/``W…`` id is a user; when false only those in `users`.
-    auto_users: bool = True
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.domain}.slack.com/"
-
-
-@dataclass
-class RecordedCall:
-    """One request the stand-in received, with what it answered."""
-
-    method: str
-    args: JSONDict
-    at: float
-    status: int = 200
-    response: JSONDict = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == 200 and bool(self.response.get("ok"))
-
-    @property
-    def error(self) -> str | None:
-        error = self.response.get("error")
-        return str(error) if error is not None else None
-
-
-@dataclass(frozen=True)
-class MessageVersion:
-    """A message's content at one point: the original post or one edit."""
-
-    text: str
-    blocks: list[JSONDict]
-    attachments: list[JSONDict]
-    at: float
-    via: str  # the method (or "response_url") that produced this version
-
-
-@dataclass
-class Message:
-    """A message as it stands now, with every version it went through."""
-
-    channel: str
-    ts: str
-    text: str
-    blocks: list[JSONDict]
-    attachments: list[JSONDict]
-    thread_ts: str | None
-    user: str
-    bot_id: str
-    team: str
-    history: list[MessageVersion]
-    files: list[JSONDict] = field(default_factory=list)
-    metadata: JSONDict | None = None
-    replies: list[Message] = field(default_factory=list)
-    deleted: bool = False
-    edited_ts: str | None = None
-
-    @property
-    def is_reply(self) -> bool:
-        return self.thread_ts is not None and self.thread_ts != self.ts
-
-    @property
-    def edits(self) -> list[MessageVersion]:
-        """The versions after the original post, oldest first."""
-        return self.history[1:]
-
-    def to_slack(self) -> JSONDict:
-        """The message object as Slack's API and interaction payloads carry it."""
-        out: JSONDict = {
-            "type": "message",
-            "user": self.user,
-            "bot_id": self.bot_id,
-            "text": self.text,
-            "ts": self.ts,
-            "team": self.team,
-        }
-        if self.blocks:
-            out["blocks"] = self.blocks
-        if self.attachments:
-            out["attachments"] = self.attachments
-        if self.files:
-            out["files"] = self.files
-            out["upload"] = False
-        if self.metadata is not None:
-            out["metadata"] = self.metadata
-        if self.edited_ts is not None:
-            out["edited"] = {"user": self.user, "ts": self.edited_ts}
-        if self.is_reply:
-            out["thread_ts"] = self.thread_ts
-            out["parent_user_id"] = self.user
-        elif self.replies:
-            live = [r for r in self.replies if not r.deleted]
-            out["thread_ts"] = self.ts
-            out["reply_count"] = len(live)
-            out["reply_users"] = sorted({r.user for r in live})
-            if live:
-                out["latest_reply"] = live[-1].ts
-        return out
-
-
-@dataclass(frozen=True)
-class Ephemeral:
-    """A chat.postEphemeral: seen by `user` only, never stored in the channel."""
-
-    channel: str
-    user: str
-    text: str
-    blocks: list[JSONDict]
-    thread_ts: str | None
-    message_ts: str
-    at: float
-
-
-@dataclass(frozen=True)
-class ResponsePost:
-    """One post the bot made to a response_url."""
-
-    response_id: str
-    body: JSONDict
-    at: float
-    channel: str | None
-    message_ts: str | None
-    user_id: str | None
-
-    @property
-    def text(self) -> str:
-        return str(self.body.get("text") or "")
-
-    @property
-    def response_type(self) -> str:
-        # Slack's default for a response_url post is ephemeral.
-        return str(self.body.get("response_type") or "ephemeral")
-
-
-@dataclass(frozen=True)
-class SocketAck:
-    """What the app sent back over Socket Mode for one envelope: its ack, with the payload
-    that stands in for an HTTP response body (a slash command's reply, a modal's errors)."""
-
-    envelope_id: str
-    payload: JSONDict | None
-    at: float
-    connection_id: str
-
-    @property
-    def text(self) -> str:
-        return str((self.payload or {}).get("text") or "")
-
-
-@dataclass
-class SocketConnection:
-    """One Socket Mode WebSocket the app holds open, with what went each way."""
-
-    id: str
-    opened: float
-    websocket: WebSocket = field(repr=False)
-    #: Every message the stand-in sent: hello, envelopes, disconnect requests.
-    sent: list[JSONDict] = field(default_factory=list)
-    #: Every text frame the app sent, decoded when it was JSON.
-    received: list[Any] = field(default_factory=list)
-    closed: bool = False
-    close_code: int | None = None
-    _sending: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
-
-    async def send(self, message: JSONDict) -> None:
-        # One frame at a time: the hello, a test's envelopes and disconnects come from
-        # different tasks.
-        async with self._sending:
-            await self.websocket.send_text(json.dumps(message, separators=(",", ":")))
-        self.sent.append(message)
-
-
-@dataclass
-class View:
-    """A modal or a Home tab opened, pushed, updated or published by the bot."""
-
-    id: str
-    type: str
-    view: JSONDict
-    hash: str
-    opened_by: str
-    user_id: str | None
-    trigger_id: str | None
-    external_id: str
-    root_view_id: str
-    previous_view_id: str | None
-    history: list[JSONDict] = field(default_factory=list)
-
-    @property
-    def callback_id(self) -> str:
-        return str(self.view.get("callback_id") or "")
-
-    @property
-    def private_metadata(self) -> str:
-        return str(self.view.get("private_metadata") or "")
-
-    def to_slack(self, ws: Workspace) -> JSONDict:
-        """The view object as views.* answers and view_submission payloads carry it."""
-        out: JSONDict = {
-            "id": self.id,
-            "team_id": ws.team_id,
-            "type": self.type,
-            "blocks": self.view.get("blocks", []),
-            "private_metadata": self.private_metadata,
-            "callback_id": self.callback_id,
-            "state": {"values": {}},
-            "hash": self.hash,
-            "clear_on_close": bool(self.view.get("clear_on_close", False)),
-            "notify_on_close": bool(self.view.get("notify_on_close", False)),
-            "previous_view_id": self.previous_view_id,
-            "root_view_id": self.root_view_id,
-            "app_id": ws.app_id,
-            "external_id": self.external_id,
-            "app_installed_team_id": ws.team_id,
-            "bot_id": ws.bot_id,
-        }
-        for key in ("title", "submit", "close"):
-            if key in self.view:
-                out[key] = self.view[key]
-        return out
-
-
-@dataclass
-class StoredFile:
-    """A file the bot uploaded (files_upload_v2) or a user's file a test registered."""
-
-    id: str
-    name: str
-    title: str
-    user: str
-    created: int
-    mimetype: str
-    filetype: str
-    content: bytes | None = None
-    declared_length: int | None = None
-    alt_txt: str | None = None
-    snippet_type: str | None = None
-    #: True for files the bot uploaded, false for users' files registered by tests.
-    from_bot: bool = False
-    completed: bool = False
-    channel: str | None = None
-    thread_ts: str | None = None
-    initial_comment: str | None = None
-    message_ts: str | None = None
-    public_url: str = ""
-
-    @property
-    def size(self) -> int:
-        return len(self.content) if self.content is not None else (self.declared_length or 0)
-
-    @property
-    def url_private(self) -> str:
-        return f"{self.public_url}/files/{self.id}/{self.name}"
-
-    def to_slack(self, ws: Workspace) -> JSONDict:
-        out: JSONDict = {
-            "id": self.id,
-            "created": self.created,
-            "timestamp": self.created,
-            "name": self.name,
-            "title": self.title,
-            "mimetype": self.mimetype,
-            "filetype": self.filetype,
-            "pretty_type": self.filetype.upper(),
-            "user": self.user,
-            "user_team": ws.team_id,
-            "editable": False,
-            "size": self.size,
-            "mode": "hosted",
-            "is_external": False,
-            "external_type": "",
-            "is_public": self.channel is not None and self.channel.startswith("C"),
-            "url_private": self.url_private,
-            "url_private_download": f"{self.url_private}?download=1",
-            "permalink": f"{ws.url}files/{self.user}/{self.id}/{self.name}",
-            "channels": [self.channel] if self.channel else [],
-        }
-        if self.alt_txt:
-            out["alt_txt"] = self.alt_txt
-        return out
-
-
-@dataclass(frozen=True)
-class TierViolation:
-    """A 429 the tier enforcer gave: which method, on which key, and the limit broken."""
-
-    method: str
-    key: str
-    at: float
-    limit: int
-    window: float
-    retry_after: int
-
-
-@dataclass(frozen=True)
-class TierPolicy:
-    """Slack's rate tiers as the enforcer applies them (a sliding window per method)."""
-
-    method_tiers: Mapping[str, int] = field(default_factory=lambda: DEFAULT_METHOD_TIERS)
-    per_minute: Mapping[int, int] = field(default_factory=lambda: TIER_PER_MINUTE)
-    window: float = 60.0
-    #: chat.postMessage: this many messages per `post_message_window` seconds per channel.
-    post_message_limit: int = 1
-    post_message_window: float = 1.0
-
-    def limit_for(self, method: str, channel: str | None) -> tuple[str, int, float] | None:
-        """The (key, limit, window) that governs one call, or None when unlimited."""
-        if method == POST_MESSAGE_METHOD:
-            return (
-                f"{method}:{channel or '-'}",
-                self.post_message_limit,
-                self.post_message_window,
-            )
-        tier = self.method_tiers.get(method)
-        if tier is None:
-            return None
-        return method, self.per_minute[tier], self.window
-
-
-@dataclass(frozen=True)
-class ApiAnswer:
-    """What the stand-in answers one HTTP request with."""
-
-    status: int
-    body: JSONDict
-    headers: Mapping[str, str] = field(default_factory=dict)
-
 
 @dataclass
 class _Fault:
@@ -552,287 +103,6 @@ class _SlackError(Exception):
         super().__init__(error)
         self.error = error
         self.extra = extra
-
-
-# ---------------------------------------------------------------------------------------------
-# Block Kit checks (pure). Slack refuses blocks that break these with invalid_blocks
-# (messages) or invalid_arguments (views); catching them here keeps a builder bug out of prod.
-# ---------------------------------------------------------------------------------------------
-
-
-def _problem(message: str, pointer: str) -> str:
-    # The shape of Slack's own messages in response_metadata.messages.
-    return f"[ERROR] {message} [json-pointer:{pointer}]"
-
-
-def _text_problems(obj: Any, pointer: str, *, max_len: int, plain_only: bool = False) -> list[str]:
-    if not isinstance(obj, dict):
-        return [_problem("must be a text object", pointer)]
-    kind = obj.get("type")
-    allowed = ("plain_text",) if plain_only else ("plain_text", "mrkdwn")
-    if kind not in allowed:
-        return [_problem(f"type must be one of {', '.join(allowed)}", f"{pointer}/type")]
-    text = obj.get("text")
-    if not isinstance(text, str) or not text:
-        return [_problem("must be more than 0 characters", f"{pointer}/text")]
-    if len(text) > max_len:
-        return [_problem(f"must be less than {max_len + 1} characters", f"{pointer}/text")]
-    return []
-
-
-def _confirm_problems(confirm: Any, pointer: str) -> list[str]:
-    if not isinstance(confirm, dict):
-        return [_problem("must be a confirmation dialog object", pointer)]
-    problems = _text_problems(
-        confirm.get("title"), f"{pointer}/title", max_len=100, plain_only=True
-    )
-    problems += _text_problems(confirm.get("text"), f"{pointer}/text", max_len=300)
-    problems += _text_problems(
-        confirm.get("confirm"), f"{pointer}/confirm", max_len=30, plain_only=True
-    )
-    problems += _text_problems(confirm.get("deny"), f"{pointer}/deny", max_len=30, plain_only=True)
-    return problems
-
-
-def _element_problems(element: Any, pointer: str) -> list[str]:
-    if not isinstance(element, dict) or not isinstance(element.get("type"), str):
-        return [_problem("missing required field: type", pointer)]
-    problems: list[str] = []
-    action_id = element.get("action_id")
-    if action_id is not None and (not isinstance(action_id, str) or len(action_id) > 255):
-        problems.append(_problem("must be less than 256 characters", f"{pointer}/action_id"))
-    if element["type"] == "button":
-        problems += _text_problems(
-            element.get("text"), f"{pointer}/text", max_len=75, plain_only=True
-        )
-        value = element.get("value")
-        if value is not None and (not isinstance(value, str) or len(value) > 2000):
-            problems.append(_problem("must be less than 2001 characters", f"{pointer}/value"))
-        url = element.get("url")
-        if url is not None and (not isinstance(url, str) or len(url) > 3000):
-            problems.append(_problem("must be less than 3001 characters", f"{pointer}/url"))
-        style = element.get("style")
-        if style is not None and style not in ("primary", "danger"):
-            problems.append(_problem("must be one of primary, danger", f"{pointer}/style"))
-    if "confirm" in element:
-        problems += _confirm_problems(element["confirm"], f"{pointer}/confirm")
-    return problems
-
-
-def block_problems(blocks: Any, *, surface: str = "message") -> list[str]:
-    """Problems Slack would report for `blocks` on `surface` ("message", "modal", "home")."""
-    if blocks is None:
-        return []
-    if not isinstance(blocks, list):
-        return [_problem("must be an array", "/blocks")]
-    limit = MAX_MESSAGE_BLOCKS if surface == "message" else MAX_SURFACE_BLOCKS
-    problems: list[str] = []
-    if len(blocks) > limit:
-        problems.append(_problem(f"must be less than {limit + 1} items", "/blocks"))
-    seen_block_ids: set[str] = set()
-    for i, block in enumerate(blocks):
-        ptr = f"/blocks/{i}"
-        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-            problems.append(_problem("missing required field: type", ptr))
-            continue
-        kind = block["type"]
-        if kind not in _BLOCK_TYPES:
-            problems.append(_problem(f"unsupported type: {kind}", f"{ptr}/type"))
-            continue
-        block_id = block.get("block_id")
-        if block_id is not None:
-            if not isinstance(block_id, str) or len(block_id) > 255:
-                problems.append(_problem("must be less than 256 characters", f"{ptr}/block_id"))
-            elif block_id in seen_block_ids:
-                problems.append(_problem("duplicate block_id", f"{ptr}/block_id"))
-            else:
-                seen_block_ids.add(block_id)
-        if kind == "header":
-            problems += _text_problems(
-                block.get("text"), f"{ptr}/text", max_len=150, plain_only=True
-            )
-        elif kind == "section":
-            if "text" not in block and "fields" not in block:
-                problems.append(_problem("must provide text or fields", ptr))
-            if "text" in block:
-                problems += _text_problems(block["text"], f"{ptr}/text", max_len=3000)
-            fields = block.get("fields")
-            if fields is not None:
-                if not isinstance(fields, list) or not 0 < len(fields) <= 10:
-                    problems.append(_problem("must have 1 to 10 items", f"{ptr}/fields"))
-                else:
-                    for j, f in enumerate(fields):
-                        problems += _text_problems(f, f"{ptr}/fields/{j}", max_len=2000)
-            if "accessory" in block:
-                problems += _element_problems(block["accessory"], f"{ptr}/accessory")
-        elif kind in ("context", "actions"):
-            elements = block.get("elements")
-            most = 10 if kind == "context" else 25
-            if not isinstance(elements, list) or not 0 < len(elements) <= most:
-                problems.append(_problem(f"must have 1 to {most} items", f"{ptr}/elements"))
-                continue
-            action_ids: set[str] = set()
-            for j, element in enumerate(elements):
-                eptr = f"{ptr}/elements/{j}"
-                if kind == "context":
-                    if isinstance(element, dict) and element.get("type") == "image":
-                        continue
-                    problems += _text_problems(element, eptr, max_len=2000)
-                    continue
-                problems += _element_problems(element, eptr)
-                aid = element.get("action_id") if isinstance(element, dict) else None
-                if isinstance(aid, str):
-                    if aid in action_ids:
-                        problems.append(_problem("duplicate action_id", f"{eptr}/action_id"))
-                    action_ids.add(aid)
-        elif kind == "image":
-            alt = block.get("alt_text")
-            if not isinstance(alt, str) or not 0 < len(alt) <= 2000:
-                problems.append(_problem("must be 1 to 2000 characters", f"{ptr}/alt_text"))
-            if "image_url" not in block and "slack_file" not in block:
-                problems.append(_problem("must provide image_url or slack_file", ptr))
-        elif kind == "input":
-            problems += _text_problems(
-                block.get("label"), f"{ptr}/label", max_len=2000, plain_only=True
-            )
-            problems += _element_problems(block.get("element"), f"{ptr}/element")
-            if "hint" in block:
-                problems += _text_problems(
-                    block["hint"], f"{ptr}/hint", max_len=2000, plain_only=True
-                )
-    return problems
-
-
-def view_problems(view: Any, *, expected_type: str) -> list[str]:
-    """Problems Slack would report for a modal or Home tab view."""
-    if not isinstance(view, dict):
-        return [_problem("must be a view object", "/view")]
-    problems: list[str] = []
-    if view.get("type") != expected_type:
-        problems.append(_problem(f"type must be {expected_type}", "/view/type"))
-    if expected_type == "modal":
-        problems += _text_problems(view.get("title"), "/view/title", max_len=24, plain_only=True)
-        for key in ("submit", "close"):
-            if key in view:
-                problems += _text_problems(view[key], f"/view/{key}", max_len=24, plain_only=True)
-        blocks = view.get("blocks")
-        has_input = isinstance(blocks, list) and any(
-            isinstance(b, dict) and b.get("type") == "input" for b in blocks
-        )
-        if has_input and "submit" not in view:
-            # Slack: "submit ... is required when an input block is within the blocks array".
-            problems.append(_problem("submit is required when blocks contain an input", "/view"))
-    for key, most in (("private_metadata", 3000), ("callback_id", 255), ("external_id", 255)):
-        value = view.get(key)
-        if value is not None and (not isinstance(value, str) or len(value) > most):
-            problems.append(_problem(f"must be less than {most + 1} characters", f"/view/{key}"))
-    if not isinstance(view.get("blocks"), list):
-        problems.append(_problem("missing required field: blocks", "/view/blocks"))
-    else:
-        surface = "home" if expected_type == "home" else "modal"
-        problems += [
-            p.replace("[json-pointer:/blocks", "[json-pointer:/view/blocks")
-            for p in block_problems(view["blocks"], surface=surface)
-        ]
-    return problems
-
-
-# ---------------------------------------------------------------------------------------------
-# Terminal rendering (pure): what `fota-bot demo` prints.
-# ---------------------------------------------------------------------------------------------
-
-
-def _plain(obj: Any) -> str:
-    if isinstance(obj, str):
-        return obj
-    if isinstance(obj, dict):
-        if isinstance(obj.get("text"), str):
-            return str(obj["text"])
-        if isinstance(obj.get("text"), dict):
-            return _plain(obj["text"])
-    return ""
-
-
-def _rich_text(obj: Any) -> str:
-    if isinstance(obj, dict):
-        if obj.get("type") == "text":
-            return str(obj.get("text", ""))
-        if obj.get("type") == "user":
-            return f"<@{obj.get('user_id', '')}>"
-        if obj.get("type") == "link":
-            return str(obj.get("text") or obj.get("url", ""))
-        if obj.get("type") == "emoji":
-            return f":{obj.get('name', '')}:"
-        return "".join(_rich_text(e) for e in obj.get("elements", []))
-    if isinstance(obj, list):
-        return "".join(_rich_text(e) for e in obj)
-    return ""
-
-
-def _render_element(element: Any) -> str:
-    if not isinstance(element, dict):
-        return ""
-    kind = element.get("type")
-    label = _plain(element.get("text")) or _plain(element.get("placeholder"))
-    if kind == "button":
-        return f"[{label}]"
-    if kind == "overflow":
-        return "[...]"
-    if isinstance(kind, str) and ("select" in kind or kind.endswith("picker")):
-        return f"[{label or kind} v]"
-    return f"[{label or kind}]"
-
-
-def render_blocks(blocks: Sequence[Any]) -> list[str]:
-    """Block Kit as lines of terminal text: headers, sections, context, buttons as [Label]."""
-    lines: list[str] = []
-    for block in blocks:
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if kind == "header":
-            lines.append(f"== {_plain(block.get('text'))} ==")
-        elif kind == "section":
-            text = _plain(block.get("text"))
-            accessory = block.get("accessory")
-            if accessory is not None:
-                text = f"{text}  {_render_element(accessory)}".strip()
-            if text:
-                lines.extend(text.splitlines())
-            for f in block.get("fields", []) or []:
-                lines.extend(f"  {line}" for line in _plain(f).splitlines())
-        elif kind == "context":
-            parts = [
-                str(e.get("alt_text", "")) if e.get("type") == "image" else _plain(e)
-                for e in block.get("elements", [])
-                if isinstance(e, dict)
-            ]
-            lines.append("  " + " | ".join(p for p in parts if p))
-        elif kind == "actions":
-            lines.append(" ".join(_render_element(e) for e in block.get("elements", [])))
-        elif kind == "divider":
-            lines.append("-" * 40)
-        elif kind == "image":
-            lines.append(f"[image: {block.get('alt_text', '')}]")
-        elif kind == "input":
-            lines.append(f"{_plain(block.get('label'))}: {_render_element(block.get('element'))}")
-        elif kind == "rich_text":
-            lines.extend(_rich_text(block.get("elements", [])).splitlines())
-        elif kind == "markdown":
-            lines.extend(str(block.get("text", "")).splitlines())
-        else:
-            lines.append(f"[{kind}]")
-    return lines
-
-
-def render_message(message: Message) -> list[str]:
-    """A message's current state as lines: its blocks (or text), then its files."""
-    lines = render_blocks(message.blocks) if message.blocks else message.text.splitlines()
-    for f in message.files:
-        lines.append(f"[file: {f.get('name')} ({f.get('size', 0)} bytes)]")
-    if message.deleted:
-        lines = ["(This message was deleted.)"]
-    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -926,7 +196,6 @@ class SlackStandIn:
         self.responses: list[ResponsePost] = []
         self.rate_limited_count = 0
         self.tier_violations: list[TierViolation] = []
-        self.socket_acks: list[SocketAck] = []
 
         self._ts_micros = ts_origin * 1_000_000
         self._serial = 0
@@ -942,8 +211,13 @@ class SlackStandIn:
         self._down = False
         self._windows: dict[str, deque[float]] = {}
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
-        self._socket_tickets: dict[str, float] = {}
-        self._sockets: list[SocketConnection] = []
+        self.socket_mode = SocketModeServer(
+            clock=lambda: self.clock(),
+            wait_for=self.wait_for,
+            wake=self._wake,
+            is_down=lambda: self._down,
+            app_id=lambda: self.workspace.app_id,
+        )
 
         self._handlers: dict[str, Callable[[JSONDict, str], JSONDict]] = {
             "auth.test": self._auth_test,
@@ -1824,7 +1098,7 @@ class SlackStandIn:
     async def serve_download(self, file_id: str, name: str, authorization: str | None) -> Response:
         """``GET /files/{file_id}/{name}``: a file's url_private(_download)."""
         at = self.clock()
-        token = _bearer(authorization)
+        token = bearer_token(authorization)
         authorized = token is not None and self._token_ok(token)
         answer = self._fault_for(DOWNLOAD, api=False)
         stored = self._files.get(file_id)
@@ -1913,160 +1187,43 @@ class SlackStandIn:
             )
         return ApiAnswer(200, {"ok": True})
 
-    # -- Socket Mode -----------------------------------------------------------------------------
+    # -- Socket Mode (served by `socket_mode.SocketModeServer`) ---------------------------------
 
     def _apps_connections_open(self, args: JSONDict, base_url: str) -> JSONDict:
-        # Slack answers wss://wss-primary.slack.com/link/?ticket=…; here the ticket is a path.
-        ticket = f"L{self._next_serial():08d}"
-        self._socket_tickets[ticket] = self.clock()
-        scheme, _, rest = base_url.partition("://")
-        ws_scheme = "wss" if scheme == "https" else "ws"
-        return {"url": f"{ws_scheme}://{rest}/socket/{ticket}"}
+        return {"url": self.socket_mode.open_url(f"L{self._next_serial():08d}", base_url)}
+
+    @property
+    def socket_acks(self) -> list[SocketAck]:
+        """The app's acknowledgements of envelopes, in the order they arrived."""
+        return self.socket_mode.acks
 
     @property
     def socket_connections(self) -> list[SocketConnection]:
         """Every Socket Mode connection the app opened, oldest first, closed ones included."""
-        return list(self._sockets)
-
-    def _open_sockets(self) -> list[SocketConnection]:
-        return [c for c in self._sockets if not c.closed]
+        return self.socket_mode.connections
 
     async def wait_for_socket(self, count: int = 1, *, within: float = 5.0) -> SocketConnection:
         """The `count`-th Socket Mode connection, once it is open and greeted with hello."""
-        await self.wait_for(
-            lambda: len(self._sockets) >= count,
-            within=within,
-            what=f"Socket Mode connection #{count}",
-        )
-        return self._sockets[count - 1]
-
-    async def _newest_open_socket(self, within: float) -> SocketConnection:
-        await self.wait_for(
-            lambda: bool(self._open_sockets()), within=within, what="an open Socket Mode connection"
-        )
-        return self._open_sockets()[-1]
+        return await self.socket_mode.wait_for_socket(count, within=within)
 
     async def socket_send(self, envelope: Mapping[str, Any], *, within: float = 5.0) -> str:
         """Push one envelope (see `socket_envelope`) to the app over its newest open
         connection, waiting up to `within` seconds for one; returns its envelope_id."""
-        connection = await self._newest_open_socket(within)
-        message = dict(envelope)
-        await connection.send(message)
-        return str(message.get("envelope_id") or "")
+        return await self.socket_mode.send(envelope, within=within)
 
     async def socket_disconnect(
         self, reason: str = "refresh_requested", *, within: float = 5.0
     ) -> SocketConnection:
-        """Ask the app to move to a new connection, as Slack does before it recycles one
-        (``warning``, ``refresh_requested``; ``link_disabled`` when Socket Mode is turned off).
-        Returns the connection the request went over."""
-        connection = await self._newest_open_socket(within)
-        await connection.send(
-            {"type": "disconnect", "reason": reason, "debug_info": {"host": _SOCKET_HOST}}
-        )
-        return connection
+        """Ask the app to move to a new connection, as Slack does before it recycles one."""
+        return await self.socket_mode.disconnect(reason, within=within)
 
     async def wait_for_socket_ack(self, envelope_id: str, *, within: float = 5.0) -> SocketAck:
         """The app's acknowledgement of envelope `envelope_id`, once it arrives."""
-
-        def ack() -> SocketAck | None:
-            return next((a for a in self.socket_acks if a.envelope_id == envelope_id), None)
-
-        await self.wait_for(
-            lambda: ack() is not None, within=within, what=f"the ack of envelope {envelope_id}"
-        )
-        found = ack()
-        assert found is not None
-        return found
+        return await self.socket_mode.wait_for_ack(envelope_id, within=within)
 
     async def serve_socket(self, websocket: WebSocket, ticket: str) -> None:
         """``/socket/{ticket}``: one Socket Mode connection, for as long as the app keeps it."""
-        if self._down or self._socket_tickets.pop(ticket, None) is None:
-            # A URL apps.connections.open did not hand out, or one already used: refused at
-            # the handshake (HTTP 403), and the app has to ask for a new one.
-            await websocket.close(code=SOCKET_REFUSED)
-            return
-        await websocket.accept()
-        connection = SocketConnection(ticket, self.clock(), websocket)
-        await connection.send(
-            {
-                "type": "hello",
-                "num_connections": len(self._open_sockets()) + 1,
-                "debug_info": {
-                    "host": _SOCKET_HOST,
-                    "build_number": 1,
-                    "approximate_connection_time": 18060,
-                },
-                "connection_info": {"app_id": self.workspace.app_id},
-            }
-        )
-        # Registered only once greeted: no envelope can overtake the hello.
-        self._sockets.append(connection)
-        self._wake()
-        try:
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    connection.close_code = message.get("code")
-                    break
-                raw = message.get("text")
-                if raw is None:
-                    raw = (message.get("bytes") or b"").decode("utf-8", "replace")
-                self._receive_socket_message(connection, raw)
-        finally:
-            connection.closed = True
-            self._wake()
-
-    def _receive_socket_message(self, connection: SocketConnection, raw: str) -> None:
-        try:
-            decoded: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            decoded = raw
-        connection.received.append(decoded)
-        if isinstance(decoded, dict) and isinstance(decoded.get("envelope_id"), str):
-            payload = decoded.get("payload")
-            self.socket_acks.append(
-                SocketAck(
-                    decoded["envelope_id"],
-                    payload if isinstance(payload, dict) else None,
-                    self.clock(),
-                    connection.id,
-                )
-            )
-        self._wake()
-
-
-_SOCKET_HOST = "applink-standin"
-
-
-def socket_envelope(
-    kind: str,
-    payload: Mapping[str, Any],
-    *,
-    envelope_id: str | None = None,
-    accepts_response_payload: bool | None = None,
-) -> JSONDict:
-    """A Socket Mode envelope as Slack sends it: `kind` is ``slash_commands``,
-    ``interactive`` or ``events_api``; `payload` what Slack would have POSTed over HTTP
-    (a slash command's fields, an interaction's payload, an event callback) as JSON.
-
-    ``accepts_response_payload`` defaults as Slack sets it: true where the HTTP response body
-    would carry an answer (slash commands, view_submission, block_suggestion).
-    """
-    if accepts_response_payload is None:
-        accepts_response_payload = kind == "slash_commands" or (
-            kind == "interactive" and payload.get("type") in ("view_submission", "block_suggestion")
-        )
-    envelope: JSONDict = {
-        "envelope_id": envelope_id or str(uuid.uuid4()),
-        "payload": dict(payload),
-        "type": kind,
-        "accepts_response_payload": accepts_response_payload,
-    }
-    if kind == "events_api":
-        envelope["retry_attempt"] = 0
-        envelope["retry_reason"] = ""
-    return envelope
+        await self.socket_mode.serve(websocket, ticket)
 
 
 _SIGN_IN_PAGE = (
@@ -2075,101 +1232,7 @@ _SIGN_IN_PAGE = (
 )
 
 
-def _bearer(authorization: str | None) -> str | None:
+def bearer_token(authorization: str | None) -> str | None:
     if authorization and authorization.lower().startswith("bearer "):
         return authorization[7:].strip() or None
     return None
-
-
-# ---------------------------------------------------------------------------------------------
-# HTTP
-# ---------------------------------------------------------------------------------------------
-
-
-async def _request_args(request: Request) -> JSONDict | None:
-    """Query string, then form or JSON body, merged as Slack does; None for a bad JSON body."""
-    args: JSONDict = dict(request.query_params)
-    raw = await request.body()
-    if not raw:
-        return args
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "application/json":
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None
-        if not isinstance(body, dict):
-            return None
-        args.update(body)
-    elif content_type in ("application/x-www-form-urlencoded", ""):
-        args.update(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
-    return args
-
-
-def _json_response(answer: ApiAnswer) -> JSONResponse:
-    return JSONResponse(answer.body, status_code=answer.status, headers=dict(answer.headers))
-
-
-def create_slack_standin_app(standin: SlackStandIn) -> Starlette:
-    """A Starlette app serving `standin` at Slack's paths.
-
-    ``/api/{method}`` (GET or POST, like slack.com/api/), ``POST /upload/{file_id}``,
-    ``GET /files/{file_id}/{name}``, ``POST /response/{id}`` and the Socket Mode WebSocket
-    ``/socket/{ticket}`` (served only where uvicorn has a WebSocket library).
-    """
-
-    async def api(request: Request) -> Response:
-        method = request.path_params["method"]
-        args = await _request_args(request)
-        token = _bearer(request.headers.get("authorization"))
-        if args is None:
-            await standin._record(
-                RecordedCall(
-                    method, {}, standin.clock(), 200, {"ok": False, "error": "invalid_json"}
-                )
-            )
-            return JSONResponse({"ok": False, "error": "invalid_json"})
-        if token is None and isinstance(args.get("token"), str):
-            token = args["token"]
-        base_url = str(request.base_url).rstrip("/")
-        return _json_response(await standin.call(method, args, token=token, base_url=base_url))
-
-    async def upload(request: Request) -> Response:
-        return await standin.receive_upload(request.path_params["file_id"], await request.body())
-
-    async def download(request: Request) -> Response:
-        return await standin.serve_download(
-            request.path_params["file_id"],
-            request.path_params["name"],
-            request.headers.get("authorization"),
-        )
-
-    async def respond(request: Request) -> Response:
-        raw = await request.body()
-        try:
-            body = json.loads(raw) if raw else {}
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            # response_url also takes a form-encoded payload=<json>, as incoming webhooks do.
-            form = dict(parse_qsl(raw.decode("utf-8", "replace")))
-            try:
-                body = json.loads(form.get("payload", ""))
-            except json.JSONDecodeError:
-                return PlainTextResponse("invalid_payload", 400)
-        if not isinstance(body, dict):
-            return PlainTextResponse("invalid_payload", 400)
-        return _json_response(
-            await standin.receive_response(request.path_params["response_id"], body)
-        )
-
-    async def socket(websocket: WebSocket) -> None:
-        await standin.serve_socket(websocket, websocket.path_params["ticket"])
-
-    return Starlette(
-        routes=[
-            Route("/api/{method}", api, methods=["GET", "POST"]),
-            Route("/upload/{file_id}", upload, methods=["POST"]),
-            Route("/files/{file_id}/{name}", download, methods=["GET"]),
-            Route("/response/{response_id}", respond, methods=["POST"]),
-            WebSocketRoute("/socket/{ticket}", socket),
-        ]
-    )
