@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.settings import Settings, SettingsError, load, read_environment
+from bot.settings import describe as describe_settings
 from storage.migrations import NewerDatabase
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fota-bot",
         description="Schedule ThingSpace FOTA campaigns from Slack, behind human approval.",
+        epilog=describe_settings(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fota-bot {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -150,7 +153,7 @@ def _main(args: argparse.Namespace) -> int:
 
     # The demo's output is the thread: only warnings unless FOTA_LOG_LEVEL asks for more.
     level = "WARNING" if args.command == "demo" and "FOTA_LOG_LEVEL" not in env else settings.log_level
-    configure_logging(level, _secret_values(settings), settings.log_format)
+    configure_logging(level, settings.secret_values(), settings.log_format)
     # The demo keeps its database only where FOTA_DB says; else it uses a temporary one.
     args.demo_db = settings.db_path if args.command == "demo" and "FOTA_DB" in env else None
     if args.command in _DATABASE_COMMANDS or args.demo_db:
@@ -219,20 +222,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         return asyncio.run(register_callback(settings))
     return 2
-
-
-def _secret_values(settings: Settings) -> list[str]:
-    values = [
-        settings.slack_bot_token,
-        settings.slack_signing_secret,
-        settings.slack_app_token,
-        settings.callback_token,
-        settings.thingspace_client_id,
-        settings.thingspace_client_secret,
-        settings.thingspace_username,
-        settings.thingspace_password,
-    ]
-    return [v.reveal() for v in values if v]
 
 
 def _check_address(host: str, port: int, setting: str) -> None:

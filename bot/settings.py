@@ -3,6 +3,12 @@
 The rest of the code never reads `os.environ`: it is handed a `Settings`.
 Every bad value is reported at once, each with the variable, the value and
 what was expected.
+
+`VARIABLES` is the one table of variables: name, the rule its text is read by (and
+the words that rule is explained in), the default, whether it is a secret, whether
+`serve` needs it, and the README's words for it. `load`, the error messages, `--help`
+(`describe`), the log filter's secrets and the README check (tests/test_docs.py) all
+come from it.
 """
 
 from __future__ import annotations
@@ -10,9 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bot.secrets import Secret
 
@@ -27,7 +34,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _PRINCIPAL = re.compile(r"^[UWS][A-Z0-9]{2,}$")
-_ACCOUNT = re.compile(r"^[0-9][0-9-]*$")
 
 
 class SettingsError(Exception):
@@ -69,33 +75,36 @@ def parse_duration(text: str) -> dt.timedelta:
 
 @dataclass(frozen=True)
 class Settings:
-    slack_bot_token: Secret | None = None
-    slack_signing_secret: Secret | None = None
-    slack_app_token: Secret | None = None
-    slack_api_url: str = DEFAULT_SLACK_API_URL
-    approval_channel: str | None = None
-    approvers: frozenset[str] = frozenset()
-    requesters: frozenset[str] = frozenset()
-    required_approvals: int = 1
-    approval_ttl: dt.timedelta = dt.timedelta(hours=24)
-    db_path: Path = Path("fota.db")
-    host: str = "0.0.0.0"
-    port: int = 3000
-    public_url: str | None = None
-    callback_token: Secret | None = None
-    callback_allowed_ips: tuple[IPNetwork, ...] = ()
-    trusted_proxies: tuple[IPNetwork, ...] = ()
-    update_interval: float = 5.0
-    max_devices: int = 100_000
-    log_level: str = "INFO"
-    log_format: str = "text"
-    thingspace_url: str = DEFAULT_THINGSPACE_URL
-    thingspace_client_id: Secret | None = None
-    thingspace_client_secret: Secret | None = None
-    thingspace_username: Secret | None = None
-    thingspace_password: Secret | None = None
-    thingspace_account: str = SANDBOX_ACCOUNT
-    # Filled only by `load` when a value was missing for `serve`; kept for `check`.
+    """What `load` read; every field but the last is one row of
+    `VARIABLES` (its `attr`), plus what `check` needs."""
+
+    slack_bot_token: Secret | None
+    slack_signing_secret: Secret | None
+    slack_app_token: Secret | None
+    slack_api_url: str
+    approval_channel: str | None
+    approvers: frozenset[str]
+    requesters: frozenset[str]
+    required_approvals: int
+    approval_ttl: dt.timedelta
+    db_path: Path
+    host: str
+    port: int
+    public_url: str | None
+    callback_token: Secret | None
+    callback_allowed_ips: tuple[IPNetwork, ...]
+    trusted_proxies: tuple[IPNetwork, ...]
+    update_interval: float
+    max_devices: int
+    log_level: str
+    log_format: str
+    thingspace_url: str
+    thingspace_client_id: Secret | None
+    thingspace_client_secret: Secret | None
+    thingspace_username: Secret | None
+    thingspace_password: Secret | None
+    thingspace_account: str
+    # The variables `serve` needs that were not set; kept for `check`.
     missing_for_serve: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -119,223 +128,332 @@ class Settings:
             return None
         return f"{self.public_url.rstrip('/')}/thingspace/callbacks/{token}"
 
-
-_KNOWN = (
-    "SLACK_BOT_TOKEN SLACK_SIGNING_SECRET SLACK_APP_TOKEN SLACK_API_URL FOTA_APPROVAL_CHANNEL "
-    "FOTA_APPROVERS FOTA_REQUESTERS FOTA_REQUIRED_APPROVALS FOTA_APPROVAL_TTL FOTA_DB FOTA_HOST "
-    "FOTA_PORT FOTA_PUBLIC_URL FOTA_CALLBACK_TOKEN FOTA_CALLBACK_ALLOWED_IPS FOTA_TRUSTED_PROXIES "
-    "FOTA_UPDATE_INTERVAL FOTA_MAX_DEVICES FOTA_LOG_LEVEL FOTA_LOG_FORMAT THINGSPACE_URL THINGSPACE_CLIENT_ID "
-    "THINGSPACE_CLIENT_SECRET THINGSPACE_USERNAME THINGSPACE_PASSWORD THINGSPACE_ACCOUNT"
-).split()
-ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(_KNOWN)
-
-_SECRET_VARIABLES = {
-    "SLACK_BOT_TOKEN",
-    "SLACK_SIGNING_SECRET",
-    "SLACK_APP_TOKEN",
-    "FOTA_CALLBACK_TOKEN",
-    "THINGSPACE_CLIENT_SECRET",
-    "THINGSPACE_PASSWORD",
-}
+    def secret_values(self) -> list[str]:
+        """Every secret that was set, revealed: what the log filter must never let through."""
+        values = (getattr(self, v.attr) for v in VARIABLES if v.secret)
+        return [value.reveal() for value in values if value]
 
 
-def load(env: Mapping[str, str], *, for_serve: bool = True) -> Settings:
-    """Settings from `env`, or SettingsError listing every problem.
+# --- the rules a value is read by ---------------------------------------------------------------
 
-    With `for_serve`, the values `serve` cannot run without are required too.
-    """
-    problems: list[str] = []
-    placeholders: set[str] = set()
 
-    def raw(name: str) -> str | None:
-        value = env.get(name)
-        if value is None or value.strip() == "":
-            return None
-        if name not in placeholders and (why := placeholder(value.strip())):
-            placeholders.add(name)
-            problems.append(f"{name}={shown(name, value.strip())}: {why}; put the real value")
-        return value.strip()
+class Invalid(ValueError):
+    """A value that breaks its rule, with what to say about it instead of the bare rule."""
 
-    def shown(name: str, value: str) -> str:
-        return "(hidden)" if name in _SECRET_VARIABLES else value
+    def __init__(self, *details: str):
+        super().__init__(*details)
+        self.details = details
 
-    def secret(name: str) -> Secret | None:
-        value = raw(name)
-        return Secret(value) if value is not None else None
 
-    def url(name: str, default: str | None) -> str | None:
-        value = raw(name)
-        if value is None:
-            return default
-        if not re.match(r"^https?://[^\s/]+", value):
-            problems.append(f"{name}={value}: expected an http:// or https:// URL")
-            return default
-        return value
+@dataclass(frozen=True)
+class Rule:
+    """How a variable's text becomes a value. `text` is what the operator is told was expected
+    ("expected {text}"), None when any text goes; `parse` raises ValueError (the message is then
+    the rule) or `Invalid` (its details are the message)."""
 
-    def integer(name: str, default: int, low: int, high: int) -> int:
-        value = raw(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            number = low - 1
+    text: str | None
+    parse: Callable[[str], Any]
+
+
+def _any_text() -> Rule:
+    return Rule(None, lambda value: value)
+
+
+def _secret(prefix: str = "", what: str = "") -> Rule:
+    def parse(value: str) -> Secret:
+        if not value.startswith(prefix):
+            raise ValueError(value)
+        return Secret(value)
+
+    return Rule(f"{what} starting with {prefix}" if prefix else None, parse)
+
+
+def _matching(pattern: str, text: str, *, secret: bool = False) -> Rule:
+    regex = re.compile(pattern)
+
+    def parse(value: str) -> Any:
+        if not regex.match(value):
+            raise ValueError(value)
+        return Secret(value) if secret else value
+
+    return Rule(text, parse)
+
+
+def _url() -> Rule:
+    return _matching(r"^https?://[^\s/]+", "an http:// or https:// URL")
+
+
+def _whole(low: int, high: int) -> Rule:
+    def parse(value: str) -> int:
+        number = int(value)
         if not low <= number <= high:
-            problems.append(f"{name}={value}: expected a whole number from {low} to {high}")
-            return default
+            raise ValueError(value)
         return number
 
-    def principals(name: str) -> frozenset[str]:
-        value = raw(name)
-        if value is None:
-            return frozenset()
+    return Rule(f"a whole number from {low} to {high}", parse)
+
+
+def _seconds(high: float) -> Rule:
+    def parse(value: str) -> float:
+        number = float(value)
+        if not 0 < number <= high:  # also refuses nan
+            raise ValueError(value)
+        return number
+
+    return Rule(f"a number of seconds above 0, at most {high:g}", parse)
+
+
+def _duration() -> Rule:
+    return Rule("a duration such as 30m, 24h or 2d", parse_duration)
+
+
+def _one_of(choices: tuple[str, ...], fold: Callable[[str], str], text: str) -> Rule:
+    def parse(value: str) -> str:
+        if fold(value) not in choices:
+            raise ValueError(value)
+        return fold(value)
+
+    return Rule(text, parse)
+
+
+_PRINCIPALS_RULE = "comma-separated Slack user IDs (U…, W…) or user-group IDs (S…)"
+
+
+def _principals() -> Rule:
+    def parse(value: str) -> frozenset[str]:
         items = [item.strip() for item in value.split(",") if item.strip()]
         bad = [item for item in items if not _PRINCIPAL.match(item)]
         if bad or not items:
-            problems.append(
-                f"{name}={value}: expected comma-separated Slack user IDs (U…, W…) "
-                f"or user-group IDs (S…); not valid: {', '.join(bad) or '(empty)'}"
-            )
-            return frozenset()
+            raise Invalid(f"expected {_PRINCIPALS_RULE}; not valid: {', '.join(bad) or '(empty)'}")
         return frozenset(items)
 
-    def networks(name: str) -> tuple[IPNetwork, ...]:
-        value = raw(name)
-        if value is None:
-            return ()
+    return Rule(_PRINCIPALS_RULE, parse)
+
+
+def _networks() -> Rule:
+    def parse(value: str) -> tuple[IPNetwork, ...]:
         result: list[IPNetwork] = []
+        bad: list[str] = []
         for item in (i.strip() for i in value.split(",")):
             if not item:
                 continue
             try:
                 result.append(ipaddress.ip_network(item, strict=False))
             except ValueError:
-                problems.append(
-                    f"{name}={value}: '{item}' is not an IP address or network such as 3.87.163.45 or 10.0.0.0/8"
-                )
+                bad.append(f"'{item}' is not an IP address or network such as 3.87.163.45 or 10.0.0.0/8")
+        if bad:
+            raise Invalid(*bad)
         return tuple(result)
 
-    slack_bot_token = secret("SLACK_BOT_TOKEN")
-    if slack_bot_token and not slack_bot_token.reveal().startswith("xoxb-"):
-        problems.append("SLACK_BOT_TOKEN=(hidden): expected a bot token starting with xoxb-")
-    slack_app_token = secret("SLACK_APP_TOKEN")
-    if slack_app_token and not slack_app_token.reveal().startswith("xapp-"):
-        problems.append("SLACK_APP_TOKEN=(hidden): expected an app-level token starting with xapp-")
+    return Rule("comma-separated IP addresses or networks such as 3.87.163.45 or 10.0.0.0/8", parse)
 
-    approval_channel = raw("FOTA_APPROVAL_CHANNEL")
-    if approval_channel and not re.match(r"^[CG][A-Z0-9]{2,}$", approval_channel):
-        problems.append(
-            f"FOTA_APPROVAL_CHANNEL={approval_channel}: expected a channel ID such as C0123ABCD "
-            "(not a #name)"
-        )
 
-    ttl = dt.timedelta(hours=24)
-    if (ttl_raw := raw("FOTA_APPROVAL_TTL")) is not None:
+# --- the variables ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: the README's configuration table has one row per variable,
+    `meaning` and `shown_default` word for word (tests/test_docs.py)."""
+
+    name: str
+    attr: str  # the `Settings` attribute it fills
+    rule: Rule
+    meaning: str
+    # The text used when the variable is unset, read by `rule` like a given value. None: unset
+    # means `empty`, and `unset` says what that means.
+    default: str | None = None
+    empty: Any = None
+    unset: str = ""
+    secret: bool = False  # wrapped in `Secret`: masked in errors, reprs and logs
+    required: bool = False  # `serve` cannot run without it
+
+    @property
+    def shown_default(self) -> str:
+        """The README table's default cell."""
+        if self.required:
+            return "required for `serve`"
+        return f"`{self.default}`" if self.default is not None else self.unset
+
+    def default_value(self) -> Any:
+        return self.rule.parse(self.default) if self.default is not None else self.empty
+
+
+_THINGSPACE_CREDENTIALS = (
+    "THINGSPACE_CLIENT_ID",
+    "THINGSPACE_CLIENT_SECRET",
+    "THINGSPACE_USERNAME",
+    "THINGSPACE_PASSWORD",
+)
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "SLACK_BOT_TOKEN", "slack_bot_token", _secret("xoxb-", "a bot token"),
+        "bot token (`xoxb-…`)", secret=True, required=True,
+    ),
+    Variable(
+        "SLACK_SIGNING_SECRET", "slack_signing_secret", _secret(),
+        "signing secret of the Slack app", secret=True, required=True,
+    ),
+    Variable(
+        "SLACK_APP_TOKEN", "slack_app_token", _secret("xapp-", "an app-level token"),
+        "`xapp-` token: use Socket Mode", unset="unset: HTTP mode", secret=True,
+    ),
+    Variable(
+        "SLACK_API_URL", "slack_api_url", _url(), "base URL of Slack's Web API",
+        default=DEFAULT_SLACK_API_URL,
+    ),
+    Variable(
+        "FOTA_APPROVAL_CHANNEL", "approval_channel",
+        _matching(r"^[CG][A-Z0-9]{2,}$", "a channel ID such as C0123ABCD (not a #name)"),
+        "channel ID where approval requests and rollout threads go", required=True,
+    ),
+    Variable(
+        "FOTA_APPROVERS", "approvers", _principals(),
+        "comma-separated user IDs (`U…`, `W…`) and user-group IDs (`S…`) who may approve",
+        empty=frozenset(), unset="unset: anyone but the requester",
+    ),
+    Variable(
+        "FOTA_REQUESTERS", "requesters", _principals(), "same form: who may request",
+        empty=frozenset(), unset="unset: anyone",
+    ),
+    Variable(
+        "FOTA_REQUIRED_APPROVALS", "required_approvals", _whole(1, 10), "distinct approvals needed",
+        default="1",
+    ),
+    Variable(
+        "FOTA_APPROVAL_TTL", "approval_ttl", _duration(),
+        "how long a request waits for approval (`30m`, `24h`, `2d`)", default="24h",
+    ),
+    Variable(
+        "FOTA_DB", "db_path", Rule(None, Path), "SQLite file (created with mode 0600)",
+        default="fota.db",
+    ),
+    Variable("FOTA_HOST", "host", _any_text(), "HTTP listen address", default="0.0.0.0"),
+    Variable("FOTA_PORT", "port", _whole(1, 65535), "HTTP listen port", default="3000"),
+    Variable(
+        "FOTA_PUBLIC_URL", "public_url", _url(),
+        "public base URL; the callback URL is `{FOTA_PUBLIC_URL}/thingspace/callbacks/{token}`",
+        unset="unset: no registration",
+    ),
+    Variable(
+        "FOTA_CALLBACK_TOKEN", "callback_token",
+        _matching(
+            r"^[A-Za-z0-9_-]{16,128}$",
+            "16 to 128 letters, digits, '-' or '_' (it becomes a URL path segment)",
+            secret=True,
+        ),
+        "the secret path segment of the callback URL",
+        unset="generated once, kept in the database", secret=True,
+    ),
+    Variable(
+        "FOTA_CALLBACK_ALLOWED_IPS", "callback_allowed_ips", _networks(),
+        "allow-list of callback source addresses/networks (Verizon publishes its addresses)",
+        empty=(), unset="unset: any",
+    ),
+    Variable(
+        "FOTA_TRUSTED_PROXIES", "trusted_proxies", _networks(),
+        "proxies whose `X-Forwarded-For` is believed for the allow-list",
+        empty=(), unset="unset: none",
+    ),
+    Variable(
+        "FOTA_UPDATE_INTERVAL", "update_interval", _seconds(3600),
+        "least seconds between two edits of one thread's summary", default="5",
+    ),
+    Variable(
+        "FOTA_MAX_DEVICES", "max_devices", _whole(1, 1_000_000),
+        "largest device list one request may carry", default="100000",
+    ),
+    Variable(
+        "FOTA_LOG_LEVEL", "log_level", _one_of(LOG_LEVELS, str.upper, f"one of {', '.join(LOG_LEVELS)}"),
+        f"{', '.join(f'`{level}`' for level in LOG_LEVELS)}", default="INFO",
+    ),
+    Variable(
+        "FOTA_LOG_FORMAT", "log_format", _one_of(LOG_FORMATS, str.lower, " or ".join(LOG_FORMATS)),
+        "`text`, or `json`: one object per line with `time`, `level`, `logger`, `message`, `ref`",
+        default="text",
+    ),
+    Variable(
+        "THINGSPACE_URL", "thingspace_url", _url(), "ThingSpace host root",
+        default=DEFAULT_THINGSPACE_URL,
+    ),
+    Variable(
+        "THINGSPACE_CLIENT_ID", "thingspace_client_id", _secret(), "OAuth key",
+        unset="unset: sandbox mode", secret=True,
+    ),
+    Variable(
+        "THINGSPACE_CLIENT_SECRET", "thingspace_client_secret", _secret(), "OAuth secret",
+        unset="unset: sandbox mode", secret=True,
+    ),
+    Variable(
+        "THINGSPACE_USERNAME", "thingspace_username", _secret(), "UWS user for the M2M session",
+        unset="unset: sandbox mode", secret=True,
+    ),
+    Variable(
+        "THINGSPACE_PASSWORD", "thingspace_password", _secret(), "its password",
+        unset="unset: sandbox mode", secret=True,
+    ),
+    Variable(
+        "THINGSPACE_ACCOUNT", "thingspace_account",
+        _matching(r"^[0-9][0-9-]*$", "an account name of digits and dashes such as 0642233522-00001"),
+        "default billing account name",
+        # Which default applies depends on the mode, decided from the credentials in `load`.
+        empty="", unset=f"`{SANDBOX_ACCOUNT}` in sandbox mode, else required",
+    ),
+)
+ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(v.name for v in VARIABLES)
+BY_NAME: dict[str, Variable] = {v.name: v for v in VARIABLES}
+
+
+def problem(variable: Variable, value: str, detail: str) -> str:
+    """What the operator reads about one bad value: the variable, the value (masked when secret)
+    and what was wrong."""
+    return f"{variable.name}={'(hidden)' if variable.secret else value}: {detail}"
+
+
+def load(env: Mapping[str, str], *, for_serve: bool = True) -> Settings:
+    """Settings from `env`, or SettingsError listing every problem.
+
+    Each variable is read by its rule, in the table's order; then the rules between variables.
+    With `for_serve`, the values `serve` cannot run without are required too.
+    """
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    given: set[str] = set()
+    for variable in VARIABLES:
+        values[variable.attr] = variable.default_value()
+        text = (env.get(variable.name) or "").strip()
+        if not text:
+            continue
+        given.add(variable.name)
+        if why := placeholder(text):
+            problems.append(problem(variable, text, f"{why}; put the real value"))
         try:
-            ttl = parse_duration(ttl_raw)
+            values[variable.attr] = variable.rule.parse(text)
+        except Invalid as exc:
+            problems.extend(problem(variable, text, detail) for detail in exc.details)
         except ValueError:
-            problems.append(f"FOTA_APPROVAL_TTL={ttl_raw}: expected a duration such as 30m, 24h or 2d")
+            problems.append(problem(variable, text, f"expected {variable.rule.text}"))
 
-    interval = 5.0
-    if (interval_raw := raw("FOTA_UPDATE_INTERVAL")) is not None:
-        try:
-            interval = float(interval_raw)
-            if not 0 < interval <= 3600:
-                raise ValueError
-        except ValueError:
-            problems.append(
-                f"FOTA_UPDATE_INTERVAL={interval_raw}: expected a number of seconds above 0, at most 3600"
-            )
-            interval = 5.0
-
-    log_level = (raw("FOTA_LOG_LEVEL") or "INFO").upper()
-    if log_level not in LOG_LEVELS:
-        problems.append(f"FOTA_LOG_LEVEL={raw('FOTA_LOG_LEVEL')}: expected one of {', '.join(LOG_LEVELS)}")
-        log_level = "INFO"
-    log_format = (raw("FOTA_LOG_FORMAT") or "text").lower()
-    if log_format not in LOG_FORMATS:
-        problems.append(f"FOTA_LOG_FORMAT={raw('FOTA_LOG_FORMAT')}: expected text or json")
-        log_format = "text"
-
-    callback_token = secret("FOTA_CALLBACK_TOKEN")
-    if callback_token and not re.match(r"^[A-Za-z0-9_-]{16,128}$", callback_token.reveal()):
-        problems.append(
-            "FOTA_CALLBACK_TOKEN=(hidden): expected 16 to 128 letters, digits, '-' or '_' "
-            "(it becomes a URL path segment)"
-        )
-
-    ts_values = {
-        name: secret(name)
-        for name in (
-            "THINGSPACE_CLIENT_ID",
-            "THINGSPACE_CLIENT_SECRET",
-            "THINGSPACE_USERNAME",
-            "THINGSPACE_PASSWORD",
-        )
-    }
-    given = [name for name, value in ts_values.items() if value]
+    credentials = [name for name in _THINGSPACE_CREDENTIALS if name in given]
     # Half a set of credentials must never silently fall back to the sandbox.
-    if given and len(given) < len(ts_values):
-        missing = [name for name in ts_values if name not in given]
+    if credentials and len(credentials) < len(_THINGSPACE_CREDENTIALS):
+        missing = [name for name in _THINGSPACE_CREDENTIALS if name not in given]
         problems.append(
-            f"{', '.join(missing)}: not set, but {', '.join(given)} is; set all four ThingSpace "
+            f"{', '.join(missing)}: not set, but {', '.join(credentials)} is; set all four ThingSpace "
             "credentials for live mode, or none for sandbox mode"
         )
-    sandbox = not given
-    account = raw("THINGSPACE_ACCOUNT")
-    if account is not None and not _ACCOUNT.match(account):
-        problems.append(
-            f"THINGSPACE_ACCOUNT={account}: expected an account name of digits and dashes such as 0642233522-00001"
-        )
-    if account is None:
-        if sandbox:
-            account = SANDBOX_ACCOUNT
-        else:
+    if "THINGSPACE_ACCOUNT" not in given:
+        if credentials:
             problems.append("THINGSPACE_ACCOUNT: required with ThingSpace credentials (live mode)")
-            account = ""
+        else:
+            values["thingspace_account"] = SANDBOX_ACCOUNT
 
-    missing_for_serve = tuple(
-        name
-        for name, value in (
-            ("SLACK_BOT_TOKEN", slack_bot_token),
-            ("SLACK_SIGNING_SECRET", secret("SLACK_SIGNING_SECRET")),
-            ("FOTA_APPROVAL_CHANNEL", approval_channel),
-        )
-        if not value
-    )
+    missing_for_serve = tuple(v.name for v in VARIABLES if v.required and v.name not in given)
     if for_serve:
-        for name in missing_for_serve:
-            problems.append(f"{name}: required to serve, but not set")
+        problems.extend(f"{name}: required to serve, but not set" for name in missing_for_serve)
 
-    settings = Settings(
-        slack_bot_token=slack_bot_token,
-        slack_signing_secret=secret("SLACK_SIGNING_SECRET"),
-        slack_app_token=slack_app_token,
-        slack_api_url=url("SLACK_API_URL", DEFAULT_SLACK_API_URL) or DEFAULT_SLACK_API_URL,
-        approval_channel=approval_channel,
-        approvers=principals("FOTA_APPROVERS"),
-        requesters=principals("FOTA_REQUESTERS"),
-        required_approvals=integer("FOTA_REQUIRED_APPROVALS", 1, 1, 10),
-        approval_ttl=ttl,
-        db_path=Path(raw("FOTA_DB") or "fota.db"),
-        host=raw("FOTA_HOST") or "0.0.0.0",
-        port=integer("FOTA_PORT", 3000, 1, 65535),
-        public_url=url("FOTA_PUBLIC_URL", None),
-        callback_token=callback_token,
-        callback_allowed_ips=networks("FOTA_CALLBACK_ALLOWED_IPS"),
-        trusted_proxies=networks("FOTA_TRUSTED_PROXIES"),
-        update_interval=interval,
-        max_devices=integer("FOTA_MAX_DEVICES", 100_000, 1, 1_000_000),
-        log_level=log_level,
-        log_format=log_format,
-        thingspace_url=url("THINGSPACE_URL", DEFAULT_THINGSPACE_URL) or DEFAULT_THINGSPACE_URL,
-        thingspace_client_id=ts_values["THINGSPACE_CLIENT_ID"],
-        thingspace_client_secret=ts_values["THINGSPACE_CLIENT_SECRET"],
-        thingspace_username=ts_values["THINGSPACE_USERNAME"],
-        thingspace_password=ts_values["THINGSPACE_PASSWORD"],
-        thingspace_account=account,
-        missing_for_serve=missing_for_serve,
-    )
+    settings = Settings(**values, missing_for_serve=missing_for_serve)
     if (
         settings.approvers
         and not any(p.startswith("S") for p in settings.approvers)
@@ -348,6 +466,15 @@ def load(env: Mapping[str, str], *, for_serve: bool = True) -> Settings:
     if problems:
         raise SettingsError(problems)
     return settings
+
+
+def describe() -> str:
+    """The variables as `--help` lists them: name, default, and the rule a value must follow."""
+    lines = ["configuration (the environment, or .env in the working directory; see the README):"]
+    for v in VARIABLES:
+        rule = f" · expects {v.rule.text}" if v.rule.text else ""
+        lines.append(f"  {v.name:<26} {v.shown_default.replace('`', '')}{rule}")
+    return "\n".join(lines)
 
 
 def read_environment(environ: Mapping[str, str], dotenv_path: Path = Path(".env")) -> dict[str, str]:

@@ -17,7 +17,7 @@ import yaml
 
 from bot import cli
 from bot.check import REQUIRED_BOT_SCOPES
-from bot.settings import ENVIRONMENT_VARIABLES
+from bot.settings import ENVIRONMENT_VARIABLES, VARIABLES
 from commands.help import HELP_TEXT, USAGE_HINT
 from commands.parse import LIST_SCOPES, SUBCOMMANDS
 
@@ -132,6 +132,16 @@ def test_the_readme_configuration_table_is_exactly_the_environment_the_code_read
     documented = [name for cell in table for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)]
     assert len(documented) == len(set(documented)), "a variable is listed twice"
     assert set(documented) == set(ENVIRONMENT_VARIABLES)
+
+
+def test_each_readme_configuration_row_is_the_settings_table_row() -> None:
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in section(README, "Configuration").splitlines()
+        if line.startswith("| `")
+    ]
+    expected = [[f"`{v.name}`", v.meaning, v.shown_default] for v in VARIABLES]
+    assert rows == expected
 
 
 # --- the Slack app manifest --------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import httpx
 
-from bot.cli import _secret_values
 from bot.logs import LIBRARIES, configure_logging
 from bot.settings import load
 from commands import blocks
@@ -68,7 +67,7 @@ def serve_logging(env: dict[str, str]) -> Iterator[tuple[io.StringIO, RawRecords
     saved_levels = {name: logging.getLogger(name).level for name in noisy}
     raw = RawRecords()
     try:
-        configure_logging("DEBUG", _secret_values(load(env)))
+        configure_logging("DEBUG", load(env).secret_values())
         [handler] = root.handlers
         assert isinstance(handler, logging.StreamHandler)
         output = io.StringIO()

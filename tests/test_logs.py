@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bot.cli import _secret_values
 from bot.logs import LIBRARIES, JsonLines, RedactSecrets, configure_logging
 from bot.settings import load
 from commands import blocks
@@ -28,7 +27,7 @@ def operator_log(level: str, fmt: str, env: dict[str, str]) -> Iterator[io.Strin
     names = ("httpx", "httpcore", *LIBRARIES)
     saved_levels = {name: logging.getLogger(name).level for name in names}
     try:
-        configure_logging(level, _secret_values(load(env)), fmt)
+        configure_logging(level, load(env).secret_values(), fmt)
         [handler] = root.handlers
         assert isinstance(handler, logging.StreamHandler)
         output = io.StringIO()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bot.settings import SANDBOX_ACCOUNT, SettingsError, load
+from bot.settings import ENVIRONMENT_VARIABLES, SANDBOX_ACCOUNT, SettingsError, load
 
 BASE = {"SLACK_BOT_TOKEN": "xoxb-1-2-abc", "SLACK_SIGNING_SECRET": "s3cr3t-signing", "FOTA_APPROVAL_CHANNEL": "C0123ABCD"}
 
@@ -89,3 +91,78 @@ def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path) -> None:
     env_file.write_text("FOTA_PORT=4000\nFOTA_DB=from-file.db\nUNRELATED=1\n")
     merged = read_environment({"FOTA_PORT": "5000", "PATH": "/bin"}, env_file)
     assert merged == {"FOTA_PORT": "5000", "FOTA_DB": "from-file.db"}
+
+
+# --- the table of variables -------------------------------------------------------------------------
+
+
+def test_the_settings_fields_are_the_table_of_variables() -> None:
+    from dataclasses import fields
+
+    from bot.settings import VARIABLES, Settings
+
+    assert [v.attr for v in VARIABLES] == [f.name for f in fields(Settings)][:-1]
+    assert len({v.name for v in VARIABLES}) == len(VARIABLES)
+
+
+def test_unset_means_each_variables_default_read_by_its_own_rule() -> None:
+    from bot.settings import VARIABLES
+
+    settings = load({}, for_serve=False)
+    for v in VARIABLES:
+        if v.name != "THINGSPACE_ACCOUNT":  # its default depends on the mode
+            assert getattr(settings, v.attr) == v.default_value(), v.name
+    assert settings.missing_for_serve == ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "FOTA_APPROVAL_CHANNEL")
+
+
+def test_a_default_written_out_reads_as_leaving_the_variable_unset() -> None:
+    from bot.settings import VARIABLES
+
+    written = {v.name: v.default for v in VARIABLES if v.default is not None}
+    assert load({**BASE, **written}) == load(BASE)
+
+
+def test_every_secret_value_reaches_the_log_filter() -> None:
+    from bot.secrets import Secret
+    from bot.settings import VARIABLES
+
+    env = {**BASE, "SLACK_APP_TOKEN": "xapp-1-app", "FOTA_CALLBACK_TOKEN": "c" * 20,
+           "THINGSPACE_CLIENT_ID": "id-1", "THINGSPACE_CLIENT_SECRET": "cs-1", "THINGSPACE_USERNAME": "user-1",
+           "THINGSPACE_PASSWORD": "pw-1", "THINGSPACE_ACCOUNT": "0642233522-00001"}
+    settings = load(env)
+    secret_fields = {v.attr for v in VARIABLES if v.secret}
+    typed_as_secret = {v.attr for v in VARIABLES if isinstance(getattr(settings, v.attr), Secret)}
+    assert secret_fields == typed_as_secret
+    assert sorted(settings.secret_values()) == sorted(env[v.name] for v in VARIABLES if v.secret)
+
+
+def test_help_lists_every_variable_with_its_default_and_rule() -> None:
+    from bot.settings import VARIABLES, describe
+
+    text = describe()
+    for v in VARIABLES:
+        [line] = [line for line in text.splitlines() if line.split()[:1] == [v.name]]
+        assert v.shown_default.replace("`", "") in line
+        if v.rule.text:
+            assert f"expects {v.rule.text}" in line
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+# derandomize: the same examples on every run, so CI stays deterministic.
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.sampled_from(sorted(ENVIRONMENT_VARIABLES)), _TEXT)
+def test_any_value_is_taken_or_refused_by_name_and_a_secret_never_shows(name: str, value: str) -> None:
+    from bot.settings import BY_NAME
+
+    variable, text = BY_NAME[name], value.strip()
+    try:
+        load({**BASE, name: value})
+    except SettingsError as exc:
+        assert any(name in p for p in exc.problems), exc.problems  # the variable is named
+        with_value = [p for p in exc.problems if p.startswith(f"{name}=")]
+        if variable.secret:
+            assert all(p.startswith(f"{name}=(hidden): ") for p in with_value), with_value
+        else:
+            assert all(p.startswith(f"{name}={text}: ") for p in with_value), with_value
