@@ -47,6 +47,7 @@ from bot.workflow.preflight import (  # noqa: E402
     evaluate,
 )
 from storage import preflight as stored  # noqa: E402
+from storage.findings import DONE, Narrowed  # noqa: E402
 from storage.model import Campaign  # noqa: E402
 from storage.store import Store  # noqa: E402
 
@@ -60,7 +61,7 @@ class _Quiet:
     def preflight_updated(self, campaign: Campaign) -> None:
         pass
 
-    def narrowed(self, campaign: Campaign, user: str, narrowed: stored.Narrowed) -> None:
+    def narrowed(self, campaign: Campaign, user: str, narrowed: Narrowed) -> None:
         pass
 
 
@@ -141,7 +142,7 @@ async def one_size(n: int, workdir: Path) -> dict[str, Any]:
     rss_after = peak_rss_mb()
 
     record = stored.load(store, campaign.id)
-    assert record is not None and record.status == stored.DONE and record.summary is not None
+    assert record is not None and record.status == DONE and record.summary is not None
     requests = sum(
         1 for method, path in sandbox.request_log if method == "POST" and "/devices/" in path
     )

@@ -30,6 +30,7 @@ from bot.settings import load
 from bot.standins.slack import RecordedCall, SlackStandIn, create_slack_standin_app, render_message
 from bot.standins.thingspace import Sandbox, SandboxClock, SandboxTimings, sandbox_imeis
 from storage import preflight
+from storage.findings import CHECKING
 from storage.store import Store
 
 DEMO_SECRET = "demo-signing-secret"
@@ -224,7 +225,7 @@ async def _play(rt: Runtime, write: Any, count: int) -> int:
 
 def _checked(rt: Runtime, campaign_id: int) -> bool:
     record = preflight.load(rt.store, campaign_id)
-    return record is not None and record.status != preflight.CHECKING and rt.sender.outbox.pending_count() == 0
+    return record is not None and record.status != CHECKING and rt.sender.outbox.pending_count() == 0
 
 
 async def _wait(rt: Runtime, probe: Any, what: str) -> Any:

@@ -39,6 +39,7 @@ from storage.model import (
 )
 from storage.plan import RolloutPlan
 from storage.readers import Readers
+from storage.refusals import plan_refusal, preflight_refusal, wave_refusal
 from storage.states import (
     ACTIVE_AT_THINGSPACE,
     DEVICE_BUCKETS,
@@ -81,27 +82,6 @@ def _moment(value: object) -> dt.datetime | None:
     except (ValueError, OverflowError, OSError):
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
-def _preflight_refusal(db: Database, campaign_id: int) -> str | None:
-    """Pre-flight's say in the guard: unfinished or blocking findings refuse."""
-    from storage.preflight import refusal  # storage.preflight builds on this module
-
-    return refusal(db, campaign_id)
-
-
-def _plan_refusal(db: Database, campaign: Campaign) -> str | None:
-    """A staged request is approved only as the plan its card shows (storage.waves)."""
-    from storage.waves import approval_refusal  # storage.waves builds on this module
-
-    return approval_refusal(db, campaign)
-
-
-def _wave_refusal(db: Database, campaign: Campaign, approvals: int) -> str | None:
-    """A staged rollout's say in the guard: never sent whole; each wave as its plan says."""
-    from storage.waves import refusal  # storage.waves builds on this module
-
-    return refusal(db, campaign, approvals)
 
 
 def open_database(path: Path | str) -> Database:
@@ -533,7 +513,7 @@ class Store:
                 return ApprovalResult(ApprovalOutcome.STALE, campaign, self._valid_approvals(campaign))
             if user == campaign.requester:
                 raise NotApproved("the requester cannot approve their own request")
-            blocked = _preflight_refusal(self.db, campaign_id) or _plan_refusal(self.db, campaign)
+            blocked = preflight_refusal(self.db, campaign_id) or plan_refusal(self.db, campaign)
             if blocked:
                 raise NotApproved(blocked)
             # An approval of earlier content (before "Approve eligible only" narrowed the
@@ -598,7 +578,7 @@ class Store:
                 raise NotApproved(f"{campaign.ref} is {campaign.state}, not approved")
             # A wave of a staged rollout is sent on the approvals of its request's plan.
             approved = self.campaign(campaign.parent_id) if campaign.parent_id is not None else campaign
-            blocked = _preflight_refusal(self.db, approved.id)
+            blocked = preflight_refusal(self.db, approved.id)
             if blocked:
                 raise NotApproved(blocked)
             needed = required
@@ -616,7 +596,7 @@ class Store:
                     f"{campaign.ref} has {approvals} approvals of {needed} required by people who are "
                     f"approvers now; no longer counted: {', '.join(lapsed)}"
                 )
-            blocked = _wave_refusal(self.db, campaign, approvals)
+            blocked = wave_refusal(self.db, campaign, approvals)
             if blocked:
                 raise NotApproved(blocked)
             if approvals < needed:

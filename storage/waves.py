@@ -1,4 +1,4 @@
-"""A staged rollout's plan and waves on record, and the guard's say about them.
+"""A staged rollout's plan and waves on record (the guard's say about them: `storage.refusals`).
 
 A request with a plan is never sent whole: each wave, once started, is a campaign row of its
 own (`parent_id`, `wave`), created here from the plan's `wave_devices` in the transaction that
@@ -269,45 +269,6 @@ def halt(store: Store, parent_id: int, *, by: str, reason: str) -> bool:
     return bool(changed)
 
 
-def refusal(db: Database, campaign: Campaign, approvals_of: int) -> str | None:
-    """Why the guard must refuse sending `campaign`, as far as plans are concerned, or None.
-
-    `approvals_of` is the count of valid approvals of the request `campaign` belongs to, for
-    the request's current content hash (the caller counts them as for any campaign).
-    """
-    if campaign.parent_id is None:
-        if db.execute("SELECT 1 FROM rollout_plans WHERE campaign_id = ?", [campaign.id]).fetchone():
-            return f"{campaign.ref} is a staged rollout: it is sent wave by wave, never whole"
-        return None
-    stored = load(db, campaign.parent_id)
-    parent = ref_for(campaign.parent_id)
-    if stored is None:
-        return f"{campaign.ref} is a wave of {parent}, which has no plan on record"
-    if stored.halted:
-        return f"{parent} was halted: {stored.halt_reason or 'no reason recorded'}"
-    row = db.execute("SELECT content_hash FROM campaigns WHERE id = ?", [campaign.parent_id]).fetchone()
-    if row is None or row[0] != stored.bound_hash:
-        return f"{parent} changed since its plan was approved"
-    try:
-        wave = stored.wave(campaign.wave or 0)
-    except KeyError:
-        return f"{parent} has no wave {campaign.wave}"
-    if wave.campaign_id != campaign.id:
-        return f"{campaign.ref} is not the campaign of wave {wave.number} of {parent}"
-    planned = db.execute(
-        "SELECT imei FROM wave_devices WHERE parent_id = ? AND number = ? ORDER BY imei",
-        [campaign.parent_id, wave.number],
-    ).fetchall()
-    held = db.execute(
-        "SELECT imei FROM devices WHERE campaign_id = ? AND dropped_at IS NULL ORDER BY imei", [campaign.id]
-    ).fetchall()
-    if planned != held:
-        return f"the devices of {campaign.ref} are not those of wave {wave.number} of {parent}"
-    if approvals_of < 1:
-        return f"{parent} has no recorded approval of its plan"
-    return None
-
-
 def ended_at(db: Database, campaign_id: int) -> dt.datetime | None:
     """When the campaign reached its terminal state (its audit row), or None while it runs."""
     terminal = [s.value for s in S if s.is_terminal]
@@ -329,19 +290,6 @@ def approved_without_first_wave(db: Database) -> list[int]:
         [S.APPROVED.value],
     ).fetchall()
     return [r[0] for r in rows]
-
-
-def approval_refusal(db: Database, campaign: Campaign) -> str | None:
-    """Why a staged request cannot be approved now, or None: its waves are not planned yet,
-    or the request changed since they were (the card then shows the new plan)."""
-    row = db.execute("SELECT bound_hash FROM rollout_plans WHERE campaign_id = ?", [campaign.id]).fetchone()
-    if row is None:
-        return None
-    if not row[0]:
-        return f"the waves of {campaign.ref} are planned once its pre-flight checks finish"
-    if row[0] != campaign.content_hash:
-        return f"{campaign.ref} changed since its waves were planned; approve the current card"
-    return None
 
 
 def rebind(db: Database, campaign_id: int, base_hash: str) -> str:

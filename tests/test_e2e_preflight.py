@@ -15,6 +15,7 @@ from bot.standins.thingspace import sandbox_imeis
 from commands import blocks
 from commands.modal import SCHEDULE_CALLBACK_ID
 from storage import preflight as stored
+from storage.findings import CHECKING, DONE
 from storage.model import NotApproved
 from storage.states import CampaignState
 from tests.support.slack import block_action_body, text_input
@@ -504,11 +505,11 @@ async def test_an_interrupted_preflight_is_run_again_at_start_up(tmp_path: Path)
         # The process dies while ThingSpace is still answering.
         await stack.rt.background.cancel_all()
         record = stored.load(stack.rt.store, 1)
-        assert record is not None and record.status == stored.CHECKING
+        assert record is not None and record.status == CHECKING
         await stack.restart()
         await stack.settle()
         record = stored.load(stack.rt.store, 1)
-        assert record is not None and record.status == stored.DONE and record.attempts == 2
+        assert record is not None and record.status == DONE and record.attempts == 2
         assert blocks.ACTION_APPROVE in action_ids(stack.root().blocks)
 
 

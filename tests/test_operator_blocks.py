@@ -35,8 +35,8 @@ from commands.blocks import (
     status_reply,
 )
 from commands.blocks.operations import cancel_value, firmware_value, list_page_value
+from storage.findings import PreflightRecord
 from storage.model import Campaign, Decision, Device, TimeWindow
-from storage.preflight import PreflightRecord
 from storage.states import CampaignState
 from storage.waves import StoredPlan
 from tests.support.blocks import all_text, check_blocks, check_escaped

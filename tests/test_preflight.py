@@ -30,6 +30,15 @@ from bot.workflow.preflight import (
 from commands import blocks
 from commands.blocks.kit import MAX_BLOCKS, MAX_SECTION_TEXT
 from storage import preflight as stored
+from storage.findings import (
+    CHECKING,
+    DONE,
+    FAILED,
+    Finding,
+    Narrowed,
+    OtherCampaign,
+    PreflightRecord,
+)
 from storage.model import (
     ApprovalOutcome,
     Campaign,
@@ -39,7 +48,7 @@ from storage.model import (
     override_hash,
     request_hash,
 )
-from storage.preflight import Finding, Narrowed, OtherCampaign, PreflightRecord
+from storage.refusals import preflight_refusal
 from storage.states import CampaignState
 from storage.store import Store
 from tests.conftest import ManualClock
@@ -394,7 +403,7 @@ def test_findings_are_bound_into_the_content_hash(store: Store, clock: ManualClo
     before = campaign.content_hash
     updated = checked(store, campaign, [info("350000000000001")])
     record = stored.load(store, campaign.id)
-    assert record is not None and record.status == stored.DONE and record.summary is not None
+    assert record is not None and record.status == DONE and record.summary is not None
     assert updated.content_hash == bound_hash(before, record.summary.digest) != before
     # A card shown before the findings (the "checking…" card) is stale now.
     stale = store.record_approval(campaign.id, user="U0ANN", shown_hash=before, required=1)
@@ -414,7 +423,7 @@ def test_results_of_a_superseded_run_are_dropped(store: Store, clock: ManualCloc
     assert stored.finish(store, campaign.id, first, findings) is None
     assert not stored.fail(store, campaign.id, first, "late")
     record = stored.load(store, campaign.id)
-    assert record is not None and record.status == stored.CHECKING and record.attempts == 2
+    assert record is not None and record.status == CHECKING and record.attempts == 2
 
 
 def test_a_plain_approval_of_a_request_with_excluded_devices_is_refused(
@@ -482,7 +491,7 @@ def test_an_override_widens_rehashes_records_and_narrowing_undoes_it(
     )
     assert after.content_hash not in (original, checked_hash)
     assert widened.result.outcome is ApprovalOutcome.RECORDED and widened.result.approvals == 1
-    assert stored.refusal(store.db, campaign.id) is None
+    assert preflight_refusal(store.db, campaign.id) is None
     [audit] = [r for r in store.audit(campaign.id) if "overrode" in r["reason"]]
     assert audit["actor"] == "U0ANN" and "lab units, flashed by hand" in audit["reason"]
     assert "included 2 excluded devices (1 ineligible, 1 unknown)" in audit["reason"]
@@ -719,7 +728,7 @@ async def test_each_sandbox_kind_is_found_through_the_client(
     campaign = make_campaign(store, clock, devices)
     record = await run_checks(store, runner, campaign)
 
-    assert record.status == stored.DONE and events.done == [campaign.id]
+    assert record.status == DONE and events.done == [campaign.id]
     summary = record.summary
     assert summary is not None and summary.monthly_only and summary.firmware.listed
     assert summary.count(Finding.UNKNOWN) == 2
@@ -752,7 +761,7 @@ async def test_unknown_firmware_blocks_through_the_client(
     record = await run_checks(store, runner_for(store, client, Events()), campaign)
     assert record.summary is not None and record.summary.blocked
     assert "not for SR1.2.0.0-10512 → SR9" in record.summary.blocking[0]
-    assert stored.refusal(store.db, campaign.id) is not None
+    assert preflight_refusal(store.db, campaign.id) is not None
 
 
 async def test_conflict_with_another_active_campaign_through_the_runner(
@@ -783,15 +792,15 @@ async def test_a_thingspace_failure_is_recorded_and_can_be_run_again(
     runner = runner_for(store, client, events)
     campaign = make_campaign(store, clock, sandbox_imeis(3))
     record = await run_checks(store, runner, campaign)
-    assert record.status == stored.FAILED and "503" in (record.error or "")
-    assert "could not finish" in (stored.refusal(store.db, campaign.id) or "")
+    assert record.status == FAILED and "503" in (record.error or "")
+    assert "could not finish" in (preflight_refusal(store.db, campaign.id) or "")
     sandbox.clear_faults()
     answer = await runner.retry(campaign.id, user="U0ANN")
     assert "again" in answer
     await runner.background.idle()
     record2 = stored.load(store, campaign.id)
-    assert record2 is not None and record2.status == stored.DONE and record2.attempts == 2
-    assert stored.refusal(store.db, campaign.id) is None
+    assert record2 is not None and record2.status == DONE and record2.attempts == 2
+    assert preflight_refusal(store.db, campaign.id) is None
 
 
 async def test_a_run_past_its_deadline_fails_instead_of_hanging(
@@ -800,7 +809,7 @@ async def test_a_run_past_its_deadline_fails_instead_of_hanging(
     sandbox.delay_next("/api/fota/v3/devices", 1.0, before=True)
     runner = runner_for(store, client, Events(), deadline=0.05)
     record = await run_checks(store, runner, make_campaign(store, clock, sandbox_imeis(2)))
-    assert record.status == stored.FAILED and "within 0 s" in (record.error or "")
+    assert record.status == FAILED and "within 0 s" in (record.error or "")
 
 
 async def test_interrupted_checks_are_run_again(
@@ -816,7 +825,7 @@ async def test_interrupted_checks_are_run_again(
     await runner.background.idle()
     for campaign_id in (campaign.id, legacy.id):
         record = stored.load(store, campaign_id)
-        assert record is not None and record.status == stored.DONE
+        assert record is not None and record.status == DONE
 
 
 # --- The card ------------------------------------------------------------------------------

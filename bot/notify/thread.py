@@ -16,6 +16,7 @@ from typing import Any
 from bot.workflow.wave_figures import Verdict, WaveFigures, judge, promotable_at
 from commands import blocks
 from storage import preflight, waves
+from storage.findings import Narrowed, Overridden
 from storage.model import Campaign, Device
 from storage.outbox import Outbox
 from storage.states import CampaignState
@@ -237,7 +238,7 @@ class ThreadNotifier:
         # changed, so it is edited at once, not after the progress throttle.
         self.refresh_root(campaign, now=True)
 
-    def narrowed(self, campaign: Campaign, user: str, narrowed: preflight.Narrowed) -> None:
+    def narrowed(self, campaign: Campaign, user: str, narrowed: Narrowed) -> None:
         self.refresh_root(campaign, now=True)
         self.reply(
             campaign,
@@ -251,7 +252,7 @@ class ThreadNotifier:
         )
 
     def overridden(
-        self, campaign: Campaign, user: str, overridden: preflight.Overridden, reason: str
+        self, campaign: Campaign, user: str, overridden: Overridden, reason: str
     ) -> None:
         self.refresh_root(campaign, now=True)
         superseded = [

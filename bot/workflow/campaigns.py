@@ -16,6 +16,7 @@ from bot.workflow.errors import UserError
 from bot.workflow.preflight import PreflightRunner
 from bot.workflow.staged import StagedRollouts
 from bot.workflow.submission import Submitter
+from storage.findings import PreflightRecord
 from storage.model import (
     ApprovalOutcome,
     ApprovalResult,
@@ -26,7 +27,6 @@ from storage.model import (
     RequestError,
     ScheduleRequest,
 )
-from storage.preflight import PreflightRecord
 from storage.states import CampaignState
 from storage.store import Store
 

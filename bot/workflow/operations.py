@@ -27,8 +27,10 @@ from bot.workflow.approvers import Directory
 from bot.workflow.campaigns import ApprovalTimers, describe
 from bot.workflow.errors import UserError
 from storage import history, preflight, waves
+from storage.findings import PreflightRecord
 from storage.history import HistoryEntry
 from storage.model import Campaign, CampaignNotFound, CancelKind, Decision, Device
+from storage.refusals import preflight_refusal
 from storage.states import ACTIVE_AT_THINGSPACE, CampaignState, IllegalTransition
 from storage.store import Store
 
@@ -73,7 +75,7 @@ class CampaignView:
     # Why pre-flight does not allow approving it now (checking, failed, blocked), or None.
     not_approvable: str | None = None
     # The pre-flight record, so the App Home shows the card's findings and buttons.
-    preflight: preflight.PreflightRecord | None = None
+    preflight: PreflightRecord | None = None
     # A staged rollout's plan, so whoever approves from the App Home sees the waves they approve.
     plan: waves.StoredPlan | None = None
 
@@ -167,7 +169,7 @@ class Operations:
             self.store.device_counts(campaign.id),
             self.store.decisions(campaign.id),
             tuple(d.imei for d in self.store.devices(campaign.id, limit=DEVICE_SAMPLE)) if sample else (),
-            not_approvable=preflight.refusal(self.store.db, campaign.id)
+            not_approvable=preflight_refusal(self.store.db, campaign.id)
             if campaign.state is S.PENDING_APPROVAL
             else None,
             # Also after the decision: the stamp and the campaign card say who narrowed or

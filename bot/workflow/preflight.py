@@ -47,10 +47,9 @@ from bot.workflow.errors import UserError
 from bot.workflow.planner import assign
 from storage import preflight as stored
 from storage import waves
-from storage.model import Campaign, TimeWindow, canonical
-from storage.plan import DeviceFacts
-from storage.preflight import (
+from storage.findings import (
     EXCLUDING,
+    FAILED,
     ConflictFinding,
     Finding,
     Findings,
@@ -62,6 +61,8 @@ from storage.preflight import (
     PreflightSummary,
     RadiusRow,
 )
+from storage.model import Campaign, TimeWindow, canonical
+from storage.plan import DeviceFacts
 from storage.states import CampaignState
 from storage.store import Store
 
@@ -496,7 +497,7 @@ class PreflightRunner:
         if campaign.state is not CampaignState.PENDING_APPROVAL:
             raise UserError(f"{campaign.ref} is no longer waiting for approval; nothing to check.")
         record = stored.load(self.store, campaign_id)
-        if record is not None and record.status != stored.FAILED:
+        if record is not None and record.status != FAILED:
             raise UserError(
                 f"The checks of {campaign.ref} are {record.status}; nothing to run again."
             )

@@ -44,8 +44,8 @@ from commands.blocks.kit import (
     user,
 )
 from commands.blocks.preflight import findings_summary, scope_lines
+from storage.findings import PreflightRecord
 from storage.model import Campaign, CancelKind, Decision, Device
-from storage.preflight import PreflightRecord
 from storage.states import DEVICE_BUCKETS, CampaignState
 from storage.waves import StoredPlan
 

@@ -44,8 +44,7 @@ from commands.blocks.kit import (
     user,
     users,
 )
-from storage.model import Campaign, TimeWindow
-from storage.preflight import (
+from storage.findings import (
     CHECKING,
     DONE,
     FAILED,
@@ -55,6 +54,7 @@ from storage.preflight import (
     PreflightRecord,
     PreflightSummary,
 )
+from storage.model import Campaign, TimeWindow
 
 if TYPE_CHECKING:  # commands.blocks.operations builds on this module
     from commands.blocks.operations import SharedCsv
