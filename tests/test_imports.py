@@ -31,7 +31,6 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
 KNOWN_CIRCLES: dict[frozenset[str], str] = {
     frozenset({"commands.listeners", "commands.operator_listeners"}): "listeners become a package",
     frozenset({"bot.app", "bot.metrics"}): "the metrics stop importing the app",
-    frozenset({"commands.blocks.operations", "commands.blocks.preflight"}): "shared builders move down",
 }
 
 

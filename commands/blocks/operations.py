@@ -43,7 +43,7 @@ from commands.blocks.kit import (
     slack_date,
     user,
 )
-from commands.blocks.preflight import findings_summary, scope_lines
+from commands.blocks.preflight import SharedCsv, findings_summary, scope_lines
 from storage.findings import PreflightRecord
 from storage.model import Campaign, CancelKind, Decision, Device
 from storage.states import DEVICE_BUCKETS, CampaignState
@@ -98,22 +98,6 @@ class CampaignFacts(Protocol):
 
     @property
     def plan(self) -> StoredPlan | None: ...
-
-
-class SharedCsv(Protocol):
-    """The per-device CSV as shared in a direct message (bot.workflow.operations.SharedFile)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def rows(self) -> int: ...
-
-    @property
-    def permalink(self) -> str | None: ...
-
-    @property
-    def error(self) -> str | None: ...
 
 
 def _value(data: dict[str, Any]) -> str:

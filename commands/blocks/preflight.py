@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from commands.blocks.actions import (
     ACTION_APPROVE,
@@ -56,9 +56,6 @@ from storage.findings import (
 )
 from storage.model import Campaign, TimeWindow
 
-if TYPE_CHECKING:  # commands.blocks.operations builds on this module
-    from commands.blocks.operations import SharedCsv
-
 ACTION_APPROVE_ELIGIBLE = "fota_eligible_only"
 ACTION_INCLUDE_EXCLUDED = "fota_include_excluded"
 ACTION_EXCLUDED_CSV = "fota_excluded_csv"
@@ -75,6 +72,22 @@ CONFLICTS_SHOWN = 5
 # ThingSpace: "On-demand campaigns start in about 90 minutes to 2 hours; future-dated ones
 # around 00:00 UTC" (docs/thingspace.md).
 ON_DEMAND_DELAY = "about 2 hours"
+
+
+class SharedCsv(Protocol):
+    """The per-device CSV as shared in a direct message (bot.workflow.operations.SharedFile)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def permalink(self) -> str | None: ...
+
+    @property
+    def error(self) -> str | None: ...
 
 
 def expected_start(start_date: dt.date, today: dt.date, windows: Sequence[TimeWindow] = ()) -> str:
