@@ -11,18 +11,16 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bot.loopstall import THRESHOLDS
-
-if TYPE_CHECKING:
-    from bot.app import Runtime
+from bot.loopstall import THRESHOLDS, LoopStallMonitor
+from storage.store import Store
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Windows of the longest loop stall: the last minute, and the last 5 s for a scraper (a
@@ -47,8 +45,25 @@ def read_counts(conn: sqlite3.Connection) -> Counts:
     return Counts(campaigns, callbacks, (row[0] or 0, row[1] or 0, row[2] or 0))
 
 
+class Scraped(Protocol):
+    """What /metrics reads of the running bot (`bot.app.Runtime` has these): taken by shape,
+    so this module needs nothing from the module that serves it."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def background(self) -> Sized: ...
+
+    @property
+    def loop_monitor(self) -> LoopStallMonitor: ...
+
+    @property
+    def metrics_counts(self) -> SharedCounts: ...
+
+
 class _RuntimeCollector(Collector):
-    def __init__(self, runtime: Runtime, counts: Counts):
+    def __init__(self, runtime: Scraped, counts: Counts):
         self.rt = runtime
         self.counts = counts
 
@@ -102,7 +117,7 @@ class SharedCounts:
         self.clock = clock
         self._last: tuple[float, Counts] | None = None
 
-    async def read(self, runtime: Runtime) -> Counts:
+    async def read(self, runtime: Scraped) -> Counts:
         if self._last is not None and self.clock() - self._last[0] < self.ttl:
             return self._last[1]
         inflight = self._inflight
@@ -119,7 +134,7 @@ class SharedCounts:
             self._last = (self.clock(), future.result())
 
 
-async def render(runtime: Runtime) -> bytes:
+async def render(runtime: Scraped) -> bytes:
     counts = await runtime.metrics_counts.read(runtime)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_RuntimeCollector(runtime, counts))

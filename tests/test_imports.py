@@ -30,7 +30,6 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
 # round a longer loop), with the work that breaks it. Keep this empty.
 KNOWN_CIRCLES: dict[frozenset[str], str] = {
     frozenset({"commands.listeners", "commands.operator_listeners"}): "listeners become a package",
-    frozenset({"bot.app", "bot.metrics"}): "the metrics stop importing the app",
 }
 
 
