@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.blockkit import MAX_OPTION_TEXT, MAX_OPTION_VALUE, MAX_OPTIONS
 from commands.imei import bad_imeis_problem, count_problems, scan_imeis
 from commands.parse import (
     DEFAULT_PROTOCOL,
@@ -76,11 +77,8 @@ def _option(value: str) -> dict[str, Any]:
     return {"text": _plain(value), "value": value}
 
 
-# Slack's limits for a select: 100 options; an option's text and description 75 characters,
-# its value 150.
-MAX_OPTIONS = 100
-MAX_OPTION_TEXT = 75
-MAX_OPTION_VALUE = 150
+# Slack's limits for a select (100 options; an option's text 75 characters, its value 150)
+# are bot/blockkit.py's, the checker's.
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 

@@ -25,6 +25,7 @@ from commands.blocks.cards import (
     state_label,
 )
 from commands.blocks.kit import (
+    MAX_SURFACE_BLOCKS,
     Block,
     code,
     context,
@@ -42,7 +43,7 @@ from commands.blocks.waves import plan_blocks
 from storage.model import Campaign
 
 HOME_CALLBACK_ID = "fota_home"
-MAX_HOME_BLOCKS = 100  # Slack's limit for a Home tab (messages: 50)
+MAX_HOME_BLOCKS = MAX_SURFACE_BLOCKS  # Slack's limit for a Home tab (messages: 50)
 MAX_NOTICE_BLOCKS = 5
 # Per-section budgets (blocks per entry: to decide 3, mine 1, active 1), well inside 100.
 MAX_TO_DECIDE = 10

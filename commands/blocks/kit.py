@@ -12,26 +12,31 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+# Slack's Block Kit limits are written once, in bot/blockkit.py beside the checker that holds
+# every builder (and the Slack stand-in) to them; the builders import them from here.
+from bot.blockkit import (
+    MAX_BLOCKS,
+    MAX_BUTTON_TEXT,  # noqa: F401 (for the builders)
+    MAX_BUTTON_VALUE,  # noqa: F401 (for the builders)
+    MAX_CONFIRM_BUTTON,  # noqa: F401 (for the builders)
+    MAX_CONFIRM_TEXT,  # noqa: F401 (for the builders)
+    MAX_CONFIRM_TITLE,  # noqa: F401 (for the builders)
+    MAX_CONTEXT_ELEMENTS,
+    MAX_CONTEXT_TEXT,
+    MAX_FIELD_TEXT,
+    MAX_FIELDS,
+    MAX_HEADER_TEXT,
+    MAX_ID,
+    MAX_MODAL_BUTTON,  # noqa: F401 (for the builders)
+    MAX_MODAL_TITLE,  # noqa: F401 (for the builders)
+    MAX_PRIVATE_METADATA,  # noqa: F401 (for the builders)
+    MAX_SECTION_TEXT,
+    MAX_SURFACE_BLOCKS,  # noqa: F401 (for the builders)
+)
+
 Block = dict[str, Any]
 Message = dict[str, Any]  # {"text": fallback, "blocks": [...]}
 
-# Slack's Block Kit limits (https://docs.slack.dev/reference/block-kit/blocks).
-MAX_BLOCKS = 50  # per message; modals allow 100
-MAX_SECTION_TEXT = 3000
-MAX_HEADER_TEXT = 150
-MAX_BUTTON_TEXT = 75
-MAX_ID = 255  # action_id, block_id
-MAX_BUTTON_VALUE = 2000
-MAX_CONTEXT_ELEMENTS = 10
-MAX_CONTEXT_TEXT = 3000
-MAX_FIELDS = 10
-MAX_FIELD_TEXT = 2000
-MAX_CONFIRM_TITLE = 100
-MAX_CONFIRM_TEXT = 300
-MAX_CONFIRM_BUTTON = 30
-MAX_MODAL_TITLE = 24
-MAX_MODAL_BUTTON = 24
-MAX_PRIVATE_METADATA = 3000
 # The top-level `text` is the notification / screen-reader fallback. Slack cuts it at 40,000
 # characters; nobody reads that much in a notification.
 MAX_FALLBACK_TEXT = 3000

@@ -1,10 +1,11 @@
-"""Slack's Block Kit limits, checked on anything a builder makes (one checker for every test)."""
+"""Slack's Block Kit rules, checked on anything a builder makes: `bot.blockkit`, the checker the
+Slack stand-in answers with, plus this project's own stricter rules."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from slack_sdk.models.blocks import Block
+from bot.blockkit import MAX_BLOCKS, MAX_SURFACE_BLOCKS, block_problems, view_problems
 
 # User-supplied text the fixtures plant; none may reach mrkdwn or a fallback text unescaped.
 HOSTILE_FRAGMENTS = (
@@ -26,54 +27,34 @@ def texts(obj: Any, kinds: tuple[str, ...] = ("mrkdwn", "plain_text")) -> list[s
     return found
 
 
-def check_button(element: dict[str, Any]) -> None:
-    assert element["type"] == "button"
-    assert 0 < len(element["text"]["text"]) <= 75
-    assert len(element["action_id"]) <= 255
-    assert len(element.get("value", "")) <= 2000
-    if "confirm" in element:
-        confirm = element["confirm"]
-        assert 0 < len(confirm["title"]["text"]) <= 100
-        assert 0 < len(confirm["text"]["text"]) <= 300
-        assert 0 < len(confirm["confirm"]["text"]) <= 30
-        assert 0 < len(confirm["deny"]["text"]) <= 30
-
-
 def check_blocks(blocks: list[dict[str, Any]], *, max_blocks: int = 50, unique_ids: str = "block") -> None:
-    """Slack's limits. `unique_ids`: action_id unique per block (Slack's rule; the Home tab
-    repeats Approve per request) or per "message" (stricter, for cards with one set of buttons)."""
+    """Slack's rules, by the one checker the Slack stand-in answers with (`bot.blockkit`, which
+    also reads each block with slack_sdk's models: nothing unknown, nothing dropped), then this
+    project's own stricter ones. `max_blocks`: 50 for a message, 100 for a modal or the Home tab.
+    `unique_ids`: action_id unique per block (Slack's rule; the Home tab repeats Approve per
+    request) or per "message" (stricter, for cards with one set of buttons)."""
     assert 0 < len(blocks) <= max_blocks
-    message_ids: list[str] = []
-    for block in blocks:
-        parsed = Block.parse(block)
-        assert parsed is not None, block
-        parsed.validate_json()
-        assert parsed.to_dict() == block  # nothing unknown, nothing dropped
-        assert len(block.get("block_id", "")) <= 255
-        kind = block["type"]
-        if kind == "header":
-            assert 0 < len(block["text"]["text"]) <= 150
-        elif kind == "section":
-            assert "text" in block or "fields" in block
-            if "text" in block:
-                assert 0 < len(block["text"]["text"]) <= 3000
-            assert len(block.get("fields", [])) <= 10
-            assert all(0 < len(f["text"]) <= 2000 for f in block.get("fields", []))
-            if "accessory" in block:
-                check_button(block["accessory"])
-        elif kind == "context":
-            assert 0 < len(block["elements"]) <= 10
-            assert all(0 < len(e["text"]) <= 3000 for e in block["elements"])
-        elif kind == "actions":
-            ids = [e["action_id"] for e in block["elements"]]
-            assert len(ids) == len(set(ids)), "action_id must be unique in its block"
-            message_ids += ids
-            for element in block["elements"]:
-                check_button(element)
+    surface = "message" if max_blocks <= MAX_BLOCKS else "modal"
+    problems = block_problems(blocks, surface=surface)
+    assert problems == [], problems
     if unique_ids == "message":
-        assert len(message_ids) == len(set(message_ids)), "action_id must be unique in a message"
+        ids = [
+            e["action_id"]
+            for block in blocks
+            if block["type"] == "actions"
+            for e in block["elements"]
+            if "action_id" in e
+        ]
+        assert len(ids) == len(set(ids)), "action_id must be unique in a message"
     for text in texts(blocks):
         assert text.strip()
+
+
+def check_view(view: dict[str, Any], *, expected_type: str = "modal") -> None:
+    """A whole modal or Home tab view, by the same checker."""
+    problems = view_problems(view, expected_type=expected_type)
+    assert problems == [], problems
+    check_blocks(view["blocks"], max_blocks=MAX_SURFACE_BLOCKS)
 
 
 def check_escaped(msg: dict[str, Any]) -> None:
