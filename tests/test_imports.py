@@ -29,7 +29,6 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
 # Known circles still to break, each a group of modules that import each other (directly or
 # round a longer loop), with the work that breaks it. Keep this empty.
 KNOWN_CIRCLES: dict[frozenset[str], str] = {
-    frozenset({"commands.listeners", "commands.operator_listeners"}): "listeners become a package",
 }
 
 

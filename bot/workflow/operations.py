@@ -1,6 +1,6 @@
 """Operator services behind `/fota status | list | cancel | firmware | devices` and the App Home.
 
-The listeners in `commands/operator_listeners.py` call these and render the answers with the
+The listeners in `commands/listeners/operator.py` call these and render the answers with the
 pure builders in `commands.blocks`. Slack I/O an answer needs (a permalink, the CSV shared in a
 direct message, the Home tab) is done here through the same Web API client Bolt uses, so the
 listeners stay thin.
