@@ -14,7 +14,7 @@ from bot.settings import Settings
 from bot.thingspace.client import Registration, ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError
 from bot.thingspace_probe import SAMPLE_IMEI, probe
-from storage.store import Store
+from storage.store import Store, read_only_summary
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -207,31 +207,17 @@ def _check_database(settings: Settings, report: _Report) -> str | None:
         report.say(True, f"database {path} does not exist yet; `fota-bot serve` creates it")
         return settings.callback_token.reveal() if settings.callback_token else None
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT value FROM kv WHERE key = 'callback_token'").fetchone()
-            campaigns = conn.execute("SELECT count(*) FROM campaigns").fetchone()[0]
-            newer = _newer_migrations(conn)
-        finally:
-            conn.close()
+        summary = read_only_summary(path)
     except sqlite3.Error as exc:
         report.say(False, f"database {path} cannot be read: {exc}; restore it from a backup")
         return None
-    if newer:
+    if newer := summary.newer_migrations:
         report.say(False, f"database {path} was upgraded by a newer fota-bot ({', '.join(newer)}); run that version")
     else:
-        report.say(True, f"database {path} reads, {campaigns} campaign(s)")
+        report.say(True, f"database {path} reads, {summary.campaigns} campaign(s)")
     if settings.callback_token:
         return settings.callback_token.reveal()
-    return str(row[0]) if row else None
-
-
-def _newer_migrations(conn: sqlite3.Connection) -> list[str]:
-    from sqlite_utils import Database
-
-    from storage.migrations import unknown_to_this_version
-
-    return unknown_to_this_version(Database(conn))
+    return summary.callback_token
 
 
 async def _check_public_url(settings: Settings, report: _Report) -> None:

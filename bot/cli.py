@@ -203,7 +203,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         return run_history(settings, args.id)
     if args.command == "backup":
-        from bot.backup import BackupError, backup
+        from storage.backup import BackupError, backup
 
         try:
             result = backup(settings.db_path, args.path)

@@ -94,14 +94,12 @@ def _check_demo_database(path: Path) -> None:
         return
     store = Store.open(path)
     try:
-        row = store.db.execute(
-            "SELECT count(*) FROM campaigns WHERE approval_channel IS NOT ? OR sandbox = 0", [CHANNEL]
-        ).fetchone()
+        real = store.count_campaigns_beyond(channel=CHANNEL)
     finally:
         store.close()
-    if row[0]:
+    if real:
         raise DemoRefused(
-            f"FOTA_DB={path} holds {row[0]} campaign(s) of a real bot; the demo writes only to a new "
+            f"FOTA_DB={path} holds {real} campaign(s) of a real bot; the demo writes only to a new "
             "database or an earlier demo's: point FOTA_DB at another file"
         )
 

@@ -9,10 +9,8 @@ memory.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sized
-from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -20,29 +18,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from bot.loopstall import THRESHOLDS, LoopStallMonitor
-from storage.store import Store
+from storage.store import RowCounts, Store
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Windows of the longest loop stall: the last minute, and the last 5 s for a scraper (a
 # benchmark) that wants the stalls of a short run only.
 STALL_WINDOWS = (("1m", 60.0), ("5s", 5.0))
-
-
-@dataclass(frozen=True)
-class Counts:
-    campaigns: list[tuple[str, int]]
-    callbacks: list[tuple[int, int]]
-    outbox: tuple[int, int, int]
-
-
-def read_counts(conn: sqlite3.Connection) -> Counts:
-    campaigns = conn.execute("SELECT state, count(*) FROM campaigns GROUP BY state").fetchall()
-    callbacks = conn.execute("SELECT applied, count(*) FROM callbacks GROUP BY applied").fetchall()
-    row = conn.execute(
-        """SELECT sum(sent_at IS NULL), sum(sent_at IS NOT NULL AND last_error IS NULL),
-                  sum(sent_at IS NOT NULL AND last_error IS NOT NULL) FROM outbox"""
-    ).fetchone()
-    return Counts(campaigns, callbacks, (row[0] or 0, row[1] or 0, row[2] or 0))
 
 
 class Scraped(Protocol):
@@ -63,7 +44,7 @@ class Scraped(Protocol):
 
 
 class _RuntimeCollector(Collector):
-    def __init__(self, runtime: Scraped, counts: Counts):
+    def __init__(self, runtime: Scraped, counts: RowCounts):
         self.rt = runtime
         self.counts = counts
 
@@ -109,25 +90,25 @@ class SharedCounts:
     """
 
     def __init__(self, ttl: float = 15.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._inflight: asyncio.Future[Counts] | None = None
+        self._inflight: asyncio.Future[RowCounts] | None = None
         # A finished read also serves every scrape of the next `ttl` seconds: a scraper asking
         # every few seconds (a benchmark reading the loop-stall figures) must not make whole-table
         # counts the bot's main work. The loop-stall figures are always current.
         self.ttl = ttl
         self.clock = clock
-        self._last: tuple[float, Counts] | None = None
+        self._last: tuple[float, RowCounts] | None = None
 
-    async def read(self, runtime: Scraped) -> Counts:
+    async def read(self, runtime: Scraped) -> RowCounts:
         if self._last is not None and self.clock() - self._last[0] < self.ttl:
             return self._last[1]
         inflight = self._inflight
         if inflight is None:
-            inflight = asyncio.ensure_future(runtime.store.readers.run(read_counts))
+            inflight = asyncio.ensure_future(runtime.store.row_counts())
             self._inflight = inflight
             inflight.add_done_callback(self._done)
         return await asyncio.shield(inflight)
 
-    def _done(self, future: asyncio.Future[Counts]) -> None:
+    def _done(self, future: asyncio.Future[RowCounts]) -> None:
         if self._inflight is future:
             self._inflight = None
         if not future.cancelled() and future.exception() is None:

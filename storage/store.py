@@ -18,6 +18,8 @@ import os
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +112,28 @@ def open_database(path: Path | str) -> Database:
     return db
 
 
+@dataclass(frozen=True)
+class DatabaseSummary:
+    """What `fota-bot check` reports of FOTA_DB, read without changing it."""
+
+    callback_token: str | None
+    campaigns: int
+    newer_migrations: list[str]  # applied by a newer fota-bot; this version must not write it
+
+
+def read_only_summary(path: Path) -> DatabaseSummary:
+    """FOTA_DB opened read only: never created, migrated or written. Raises sqlite3.Error when
+    it cannot be read."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT value FROM kv WHERE key = 'callback_token'").fetchone()
+        campaigns = int(conn.execute("SELECT count(*) FROM campaigns").fetchone()[0])
+        newer = migrations.unknown_to_this_version(Database(conn))
+    finally:
+        conn.close()
+    return DatabaseSummary(str(row[0]) if row else None, campaigns, newer)
+
+
 def device_rows(
     conn: sqlite3.Connection, campaign_id: int, *, failed_only: bool = False, limit: int | None = None
 ) -> list[Device]:
@@ -128,6 +152,25 @@ def device_rows(
     return [Device(*r) for r in rows]
 
 
+@dataclass(frozen=True)
+class RowCounts:
+    """Whole-table counts behind /metrics."""
+
+    campaigns: list[tuple[str, int]]  # (state, campaigns)
+    callbacks: list[tuple[int, int]]  # (applied, callbacks)
+    outbox: tuple[int, int, int]  # Slack updates pending, sent, refused
+
+
+def _row_counts(conn: sqlite3.Connection) -> RowCounts:
+    campaigns = conn.execute("SELECT state, count(*) FROM campaigns GROUP BY state").fetchall()
+    callbacks = conn.execute("SELECT applied, count(*) FROM callbacks GROUP BY applied").fetchall()
+    row = conn.execute(
+        """SELECT sum(sent_at IS NULL), sum(sent_at IS NOT NULL AND last_error IS NULL),
+                  sum(sent_at IS NOT NULL AND last_error IS NOT NULL) FROM outbox"""
+    ).fetchone()
+    return RowCounts(campaigns, callbacks, (row[0] or 0, row[1] or 0, row[2] or 0))
+
+
 class Store:
     def __init__(self, db: Database, *, clock: Clock = utcnow):
         self.db = db
@@ -141,6 +184,11 @@ class Store:
     def close(self) -> None:
         self.readers.close()
         self.db.close()
+
+    def atomic(self) -> AbstractContextManager[Database]:
+        """One transaction around several Store (and Outbox) calls: a state and the thread's
+        news of it commit together or not at all. Nested, it joins the outer transaction."""
+        return self.db.atomic()
 
     def checkpoint_off_loop(self) -> None:
         """From now on the WAL is copied into the database file only by `readers.checkpoint()`
@@ -229,6 +277,14 @@ class Store:
         return token
 
     # --- campaigns -------------------------------------------------------------------------
+
+    def count_campaigns_beyond(self, *, channel: str) -> int:
+        """Campaigns not requested in `channel` with the sandbox (a real bot's, for the demo's
+        refusal to write into its database)."""
+        row = self.db.execute(
+            "SELECT count(*) FROM campaigns WHERE approval_channel IS NOT ? OR sandbox = 0", [channel]
+        ).fetchone()
+        return int(row[0])
 
     def create_campaign(
         self,
@@ -750,11 +806,33 @@ class Store:
                 ids.append(cursor.lastrowid)
         return ids
 
-    def unapplied_callbacks(self, limit: int = 1000) -> list[tuple[int, str]]:
+    def unapplied_callbacks(self, limit: int = 1000, *, after_id: int = 0) -> list[tuple[int, str]]:
+        """(id, body) of callbacks not applied yet, oldest first, past `after_id`."""
         rows = self.db.execute(
-            "SELECT id, body FROM callbacks WHERE applied = 0 ORDER BY id LIMIT ?", [limit]
+            "SELECT id, body FROM callbacks WHERE applied = 0 AND id > ? ORDER BY id LIMIT ?", [after_id, limit]
         ).fetchall()
         return [(r[0], r[1]) for r in rows]
+
+    def callbacks_waiting_for(self, campaign: Campaign) -> list[tuple[int, str]]:
+        """(id, body) of callbacks kept until ThingSpace's answer named this campaign: those naming
+        its ThingSpace id, received since it was claimed for sending (nothing older can be about it,
+        whatever id it names)."""
+        claimed = self.db.execute(
+            "SELECT min(at) FROM audit WHERE campaign_id = ? AND to_state = ?",
+            [campaign.id, CampaignState.SUBMITTING.value],
+        ).fetchone()[0]
+        rows = self.db.execute(
+            "SELECT id, body FROM callbacks WHERE applied = 0 AND thingspace_id = ? AND received_at >= ? ORDER BY id",
+            [campaign.thingspace_id, claimed or iso(campaign.created_at)],
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def mark_callback_received(self, campaign_ids: Iterable[int], at: dt.datetime) -> None:
+        """The campaigns a callback was just applied to (the watchdog reads `last_callback_at`)."""
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "UPDATE campaigns SET last_callback_at = ? WHERE id = ?", [(at.isoformat(), i) for i in campaign_ids]
+            )
 
     def mark_callbacks(self, ids: Sequence[int], *, parsed: bool, applied: bool, thingspace_id: str | None = None) -> None:
         with self.db.atomic():
@@ -771,6 +849,11 @@ class Store:
                 "UPDATE callbacks SET applied = 1 WHERE applied = 0 AND thingspace_id IS NOT NULL AND received_at < ?",
                 [iso(before)],
             ).rowcount
+
+    async def row_counts(self) -> RowCounts:
+        """Campaigns by state, callbacks by applied, Slack updates by outcome: whole-table counts
+        that grow with history, so read on the reader thread, off the event loop."""
+        return await self.readers.run(_row_counts)
 
     def callback_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM callbacks").fetchone()[0])

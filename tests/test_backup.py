@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.backup import BackupError, backup
 from bot.cli import main
+from storage.backup import BackupError, backup
 from storage.store import Store
 
 

@@ -224,7 +224,7 @@ class CampaignService:
         # FOTA_APPROVERS since, or from its group, no longer counts).
         current = await self._counted_approvers(campaign_id)
         # The decision and the thread's news of it are one transaction.
-        with self.store.db.atomic():
+        with self.store.atomic():
             try:
                 if eligible_only:
                     if self.preflight is None:
@@ -323,7 +323,7 @@ class CampaignService:
         required = self.settings.required_approvals
         # As for a plain approval: only approvals by people who are approvers now count.
         current = await self._counted_approvers(campaign_id)
-        with self.store.db.atomic():
+        with self.store.atomic():
             try:
                 overridden = self.preflight.override_and_approve(
                     campaign_id, user=user, shown_hash=shown_hash, typed_count=typed_count, reason=reason,
@@ -359,7 +359,7 @@ class CampaignService:
         reason = reason.strip()
         if not reason:
             raise UserError("A rejection needs a reason, so the requester knows what to change.")
-        with self.store.db.atomic():  # the decision and the thread's news of it, together
+        with self.store.atomic():  # the decision and the thread's news of it, together
             result = self.store.record_rejection(campaign_id, user=user, shown_hash=shown_hash, reason=reason)
             if result.outcome is ApprovalOutcome.REJECTED:
                 self.events.rejected(result.campaign, user, reason)
@@ -376,7 +376,7 @@ class CampaignService:
             raise UserError(f"Only the requester, <@{campaign.requester}>, may withdraw {campaign.ref}. Nothing changed.")
         if campaign.state is not S.PENDING_APPROVAL:
             raise UserError(f"{campaign.ref} is {describe(campaign.state)}; it can no longer be withdrawn.")
-        with self.store.db.atomic():  # the state and the thread's news, together
+        with self.store.atomic():  # the state and the thread's news, together
             campaign = self.store.transition(campaign_id, S.WITHDRAWN, actor=user, reason="withdrawn by the requester")
             self.events.withdrawn(campaign, user)
         self.timers.cancel_approval_timers(campaign_id)
@@ -388,7 +388,7 @@ class CampaignService:
         campaign = self.store.campaign(campaign_id)
         if campaign.state is not S.PENDING_APPROVAL or self.clock() < campaign.expires_at:
             return
-        with self.store.db.atomic():  # the state and the thread's news, together
+        with self.store.atomic():  # the state and the thread's news, together
             campaign = self.store.transition(
                 campaign_id,
                 S.EXPIRED,

@@ -139,7 +139,7 @@ class LostCampaigns:
         )
         try:
             # One transaction: the state and the telling of it together.
-            with self.store.db.atomic():
+            with self.store.atomic():
                 lost = self.store.transition(
                     campaign.id,
                     CampaignState.LOST,

@@ -321,7 +321,7 @@ class Operations:
         if current.state.is_terminal:
             # A second click, or ThingSpace's callback came first: say it once in the thread.
             return CancelOutcome(current, "cancelled")
-        with self.store.db.atomic():  # the state and the thread's news, together
+        with self.store.atomic():  # the state and the thread's news, together
             campaign = self.store.transition(
                 campaign.id,
                 S.CANCELLED,

@@ -570,7 +570,7 @@ class PreflightRunner:
         # The findings and a staged request's waves (planned over its eligible devices) are
         # bound into the content hash together: no card ever offers Approve for one without
         # the other.
-        with self.store.db.atomic():
+        with self.store.atomic():
             updated = stored.finish(self.store, campaign_id, attempt, findings, devices_written=True)
             if updated is not None:
                 updated = self._plan_waves(updated, devices, infos, findings)

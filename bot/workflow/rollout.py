@@ -122,13 +122,10 @@ class Rollout:
         250 at a time (about 10 ms of parsing and applying) so that the receiver answers
         between batches; 2,000 held the event loop for 60 ms and more.
         """
-        rows = self.store.db.execute(
-            "SELECT id, body FROM callbacks WHERE applied = 0 AND id > ? ORDER BY id LIMIT ?",
-            [self._last_seen_id, limit],
-        ).fetchall()
+        rows = self.store.unapplied_callbacks(limit, after_id=self._last_seen_id)
         if not rows:
             return 0
-        self._apply_rows([(r[0], r[1]) for r in rows])
+        self._apply_rows(rows)
         # Only once applied: a batch that failed (SQLite busy, a bug) is read again next time.
         self._last_seen_id = rows[-1][0]
         return len(rows)
@@ -193,12 +190,7 @@ class Rollout:
                 continue
             self.apply_status(campaign.id, status, actor="callback")
 
-        now = self.clock()
-        with self.store.db.atomic():
-            for campaign_id in touched:
-                self.store.db.execute(
-                    "UPDATE campaigns SET last_callback_at = ? WHERE id = ?", [now.isoformat(), campaign_id]
-                )
+        self.store.mark_callback_received(touched, self.clock())
         self.store.mark_callbacks(applied, parsed=True, applied=True)
         self.store.mark_callbacks(unrecognised, parsed=False, applied=True)
         for thingspace_id, callback_ids in waiting.items():
@@ -242,18 +234,9 @@ class Rollout:
         """Apply callbacks that arrived before ThingSpace's answer named this campaign."""
         if not campaign.thingspace_id:
             return 0
-        # Only what came in since the campaign was claimed for sending: anything older cannot
-        # be about it, whatever id it names.
-        claimed = self.store.db.execute(
-            "SELECT min(at) FROM audit WHERE campaign_id = ? AND to_state = ?",
-            [campaign.id, S.SUBMITTING.value],
-        ).fetchone()[0]
-        rows = self.store.db.execute(
-            "SELECT id, body FROM callbacks WHERE applied = 0 AND thingspace_id = ? AND received_at >= ? ORDER BY id",
-            [campaign.thingspace_id, claimed or campaign.created_at.isoformat()],
-        ).fetchall()
+        rows = self.store.callbacks_waiting_for(campaign)
         if rows:
-            self._apply_rows([(r[0], r[1]) for r in rows])
+            self._apply_rows(rows)
         return len(rows)
 
     def _apply_devices(
@@ -296,7 +279,7 @@ class Rollout:
             return campaign  # a duplicate, a late or reordered report: changes nothing
         old = campaign.thingspace_status or campaign.state.value
         # One transaction: a crash cannot leave a terminal campaign whose end was never told.
-        with self.store.db.atomic():
+        with self.store.atomic():
             campaign = self.store.transition(
                 campaign_id, new, actor=actor, reason=f"ThingSpace status {status}", thingspace_status=status,
                 status_from_callback=0 if reread else 1,
@@ -313,7 +296,7 @@ class Rollout:
         """Put back a live status that callbacks alone produced: ThingSpace's answer is the
         authority, and a forged "started" must not make /fota cancel treat the campaign as started."""
         old = campaign.thingspace_status or campaign.state.value
-        with self.store.db.atomic():
+        with self.store.atomic():
             campaign = self.store.transition(
                 campaign.id,
                 new,

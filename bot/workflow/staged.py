@@ -78,7 +78,7 @@ class StagedRollouts:
         if judgement.verdict is not Verdict.HALT:
             return False
         reason = f"{wave.ref} crossed the halt threshold: {judgement.sentence()}"
-        with self.store.db.atomic():
+        with self.store.atomic():
             if not waves.halt(self.store, wave.parent_id, by="fota-bot", reason=reason):
                 return False
             parent = self.store.campaign(wave.parent_id)

@@ -235,7 +235,7 @@ class Submitter:
         status = str(answer.get("status") or "")
         # One transaction with the thread's outbox rows: a crash in between would leave the
         # campaign submitted with nobody told, and a submitted campaign is never resumed.
-        with self.store.db.atomic():
+        with self.store.atomic():
             updated = self.store.transition(
                 campaign.id,
                 S.SUBMITTED,
@@ -252,7 +252,7 @@ class Submitter:
         return updated
 
     def _fail(self, campaign: Campaign, code: str, message: str) -> Campaign:
-        with self.store.db.atomic():  # as in _succeeded: the outcome and its telling together
+        with self.store.atomic():  # as in _succeeded: the outcome and its telling together
             updated = self.store.transition(
                 campaign.id,
                 S.SUBMIT_FAILED,
@@ -313,7 +313,7 @@ class Submitter:
 
     def _count_attempt(self, campaign: Campaign) -> None:
         # Committed before the POST leaves: after a crash we know a request may be out there.
-        with self.store.db.atomic():
+        with self.store.atomic():
             # Whether earlier posts were open before this one: a refusal of this one must still
             # look for a campaign an earlier, unanswered one may have created.
             earlier = self._maybe_created(campaign)
