@@ -10,6 +10,7 @@ that callbacks alone (unsigned hints) had moved forward.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -94,23 +95,23 @@ ALLOWED: dict[CampaignState, frozenset[CampaignState]] = {
     **{state: frozenset() for state in TERMINAL},
 }
 
-# ThingSpace's live statuses, in the order it moves a campaign through them.
-_LIVE_ORDER = (S.REQUEST_PENDING, S.REQUEST_QUEUED, S.PRE_SCHEDULED, S.SCHEDULED)
+# ThingSpace's live statuses, in the order it moves a campaign through them, and its ended ones:
+# the one list of ThingSpace's campaign statuses (the client looks campaigns up by them).
+THINGSPACE_LIVE: tuple[CampaignState, ...] = (S.REQUEST_PENDING, S.REQUEST_QUEUED, S.PRE_SCHEDULED, S.SCHEDULED)
+THINGSPACE_ENDED: tuple[CampaignState, ...] = (S.ENDED, S.CANCELLED, S.ABORTED, S.FAILED, S.REQUEST_FAILED)
 
 # The only edges back: a live status that callbacks alone produced, put back to the earlier one
 # ThingSpace's answer to a re-read gives (a forged "started" must not stand, or /fota cancel
 # treats a campaign that has not started as started). Never out of or into a terminal state.
 CORRECTIONS: dict[CampaignState, frozenset[CampaignState]] = {
-    later: frozenset(_LIVE_ORDER[:i]) for i, later in enumerate(_LIVE_ORDER) if i
+    later: frozenset(THINGSPACE_LIVE[:i]) for i, later in enumerate(THINGSPACE_LIVE) if i
 }
 
 # ThingSpace's prose also says "CampaignQueued" for CampaignRequestQueued.
 THINGSPACE_ALIASES = {"CampaignQueued": S.REQUEST_QUEUED}
 
 # States in which ThingSpace holds the campaign and callbacks are expected.
-ACTIVE_AT_THINGSPACE: frozenset[CampaignState] = frozenset(
-    {S.SUBMITTED, S.REQUEST_PENDING, S.REQUEST_QUEUED, S.PRE_SCHEDULED, S.SCHEDULED}
-)
+ACTIVE_AT_THINGSPACE: frozenset[CampaignState] = frozenset({S.SUBMITTED, *THINGSPACE_LIVE})
 
 
 def thingspace_state(status: str) -> CampaignState | None:
@@ -121,6 +122,45 @@ def thingspace_state(status: str) -> CampaignState | None:
     except ValueError:
         return None
     return state if state.is_thingspace else None
+
+
+@dataclass(frozen=True)
+class StateWords:
+    """A state in people's words: as a heading on a card, and inside a sentence ("FB-12 is …")."""
+
+    heading: str
+    inline: str
+
+
+# The one table of what each state is called (every state has words: tested); the cards add an
+# emoji, the services' refusals use the inline words.
+STATE_WORDS: dict[CampaignState, StateWords] = {
+    S.PENDING_APPROVAL: StateWords("Waiting for approval", "waiting for approval"),
+    S.APPROVED: StateWords("Approved, about to be sent to ThingSpace", "approved"),
+    S.SUBMITTING: StateWords("Being sent to ThingSpace", "being sent to ThingSpace"),
+    S.SUBMITTED: StateWords("Accepted by ThingSpace", "submitted to ThingSpace"),
+    S.REQUEST_PENDING: StateWords("ThingSpace is processing the request", "being processed by ThingSpace"),
+    S.REQUEST_QUEUED: StateWords("Queued at ThingSpace", "queued at ThingSpace"),
+    S.PRE_SCHEDULED: StateWords("Pre-scheduled at ThingSpace", "pre-scheduled at ThingSpace"),
+    S.SCHEDULED: StateWords(
+        "Scheduled: devices upgrade in the campaign's dates and windows", "scheduled at ThingSpace"
+    ),
+    S.ENDED: StateWords("Ended", "ended"),
+    S.CANCELLED: StateWords("Cancelled", "cancelled"),
+    S.ABORTED: StateWords("Aborted", "aborted"),
+    S.FAILED: StateWords("Failed at ThingSpace", "failed at ThingSpace"),
+    S.REQUEST_FAILED: StateWords("ThingSpace could not take the request", "refused by ThingSpace"),
+    S.REJECTED: StateWords("Rejected", "rejected"),
+    S.EXPIRED: StateWords("Expired without a decision", "expired"),
+    S.WITHDRAWN: StateWords("Withdrawn by the requester", "withdrawn"),
+    S.SUBMIT_FAILED: StateWords("Not scheduled: the request failed", "refused by ThingSpace"),
+    S.LOST: StateWords(
+        "Lost: ThingSpace no longer knows this campaign", "lost (ThingSpace no longer knows it)"
+    ),
+    S.ROLLING_OUT: StateWords("Rolling out in waves", "rolling out in waves"),
+    S.ROLLED_OUT: StateWords("Rolled out: every wave ended", "rolled out"),
+    S.HALTED: StateWords("Halted: no further wave is sent", "halted"),
+}
 
 
 class IllegalTransition(Exception):

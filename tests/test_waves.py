@@ -12,7 +12,7 @@ from sqlite_utils import Database
 from bot.workflow.planner import assign
 from storage import waves
 from storage.migrations import migrations
-from storage.model import Campaign, NotApproved, WaveRefused, plan_hash
+from storage.model import Campaign, NotApproved, WaveRefused, plan_hash, request_hash
 from storage.plan import WHOLE, DeviceFacts, RolloutPlan
 from storage.states import CampaignState
 from storage.store import Store
@@ -203,6 +203,8 @@ def test_wave_one_is_claimed_on_the_plans_approvals(store: Store, clock: ManualC
     assert first.start_date == clock().date()  # the day it is started
     assert first.end_date - first.start_date == campaign.end_date - campaign.start_date
     assert store.device_ids(first.id) == waves.wave_devices(store.db, campaign.id, 1)
+    # A wave's hash is taken as a request's: what its own body sends.
+    assert first.content_hash == request_hash(first, store.device_ids(first.id))
     # A second start (a double click, a retry) is the same wave: one campaign.
     assert waves.start_wave(store, campaign.id, 1, by=BOB, reason="again").id == first.id
     assert store.claim_for_submission(first.id, required=1).state is S.SUBMITTING

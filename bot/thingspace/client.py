@@ -34,6 +34,7 @@ from bot.thingspace.errors import (
     ThingSpaceRejected,
     ThingSpaceUnavailable,
 )
+from storage.states import THINGSPACE_ENDED, THINGSPACE_LIVE
 
 log = logging.getLogger("bot.thingspace")
 
@@ -48,19 +49,8 @@ DEFAULT_TOKEN_LIFETIME = 3600.0
 # saves a 401 round trip.
 SESSION_IDLE_LIMIT = 19 * 60.0
 
-ACTIVE_CAMPAIGN_STATUSES: tuple[str, ...] = (
-    "CampaignRequestPending",
-    "CampaignRequestQueued",
-    "CampaignPreScheduled",
-    "CampaignScheduled",
-)
-ENDED_CAMPAIGN_STATUSES: tuple[str, ...] = (
-    "CampaignEnded",
-    "CampaignCancelled",
-    "CampaignAborted",
-    "CampaignFailed",
-    "CampaignRequestFailed",
-)
+ACTIVE_CAMPAIGN_STATUSES: tuple[str, ...] = tuple(state.value for state in THINGSPACE_LIVE)
+ENDED_CAMPAIGN_STATUSES: tuple[str, ...] = tuple(state.value for state in THINGSPACE_ENDED)
 CAMPAIGN_STATUSES = ACTIVE_CAMPAIGN_STATUSES + ENDED_CAMPAIGN_STATUSES
 
 _MASK = "********"

@@ -27,7 +27,7 @@ from storage.model import (
     RequestError,
     ScheduleRequest,
 )
-from storage.states import CampaignState
+from storage.states import STATE_WORDS, CampaignState
 from storage.store import Store
 
 log = logging.getLogger("bot.campaigns")
@@ -409,24 +409,9 @@ class CampaignService:
                 await self.expire(campaign.id)
 
 
-_WORDS: dict[CampaignState, str] = {
-    S.PENDING_APPROVAL: "waiting for approval",
-    S.APPROVED: "approved",
-    S.ROLLING_OUT: "rolling out in waves",
-    S.ROLLED_OUT: "rolled out",
-    S.HALTED: "halted",
-    S.SUBMITTING: "being sent to ThingSpace",
-    S.SUBMITTED: "submitted to ThingSpace",
-    S.REJECTED: "rejected",
-    S.EXPIRED: "expired",
-    S.WITHDRAWN: "withdrawn",
-    S.SUBMIT_FAILED: "refused by ThingSpace",
-    S.LOST: "lost (ThingSpace no longer knows it)",
-}
-
-
 def describe(state: CampaignState) -> str:
-    return _WORDS.get(state, state.value)
+    """A state inside a sentence: "FB-12 is {describe(state)}"."""
+    return STATE_WORDS[state].inline
 
 
 def _membership_unknown(exc: MembershipUnknown) -> str:

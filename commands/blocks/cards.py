@@ -33,7 +33,13 @@ from commands.blocks.kit import (
     users,
 )
 from storage.model import Campaign, Decision, TimeWindow
-from storage.states import DEVICE_BUCKETS, CampaignState, device_bucket, thingspace_state
+from storage.states import (
+    DEVICE_BUCKETS,
+    STATE_WORDS,
+    CampaignState,
+    device_bucket,
+    thingspace_state,
+)
 
 S = CampaignState
 
@@ -50,32 +56,33 @@ START_DATE_PASSED = "START_DATE_PASSED"
 NO_ANSWER = "NO_ANSWER"
 LOCAL_ERROR_CODES = frozenset({START_DATE_PASSED, NO_ANSWER})
 
-# Human words for each state, with an emoji (every CampaignState has one: tested).
+# An emoji for each state, beside its words (storage.states.STATE_WORDS); every state has one.
+STATE_EMOJI: dict[CampaignState, str] = {
+    S.PENDING_APPROVAL: ":hourglass_flowing_sand:",
+    S.APPROVED: ":white_check_mark:",
+    S.SUBMITTING: ":outbox_tray:",
+    S.SUBMITTED: ":inbox_tray:",
+    S.REQUEST_PENDING: ":hourglass:",
+    S.REQUEST_QUEUED: ":hourglass:",
+    S.PRE_SCHEDULED: ":spiral_calendar_pad:",
+    S.SCHEDULED: ":arrows_counterclockwise:",
+    S.ENDED: ":checkered_flag:",
+    S.CANCELLED: ":no_entry_sign:",
+    S.ABORTED: ":octagonal_sign:",
+    S.FAILED: ":x:",
+    S.REQUEST_FAILED: ":x:",
+    S.REJECTED: ":no_entry:",
+    S.EXPIRED: ":alarm_clock:",
+    S.WITHDRAWN: ":leftwards_arrow_with_hook:",
+    S.SUBMIT_FAILED: ":x:",
+    S.LOST: ":ghost:",
+    S.ROLLING_OUT: ":ladder:",
+    S.ROLLED_OUT: ":checkered_flag:",
+    S.HALTED: ":octagonal_sign:",
+}
+# (emoji, heading) for each state.
 STATE_LABELS: dict[CampaignState, tuple[str, str]] = {
-    S.PENDING_APPROVAL: (":hourglass_flowing_sand:", "Waiting for approval"),
-    S.APPROVED: (":white_check_mark:", "Approved, about to be sent to ThingSpace"),
-    S.SUBMITTING: (":outbox_tray:", "Being sent to ThingSpace"),
-    S.SUBMITTED: (":inbox_tray:", "Accepted by ThingSpace"),
-    S.REQUEST_PENDING: (":hourglass:", "ThingSpace is processing the request"),
-    S.REQUEST_QUEUED: (":hourglass:", "Queued at ThingSpace"),
-    S.PRE_SCHEDULED: (":spiral_calendar_pad:", "Pre-scheduled at ThingSpace"),
-    S.SCHEDULED: (
-        ":arrows_counterclockwise:",
-        "Scheduled: devices upgrade in the campaign's dates and windows",
-    ),
-    S.ENDED: (":checkered_flag:", "Ended"),
-    S.CANCELLED: (":no_entry_sign:", "Cancelled"),
-    S.ABORTED: (":octagonal_sign:", "Aborted"),
-    S.FAILED: (":x:", "Failed at ThingSpace"),
-    S.REQUEST_FAILED: (":x:", "ThingSpace could not take the request"),
-    S.REJECTED: (":no_entry:", "Rejected"),
-    S.EXPIRED: (":alarm_clock:", "Expired without a decision"),
-    S.WITHDRAWN: (":leftwards_arrow_with_hook:", "Withdrawn by the requester"),
-    S.SUBMIT_FAILED: (":x:", "Not scheduled: the request failed"),
-    S.LOST: (":ghost:", "Lost: ThingSpace no longer knows this campaign"),
-    S.ROLLING_OUT: (":ladder:", "Rolling out in waves"),
-    S.ROLLED_OUT: (":checkered_flag:", "Rolled out: every wave ended"),
-    S.HALTED: (":octagonal_sign:", "Halted: no further wave is sent"),
+    state: (STATE_EMOJI[state], STATE_WORDS[state].heading) for state in CampaignState
 }
 
 
