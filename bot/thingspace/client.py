@@ -20,7 +20,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, NoReturn, Self
+from typing import Any, NoReturn, Self, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -54,6 +54,7 @@ ENDED_CAMPAIGN_STATUSES: tuple[str, ...] = tuple(state.value for state in THINGS
 CAMPAIGN_STATUSES = ACTIVE_CAMPAIGN_STATUSES + ENDED_CAMPAIGN_STATUSES
 
 _MASK = "********"
+_Page = TypeVar("_Page")
 # The request never left this process: repeating it cannot do anything twice.
 _NOT_SENT: tuple[type[Exception], ...] = (
     httpx.ConnectError,
@@ -237,26 +238,42 @@ class ThingSpaceClient:
         concurrency: int = 4,
     ) -> list[dict[str, Any]]:
         """POST /devices/{acc} in chunks, at most `concurrency` at once; answers in chunk order."""
+        pages = await self.device_info_pages(
+            account, imeis, lambda page: page, chunk_size=chunk_size, concurrency=concurrency
+        )
+        return [device for page in pages for device in page]
+
+    async def device_info_pages(
+        self,
+        account: str,
+        imeis: Sequence[str],
+        reduce: Callable[[list[dict[str, Any]]], _Page],
+        *,
+        chunk_size: int = 1000,
+        concurrency: int = 4,
+    ) -> list[_Page]:
+        """POST /devices/{acc} in chunks, at most `concurrency` at once, each answer passed
+        through `reduce` as it arrives (so a caller keeping less than the raw answer never holds
+        100,000 of them); results in chunk order. The first error cancels the other chunks."""
         if chunk_size < 1 or concurrency < 1:
             raise ValueError("chunk_size and concurrency must be at least 1")
         chunks = [list(imeis[i : i + chunk_size]) for i in range(0, len(imeis), chunk_size)]
         gate = asyncio.Semaphore(concurrency)
 
-        async def one(chunk: list[str]) -> list[dict[str, Any]]:
+        async def one(chunk: list[str]) -> _Page:
             async with gate:
                 answer = await self._fota("POST", "devices", account, body={"deviceList": chunk})
             page = _expect_dict(answer, "the device information")
-            return _dict_list(page.get("deviceList") or [], "deviceList")
+            return reduce(_dict_list(page.get("deviceList") or [], "deviceList"))
 
         tasks = [asyncio.create_task(one(chunk)) for chunk in chunks]
         try:
-            pages = await asyncio.gather(*tasks)
+            return list(await asyncio.gather(*tasks))
         except BaseException:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        return [device for page in pages for device in page]
 
     async def subscription(self, account: str) -> dict[str, Any]:
         answer = await self._fota("GET", "subscriptions", account)

@@ -628,22 +628,14 @@ class PreflightRunner:
     async def _device_infos(self, account: str, imeis: Sequence[str]) -> list[DeviceInfo]:
         """`POST /devices` chunk by chunk, at most `concurrency` at once; each answer is reduced
         to `DeviceInfo` as it arrives, so 100,000 raw answers are never held at once."""
-        gate = asyncio.Semaphore(self.concurrency)
-        chunks = [imeis[i : i + self.chunk_size] for i in range(0, len(imeis), self.chunk_size)]
-
-        async def one(chunk: Sequence[str]) -> list[DeviceInfo]:
-            async with gate:
-                page = await self.thingspace.device_info(
-                    account, chunk, chunk_size=len(chunk), concurrency=1
-                )
-            return [DeviceInfo.from_thingspace(item) for item in page]
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(one(chunk)) for chunk in chunks]
-        except* ThingSpaceError as group_error:
-            raise _first(group_error) from None
-        return [info for task in tasks for info in task.result()]
+        pages = await self.thingspace.device_info_pages(
+            account,
+            imeis,
+            lambda page: [DeviceInfo.from_thingspace(item) for item in page],
+            chunk_size=self.chunk_size,
+            concurrency=self.concurrency,
+        )
+        return [info for page in pages for info in page]
 
     def _failed(self, campaign: Campaign, attempt: int, error: str) -> PreflightRecord | None:
         log.warning("%s pre-flight failed: %s", campaign.ref, error)
