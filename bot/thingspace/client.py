@@ -203,27 +203,14 @@ class ThingSpaceClient:
         self, account: str, campaign_id: str
     ) -> AsyncGenerator[dict[str, Any], None]:
         """Every device of a campaign's report, following the pages."""
-        last = "0"
-        seen = {last}
-        while True:
-            page = await self.campaign_device_report_page(account, campaign_id, last)
-            for device in _dict_list(page.get("deviceList") or [], "deviceList"):
-                yield device
-            following = page.get("lastSeenDeviceId")
-            if not _truthy(page.get("hasMoreData")) or not following:
-                return
-            following = str(following)
-            if following in seen:
-                # A page pointing back at one already read would page forever.
-                log.warning(
-                    "ThingSpace repeated lastSeenDeviceId %s in the report of campaign %s; "
-                    "stopping there",
-                    following,
-                    campaign_id,
-                )
-                return
-            seen.add(following)
-            last = following
+
+        async def page(last: str | None) -> dict[str, Any]:
+            return await self.campaign_device_report_page(account, campaign_id, last or "0")
+
+        async for device in _follow_pages(
+            page, "deviceList", "lastSeenDeviceId", f"the report of campaign {campaign_id}", start="0"
+        ):
+            yield device
 
     async def list_firmware(self, account: str, protocol: str = "LWM2M") -> list[dict[str, Any]]:
         answer = await self._fota("GET", "firmware", account, params={"protocol": protocol})
@@ -285,9 +272,8 @@ class ThingSpaceClient:
         """Every campaign of the account in `status`, following the pages."""
         # The answer's shape is not documented for v3: generated clients say
         # {campaignList, hasMoreData, lastSeenCampaignId}; a bare list is taken as one page.
-        last: str | None = None
-        seen: set[str] = set()
-        while True:
+
+        async def page(last: str | None) -> dict[str, Any]:
             params = {"campaignStatus": status}
             if last is not None:
                 params["lastSeenCampaignId"] = last
@@ -303,26 +289,13 @@ class ThingSpaceClient:
                 # through it.
                 raise StatusNotSearchable(status, exc.error_code, exc.error_message) from exc
             if isinstance(answer, list):
-                for campaign in _dict_list(answer, "the campaign list"):
-                    yield campaign
-                return
-            page = _expect_dict(answer, f"the {status} campaign list")
-            for campaign in _dict_list(page.get("campaignList") or [], "campaignList"):
-                yield campaign
-            following = page.get("lastSeenCampaignId")
-            if not _truthy(page.get("hasMoreData")) or not following:
-                return
-            following = str(following)
-            if following in seen:
-                log.warning(
-                    "ThingSpace repeated lastSeenCampaignId %s in the %s campaign list; "
-                    "stopping there",
-                    following,
-                    status,
-                )
-                return
-            seen.add(following)
-            last = following
+                return {"campaignList": _dict_list(answer, "the campaign list")}
+            return _expect_dict(answer, f"the {status} campaign list")
+
+        async for campaign in _follow_pages(
+            page, "campaignList", "lastSeenCampaignId", f"the {status} campaign list"
+        ):
+            yield campaign
 
     async def find_campaign_by_name(
         self, account: str, name: str, statuses: Sequence[str] = CAMPAIGN_STATUSES
@@ -503,28 +476,15 @@ class ThingSpaceClient:
                 self._session = None
 
     async def _login_token(self) -> tuple[str, float]:
-        self._check_cooldown()
-        response = await self._send(
-            "POST",
+        answer, token = await self._login(
             TOKEN_PATH,
-            idempotent=True,
+            "the OAuth token request",
+            "check THINGSPACE_CLIENT_ID and THINGSPACE_CLIENT_SECRET",
+            "access_token",
             data={"grant_type": "client_credentials"},
             headers={"Accept": "application/json"},
             auth=httpx.BasicAuth(self._client_id.reveal(), self._client_secret.reveal()),
         )
-        if 400 <= response.status_code < 500:
-            self._login_refused(
-                "the OAuth token request",
-                response,
-                "check THINGSPACE_CLIENT_ID and THINGSPACE_CLIENT_SECRET",
-            )
-        answer = self._answer(response, "POST", TOKEN_PATH, idempotent=True)
-        token = answer.get("access_token") if isinstance(answer, dict) else None
-        if not isinstance(token, str) or not token:
-            raise ThingSpaceAuthError(
-                "ThingSpace answered the OAuth token request without an access_token",
-                status=response.status_code,
-            )
         try:
             lifetime = float(answer["expires_in"])
         except (KeyError, TypeError, ValueError):
@@ -532,34 +492,38 @@ class ThingSpaceClient:
         if not math.isfinite(lifetime) or lifetime <= 0:
             lifetime = DEFAULT_TOKEN_LIFETIME
         log.debug("ThingSpace OAuth token obtained, valid for %.0f s", lifetime)
-        self._login_failed_at = None
         return token, lifetime
 
     async def _login_session(self, token: str) -> str:
-        self._check_cooldown()
-        response = await self._send(
-            "POST",
+        _, session = await self._login(
             SESSION_PATH,
-            idempotent=True,
+            "the M2M session login",
+            "check THINGSPACE_USERNAME and THINGSPACE_PASSWORD",
+            "sessionToken",
             body={"username": self._username.reveal(), "password": self._password.reveal()},
             headers={"Authorization": f"Bearer {token}"},
         )
-        if 400 <= response.status_code < 500:
-            self._login_refused(
-                "the M2M session login",
-                response,
-                "check THINGSPACE_USERNAME and THINGSPACE_PASSWORD",
-            )
-        answer = self._answer(response, "POST", SESSION_PATH, idempotent=True)
-        session = answer.get("sessionToken") if isinstance(answer, dict) else None
-        if not isinstance(session, str) or not session:
-            raise ThingSpaceAuthError(
-                "ThingSpace answered the M2M session login without a sessionToken",
-                status=response.status_code,
-            )
         log.debug("ThingSpace M2M session obtained")
-        self._login_failed_at = None
         return session
+
+    async def _login(
+        self, path: str, what: str, hint: str, field: str, **request: Any
+    ) -> tuple[dict[str, Any], str]:
+        """One login request (the OAuth token or the M2M session): not while a refused login
+        cools down, a refusal starts the cool-down, and the answer must carry `field`."""
+        self._check_cooldown()
+        response = await self._send("POST", path, idempotent=True, **request)
+        if 400 <= response.status_code < 500:
+            self._login_refused(what, response, hint)
+        answer = self._answer(response, "POST", path, idempotent=True)
+        value = answer.get(field) if isinstance(answer, dict) else None
+        if not isinstance(answer, dict) or not isinstance(value, str) or not value:
+            article = "an" if field[0] in "aeiou" else "a"
+            raise ThingSpaceAuthError(
+                f"ThingSpace answered {what} without {article} {field}", status=response.status_code
+            )
+        self._login_failed_at = None
+        return answer, value
 
     def _check_cooldown(self) -> None:
         if self._login_failed_at is None or self._login_failed_wall is None:
@@ -841,6 +805,34 @@ def _retry_after(response: httpx.Response) -> float | None:
 def _describe(exc: Exception) -> str:
     detail = str(exc)
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+async def _follow_pages(
+    fetch: Callable[[str | None], Awaitable[dict[str, Any]]],
+    items: str,
+    cursor: str,
+    where: str,
+    *,
+    start: str | None = None,
+) -> AsyncGenerator[dict[str, Any], None]:
+    """Every item of a paged answer: ThingSpace pages with `hasMoreData` and the last id seen
+    (`cursor`), fetched again from that id until a page says there is no more."""
+    last = start
+    seen = {start} if start is not None else set()
+    while True:
+        page = await fetch(last)
+        for item in _dict_list(page.get(items) or [], items):
+            yield item
+        following = page.get(cursor)
+        if not _truthy(page.get("hasMoreData")) or not following:
+            return
+        following = str(following)
+        if following in seen:
+            # A page pointing back at one already read would page forever.
+            log.warning("ThingSpace repeated %s %s in %s; stopping there", cursor, following, where)
+            return
+        seen.add(following)
+        last = following
 
 
 def _truthy(value: object) -> bool:
