@@ -5,6 +5,10 @@ from __future__ import annotations
 import ast
 import importlib
 import pkgutil
+import re
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import bot.standins
@@ -57,3 +61,31 @@ def test_every_stand_in_module_imports() -> None:
     assert {"bot.standins.slack.web_api", "bot.standins.thingspace.runtime"} <= set(names)
     for name in names:
         importlib.import_module(name)
+
+
+def _main_dependencies() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return {_normal(re.split(r"[<>=!~;\[ ]", spec, maxsplit=1)[0]) for spec in project["dependencies"]}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_what_the_stand_ins_need_at_run_time_is_a_main_dependency() -> None:
+    # `fota-bot demo` and `fota-bot sandbox` run from an install without the test extras
+    # (scripts/check-install proves it end to end in CI; this is the quick check).
+    main = _main_dependencies()
+    distributions = packages_distributions()
+    needed: dict[str, set[str]] = {}
+    for path in _sources("bot/standins"):
+        for name in _imported_modules(path):
+            top = name.split(".")[0]
+            if top in sys.stdlib_module_names or top in {"bot", "storage", "commands"}:
+                continue
+            for dist in distributions.get(top, [top]):
+                needed.setdefault(_normal(dist), set()).add(str(path.relative_to(ROOT)))
+    missing = {dist: files for dist, files in needed.items() if dist not in main}
+    assert not missing, missing
+    # Not imported by name: uvicorn serves the Socket Mode WebSocket through it.
+    assert "wsproto" in main
