@@ -30,7 +30,7 @@ from bot.background import Background
 from bot.callbacks.receiver import callback_route
 from bot.loopstall import LoopStallMonitor
 from bot.notify.sender import POST_SPACING, OutboxSender
-from bot.notify.thread import ThreadNotifier, ThreadRenderer
+from bot.notify.thread import ThreadNotifier
 from bot.scheduler import Jobs
 from bot.secrets import Secret
 from bot.settings import IPNetwork, Settings
@@ -45,6 +45,7 @@ from bot.workflow.preflight import PreflightRunner
 from bot.workflow.rollout import Rollout
 from bot.workflow.staged import StagedRollouts
 from bot.workflow.submission import Submitter
+from commands.blocks.render import Renderer
 from commands.listeners import Services, register_listeners
 from storage.model import Campaign
 from storage.states import CampaignState
@@ -284,9 +285,11 @@ def build_runtime(
         update_interval=settings.update_interval,
         clock=clock,
         approvers=settings.approvers,
-        required_approvals=settings.required_approvals,
     )
-    renderer = ThreadRenderer(store=store, required_approvals=settings.required_approvals, clock=clock)
+    # The one reach up from bot/: messages are Block Kit, rendered by commands/ at send time.
+    renderer = Renderer(
+        store=store, required_approvals=settings.required_approvals, approvers=settings.approvers, clock=clock
+    )
     # The outbox waits out Slack's 429s through the database (postponing every queued update),
     # so its client must not also sleep inside slack_sdk's rate-limit retry handler.
     outbox_client = AsyncWebClient(token=bot_token, base_url=settings.slack_api_url)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bot.notify.thread import devices_csv
+from bot.notify.reports import devices_csv
 from bot.settings import Settings
 from storage import history, waves
 from storage.model import Campaign, CampaignNotFound

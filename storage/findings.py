@@ -32,6 +32,19 @@ class Finding(StrEnum):
     IN_OTHER_CAMPAIGN = "in_other_campaign"  # already in another active campaign here
 
 
+# Short words for each finding, for people: the final summary's "excluded at approval" and the
+# excluded devices' CSV.
+FINDING_WORDS: dict[str, str] = {
+    Finding.UNKNOWN: "not in the account",
+    Finding.INELIGIBLE: "not FOTA-eligible",
+    Finding.UNLICENSED: "without a licence",
+    Finding.DONE: "already on the target version",
+    Finding.WRONG_FIRMWARE: "not on the from version",
+    Finding.WRONG_MODEL: "of another make or model",
+    Finding.IN_OTHER_CAMPAIGN: "in another active campaign",
+}
+
+
 # Every finding leaves a device out of "eligible": a firmware image is built for one make, one
 # model and one starting version, so a device of another model or on another version fails at
 # best; an unknown, ineligible or unlicensed device is refused by ThingSpace; a device in

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -170,6 +171,30 @@ class Outbox:
             [self.store.now(), coalesce_key, coalesce_key, coalesce_key],
         ).fetchone()
         return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def expedite(self, coalesce_key: str) -> None:
+        """The pending row under this key goes out as soon as its lane lets it (no throttle)."""
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE outbox SET not_before = NULL WHERE coalesce_key = ? AND sent_at IS NULL", [coalesce_key]
+            )
+
+    def keep_rendered(
+        self, item_id: int, render: Callable[[], dict[str, Any] | None]
+    ) -> dict[str, Any] | None:
+        """Render a row's message once and keep it in the row (`payload["message"]`), so a
+        retry sends the same words; None (nothing to say) keeps nothing. Taking the row out of
+        coalescing, rendering (which may mark what it tells as told) and keeping the message
+        are one transaction."""
+        with self.db.atomic():
+            self.detach(item_id)
+            message = render()
+            if message is None:
+                return None
+            row = self.db.execute("SELECT payload FROM outbox WHERE id = ?", [item_id]).fetchone()
+            payload = {**json.loads(row[0]), "message": message}
+            self.db.execute("UPDATE outbox SET payload = ? WHERE id = ?", [json.dumps(payload), item_id])
+            return message
 
     def newer_pending(self, item: OutboxItem) -> bool:
         row = self.db.execute(

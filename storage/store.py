@@ -689,6 +689,10 @@ class Store:
         ).fetchone()
         return int(row[0])
 
+    def device_rows(self, campaign_id: int, *, failed_only: bool = False) -> list[Device]:
+        """Every device of a campaign (`device_rows` on the bot's connection)."""
+        return device_rows(self.db.conn, campaign_id, failed_only=failed_only)
+
     def device_counts(self, campaign_id: int) -> dict[str, int]:
         counts = dict.fromkeys(DEVICE_BUCKETS, 0)
         rows = self.db.execute(

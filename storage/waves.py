@@ -114,6 +114,11 @@ def _when(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value else None
 
 
+def plan_of(store: Store, campaign_id: int) -> StoredPlan | None:
+    """`load` on the store's connection."""
+    return load(store.db, campaign_id)
+
+
 def load(db: Database, campaign_id: int) -> StoredPlan | None:
     """The plan of a request, or None for a request that is one campaign (no plan)."""
     row = db.execute(

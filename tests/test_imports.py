@@ -20,11 +20,7 @@ FLOORS = {"storage": 0, "bot": 1, "commands": 2}
 COMPOSITION_ROOT = "bot.app"
 
 # Known upward imports still to go, each with the work that removes it. Keep this empty.
-KNOWN_UPWARD: dict[tuple[str, str], str] = {
-    # Thread replies are rendered when the event happens; they go when rendering moves to send
-    # time (a renderer in commands/blocks/ injected by bot/app.py).
-    ("bot.notify.thread", "commands.blocks"): "rendering moves to send time",
-}
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 
 # Known circles still to break, each a group of modules that import each other (directly or
 # round a longer loop), with the work that breaks it. Keep this empty.

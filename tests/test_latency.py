@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bot.loopstall import LoopStallMonitor, StallWindows
 from bot.metrics import SharedCounts
-from bot.notify.thread import devices_csv, devices_csv_off_loop
+from bot.notify.reports import devices_csv, devices_csv_off_loop
 from storage.migrations import migrations
 from storage.outbox import Outbox
 from storage.preflight import active_conflicts

@@ -13,14 +13,15 @@ import asyncio
 import datetime as dt
 import logging
 import random
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.notify.events import Event, Message, OutboxKind, Renderer
 from storage.model import Campaign
 from storage.outbox import Outbox, OutboxItem
 from storage.store import Store
@@ -37,18 +38,6 @@ GIVE_UP_ATTEMPTS = 8
 
 # Errors after which sending the same call again cannot succeed.
 _TRANSIENT_SLACK_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
-
-
-class Renderer(Protocol):
-    """Builds messages at send time from the database, so they show the latest state."""
-
-    def root_card(self, campaign: Campaign) -> dict[str, Any]: ...
-
-    def dynamic(self, kind: str, campaign: Campaign, payload: dict[str, Any]) -> dict[str, Any] | None: ...
-
-    async def prefetch(self, kind: str, campaign: Campaign) -> dict[str, Any]: ...
-
-    async def csv(self, campaign: Campaign, payload: dict[str, Any] | None = None) -> tuple[str, str]: ...
 
 
 class OutboxSender:
@@ -77,6 +66,17 @@ class OutboxSender:
         self._wake = asyncio.Event()
         self._permalinks: dict[tuple[str, str], str] = {}
         self.sent_count = 0
+        # How each kind of row reaches Slack.
+        self._handlers: dict[OutboxKind, Callable[[OutboxItem, Campaign | None], Awaitable[None]]] = {
+            OutboxKind.ROOT: self._post_root,
+            OutboxKind.ROOT_UPDATE: self._edit_root,
+            OutboxKind.REPLY: self._post_in_thread,
+            OutboxKind.FAILURES: self._post_in_thread,
+            OutboxKind.SUMMARY: self._post_in_thread,
+            OutboxKind.UPLOAD: self._upload,
+            OutboxKind.DM: self._direct_message,
+            OutboxKind.CONFIRM: self._confirm,
+        }
 
     def wake(self) -> None:
         self._wake.set()
@@ -124,7 +124,7 @@ class OutboxSender:
                 self.outbox.postpone(item.id, when)
                 return False
             self._slots.pop(item.id, None)
-        if item.kind == "confirm" and item.attempts >= CONFIRM_ATTEMPTS:
+        if item.kind == OutboxKind.CONFIRM and item.attempts >= CONFIRM_ATTEMPTS:
             # A response_url lives 30 minutes; past a few tries it is gone for good.
             self.outbox.mark_sent(item.id, error="response_url unreachable; gave up")
             return False
@@ -147,10 +147,10 @@ class OutboxSender:
                 return False
             log.error("Slack refused %s #%s for good: %s", item.kind, item.id, error)
             self.outbox.mark_sent(item.id, error=error)
-            if item.kind == "root" and item.campaign_id is not None:
+            if item.kind == OutboxKind.ROOT and item.campaign_id is not None:
                 self._root_refused(item.campaign_id, error)
             return False
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (SlackUnreachable, aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._backoff(item, f"{type(exc).__name__}")
             return False
         except Exception as exc:
@@ -193,11 +193,11 @@ class OutboxSender:
 
     def _posts_to(self, item: OutboxItem) -> str | None:
         """The channel an item posts a new message to (chat.postMessage), if it does."""
-        if item.kind == "root":
+        if item.kind == OutboxKind.ROOT:
             return str(item.payload.get("channel") or "") or None
-        if item.kind == "dm":
+        if item.kind == OutboxKind.DM:
             return str(item.payload.get("user") or "") or None
-        if item.kind in ("reply", "failures", "summary") and item.campaign_id is not None:
+        if item.kind in _THREAD_POSTS and item.campaign_id is not None:
             return self.store.campaign(item.campaign_id).approval_channel
         return None
 
@@ -207,109 +207,117 @@ class OutboxSender:
         self.outbox.retry_later(item.id, self.clock() + dt.timedelta(seconds=delay), error)
 
     async def _deliver(self, item: OutboxItem) -> None:
-        payload = item.payload
+        try:
+            kind = OutboxKind(item.kind)
+        except ValueError:
+            raise ValueError(f"unknown outbox kind {item.kind!r}") from None
         campaign = self.store.campaign(item.campaign_id) if item.campaign_id is not None else None
-        kind = item.kind
-        if kind == "root":
-            assert campaign is not None
-            if campaign.thread_ts:  # already posted before a crash: never post the card twice
-                return
-            answer = await self.client.chat_postMessage(
-                channel=payload["channel"], **self.renderer.root_card(campaign)
-            )
-            self.store.update_fields(
-                campaign.id, approval_channel=answer["channel"], thread_ts=answer["ts"]
-            )
-            return
-        if campaign is not None and kind in ("root_update", "reply", "failures", "summary", "upload"):
+        if campaign is not None and kind in _IN_THREAD:
             if not campaign.thread_ts or not campaign.approval_channel:
                 if self.outbox.root_refused(campaign.id):
                     return  # no thread will ever exist for these; the requester was told
                 # The root is not posted yet (its own lane is behind): try again shortly.
-                raise _NotYet()
-        if kind == "root_update":
-            assert campaign is not None and campaign.thread_ts and campaign.approval_channel
-            if self.outbox.newer_pending(item):
-                raise _Superseded()  # a later edit will show the same card: never send it twice
-            self.outbox.detach(item.id)
-            await self.client.chat_update(
-                channel=campaign.approval_channel, ts=campaign.thread_ts, **self.renderer.root_card(campaign)
-            )
+                raise SlackUnreachable("the thread's root is not posted yet")
+        await self._handlers[kind](item, campaign)
+
+    async def _post_root(self, item: OutboxItem, campaign: Campaign | None) -> None:
+        assert campaign is not None
+        if campaign.thread_ts:  # already posted before a crash: never post the card twice
             return
-        if kind in ("reply", "failures", "summary"):
-            assert campaign is not None and campaign.approval_channel
-            message = payload.get("message")
-            if message is None:
-                # Large reads first, off the loop and outside the transaction below.
-                read = await self.renderer.prefetch(kind, campaign)
-                # Rendered once, at the first attempt, and kept: a retry sends the same words.
-                # Rendering (which marks failures as told) and keeping it are one transaction.
-                with self.store.db.atomic():
-                    self.outbox.detach(item.id)
-                    message = self.renderer.dynamic(kind, campaign, {**payload, **read})
-                    if message is None:
-                        return
-                    payload = {**payload, "message": message}
-                    self._save_payload(item.id, payload)
-            await self.client.chat_postMessage(
-                channel=campaign.approval_channel, thread_ts=campaign.thread_ts, **message
-            )
-            return
-        if kind == "upload":
-            assert campaign is not None and campaign.thread_ts
-            filename, content = await self.renderer.csv(campaign, payload)
-            await self.client.files_upload_v2(
-                channel=campaign.approval_channel,
-                thread_ts=campaign.thread_ts,
-                filename=filename,
-                title=payload.get("title", filename),
-                content=content,
-                initial_comment=payload.get("comment"),
-            )
-            return
-        if kind == "dm":
-            message = payload.get("message")
-            if message is None:
-                assert campaign is not None
-                permalink = await self._permalink(campaign)
-                message = self.renderer.dynamic("dm", campaign, {**payload, "permalink": permalink})
+        answer = await self.client.chat_postMessage(channel=item.payload["channel"], **self.renderer.card(campaign))
+        self.store.update_fields(campaign.id, approval_channel=answer["channel"], thread_ts=answer["ts"])
+
+    async def _edit_root(self, item: OutboxItem, campaign: Campaign | None) -> None:
+        assert campaign is not None and campaign.thread_ts and campaign.approval_channel
+        if self.outbox.newer_pending(item):
+            raise _Superseded()  # a later edit will show the same card: never send it twice
+        self.outbox.detach(item.id)
+        await self.client.chat_update(
+            channel=campaign.approval_channel, ts=campaign.thread_ts, **self.renderer.card(campaign)
+        )
+
+    async def _post_in_thread(self, item: OutboxItem, campaign: Campaign | None) -> None:
+        """A reply, the batch of failed devices or the final summary, into the thread."""
+        assert campaign is not None and campaign.approval_channel
+        message: Message | None = item.payload.get("message")  # rendered before (or a row from before events)
+        if message is None:
+            render = await self._thread_message(item, campaign)
+            # Rendered once, at the first attempt, and kept: a retry sends the same words.
+            message = self.outbox.keep_rendered(item.id, render)
             if message is None:
                 return
-            await self.client.chat_postMessage(channel=payload["user"], **message)
-            return
-        if kind == "confirm":
+        await self.client.chat_postMessage(channel=campaign.approval_channel, thread_ts=campaign.thread_ts, **message)
+
+    async def _thread_message(self, item: OutboxItem, campaign: Campaign) -> Callable[[], Message | None]:
+        """How to render a thread row; large reads happen here, off the loop and before the
+        transaction the rendering runs in."""
+        if item.kind == OutboxKind.FAILURES:
+
+            def failures() -> Message | None:
+                message = self.renderer.failures(campaign)
+                if message is not None:
+                    self.store.mark_failures_reported(campaign.id)
+                return message
+
+            return failures
+        if item.kind == OutboxKind.SUMMARY:
+            reads = await self.renderer.summary_reads(campaign)
+            return lambda: self.renderer.summary(campaign, reads)
+        event, facts = Event(item.payload["event"]), item.payload.get("facts") or {}
+        return lambda: self.renderer.reply(event, campaign, facts)
+
+    async def _upload(self, item: OutboxItem, campaign: Campaign | None) -> None:
+        assert campaign is not None and campaign.thread_ts
+        upload = await self.renderer.upload(campaign, item.payload)
+        await self.client.files_upload_v2(
+            channel=campaign.approval_channel,
+            thread_ts=campaign.thread_ts,
+            filename=upload.filename,
+            title=upload.title,
+            content=upload.content,
+            initial_comment=item.payload.get("comment"),
+        )
+
+    async def _direct_message(self, item: OutboxItem, campaign: Campaign | None) -> None:
+        payload = item.payload
+        message: Message | None = payload.get("message")  # a row from before events
+        if message is None:
             assert campaign is not None
-            if not campaign.thread_ts:
-                # "Posted for approval" is said only once the card is there, with its link.
-                if self.outbox.root_refused(campaign.id):
-                    return  # the requester was told why instead (see the root's refusal)
-                raise _NotYet()
+            # Rows from before events carried their facts beside the event (`by`, `reason`).
+            facts = payload.get("facts")
+            if facts is None:
+                facts = {k: v for k, v in payload.items() if k not in ("user", "event")}
             permalink = await self._permalink(campaign)
-            message = self.renderer.dynamic("confirm", campaign, {**payload, "permalink": permalink})
-            if message is None:
-                return
-            if not payload.get("response_url"):
-                # A modal has no response_url: the confirmation goes to a direct message.
-                await self.client.chat_postMessage(channel=campaign.requester, **message)
-                return
-            webhook = AsyncWebhookClient(payload["response_url"])
-            response = await webhook.send(
-                response_type="ephemeral", replace_original=False, text=message["text"], blocks=message.get("blocks")
-            )
-            if response.status_code >= 500:
-                raise aiohttp.ClientError(f"response_url answered {response.status_code}")
+            message = self.renderer.dm(Event(payload["event"]), campaign, facts, permalink)
+        await self.client.chat_postMessage(channel=payload["user"], **message)
+
+    async def _confirm(self, item: OutboxItem, campaign: Campaign | None) -> None:
+        assert campaign is not None
+        if not campaign.thread_ts:
+            # "Posted for approval" is said only once the card is there, with its link.
+            if self.outbox.root_refused(campaign.id):
+                return  # the requester was told why instead (see the root's refusal)
+            raise SlackUnreachable("the approval card is not posted yet")
+        message = self.renderer.confirmation(campaign, await self._permalink(campaign))
+        response_url = item.payload.get("response_url")
+        if not response_url:
+            # A modal has no response_url: the confirmation goes to a direct message.
+            await self.client.chat_postMessage(channel=campaign.requester, **message)
             return
-        raise ValueError(f"unknown outbox kind {kind!r}")
+        response = await AsyncWebhookClient(response_url).send(
+            response_type="ephemeral", replace_original=False, text=message["text"], blocks=message.get("blocks")
+        )
+        if response.status_code >= 500:
+            raise SlackUnreachable(f"response_url answered {response.status_code}")
 
     def _root_refused(self, campaign_id: int, error: str) -> None:
         """Slack will not take the approval card: nobody can approve, so the requester must know."""
         campaign = self.store.campaign(campaign_id)
-        text = (
-            f":warning: Ref {campaign.ref} could not be posted for approval: Slack answered `{error}` "
-            f"for <#{campaign.approval_channel or ''}>. Nothing was sent to ThingSpace. An operator must "
-            "invite the bot to the approval channel (or fix FOTA_APPROVAL_CHANNEL); then request it again."
+        self.outbox.enqueue(
+            OutboxKind.DM,
+            {"user": campaign.requester, "event": Event.ROOT_REFUSED, "facts": {"error": error}},
+            campaign_id=campaign.id,
         )
-        self.outbox.enqueue("dm", {"user": campaign.requester, "message": {"text": text}}, campaign_id=campaign.id)
 
     async def _permalink(self, campaign: Campaign) -> str | None:
         if not campaign.thread_ts or not campaign.approval_channel:
@@ -320,19 +328,19 @@ class OutboxSender:
             self._permalinks[key] = answer["permalink"]
         return self._permalinks[key]
 
-    def _save_payload(self, item_id: int, payload: dict[str, Any]) -> None:
-        import json
-
-        with self.store.db.atomic():
-            self.store.db.execute("UPDATE outbox SET payload = ? WHERE id = ?", [json.dumps(payload), item_id])
-
-
 class _Superseded(Exception):
     """A newer row of the same kind waits: this one need not go out."""
 
 
-class _NotYet(aiohttp.ClientError):
-    """The thread root is not posted yet; the item waits its turn (treated as transient)."""
+class SlackUnreachable(Exception):
+    """Not sent this time, and worth sending again: the thread's root is not posted yet, or a
+    response_url answered 5xx. The item backs off like a network error."""
+
+
+# Kinds of rows that only make sense inside the thread, once its root is posted.
+_IN_THREAD = frozenset({OutboxKind.ROOT_UPDATE, OutboxKind.REPLY, OutboxKind.FAILURES, OutboxKind.SUMMARY, OutboxKind.UPLOAD})
+# Kinds of rows that post a new message into the thread (paced per channel).
+_THREAD_POSTS = frozenset({OutboxKind.REPLY, OutboxKind.FAILURES, OutboxKind.SUMMARY})
 
 
 def _retry_after(headers: Any) -> float:

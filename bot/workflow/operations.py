@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.notify.thread import devices_csv_off_loop, excluded_csv_off_loop
+from bot.notify.reports import devices_csv_off_loop, excluded_csv_off_loop
 from bot.settings import Settings
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError, ThingSpaceRejected, for_users

@@ -56,7 +56,7 @@ ACTION_CANCEL_CONFIRM = "fota_cancel_confirm"
 ACTION_CANCEL_KEEP = "fota_cancel_keep"
 ACTION_FIRMWARE_SCHEDULE = "fota_firmware_schedule"
 
-# The states whose thread root is the approval card with a stamp (ThreadRenderer.root_card).
+# The states whose thread root is the approval card with a stamp (commands/blocks/render.py, Renderer.card).
 _DECIDED_CARD_STATES = frozenset(
     {S.PENDING_APPROVAL, S.APPROVED, S.SUBMITTING, S.REJECTED, S.EXPIRED, S.WITHDRAWN, S.SUBMIT_FAILED}
 )

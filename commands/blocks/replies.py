@@ -7,6 +7,7 @@ import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 
+from bot.notify.events import FAILURE_REASONS_LISTED
 from commands.blocks.cards import (
     LOCAL_ERROR_CODES,
     START_DATE_PASSED,
@@ -39,6 +40,7 @@ from commands.blocks.kit import (
     user,
     users,
 )
+from storage.findings import FINDING_WORDS
 from storage.model import Campaign, Decision
 from storage.states import DEVICE_BUCKETS, CampaignState
 
@@ -158,17 +160,9 @@ def failures_reply(
 
 
 # Short words for each pre-flight finding, for the final summary's "excluded at approval".
-LEFT_OUT_WORDS = {
-    "unknown": "not in the account",
-    "ineligible": "not FOTA-eligible",
-    "unlicensed": "without a licence",
-    "done": "already on the target version",
-    "wrong_firmware": "not on the from version",
-    "wrong_model": "of another make or model",
-    "in_other_campaign": "in another active campaign",
-}
+LEFT_OUT_WORDS = FINDING_WORDS
 # Failure reasons listed by name (each with its own CSV); the rest are summed in one line.
-MAX_FAILURE_REASONS = 10
+MAX_FAILURE_REASONS = FAILURE_REASONS_LISTED
 
 
 def failure_label(reason: str) -> str:

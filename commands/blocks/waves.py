@@ -84,12 +84,19 @@ def parse_promote_value(value: Any) -> tuple[int, int]:
 
 
 def wave_ended_reply(
-    wave: Campaign, stored: StoredPlan, verdict_sentence: str, passed: bool, ready_at: str | None
+    wave: Campaign,
+    stored: StoredPlan,
+    verdict_sentence: str,
+    passed: bool,
+    ready_at: str | None,
+    *,
+    halted: bool | None = None,
 ) -> dict[str, Any]:
-    """The thread's word when a wave ends: passed (with the next wave's Promote button) or not."""
+    """The thread's word when a wave ends: passed (with the next wave's Promote button) or not.
+    `halted`: whether the rollout was halted when the wave ended (default: the plan's word now)."""
     total = len(stored.waves)
     number = wave.wave or 0
-    if stored.halted:
+    if stored.halted if halted is None else halted:
         head = (
             f":octagonal_sign: *{escape(wave.ref)} ended:* {escape(verdict_sentence)}. "
             "The rollout was halted: no further wave is sent."

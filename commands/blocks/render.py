@@ -1,0 +1,311 @@
+"""The one place outbox rows become Slack messages, when the sender sends them.
+
+A row names an `Event` and the facts that must read as they were when it happened; all else
+is read here from the records as they are now (`Records`). The functions above `Renderer`
+are pure (a row and records in, a message out); `Renderer` reads the records and is what
+`bot/app.py` hands the outbox sender.
+
+Which is which, per event (`bot/notify/events.py` lists each event's facts):
+- as it was: who rejected, withdrew, cancelled, narrowed or overrode, and why; ThingSpace's
+  status at submission, its error when it refused, a status change's old and new status; a
+  wave's verdict at its end; a halt's sentence and failures by reason; the content hash and
+  device count a narrowing or an override left.
+- as it is: the card (its stamp, approvals, progress, pre-flight findings, waves); the failed
+  devices not yet told; the final summary and the CSVs (the devices as they ended); who still
+  has to decide (a reminder); the approvals of an approved request (closed once approved);
+  direct messages' thread link and device counts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from bot.notify.events import Event, Facts, Upload
+from bot.notify.reports import devices_csv_off_loop
+from bot.workflow.wave_figures import Verdict, WaveFigures, judge
+from commands import blocks
+from commands.blocks.kit import Message
+from storage import preflight, waves
+from storage.model import Campaign, Decision
+from storage.states import CampaignState
+from storage.store import Store
+from storage.waves import StoredPlan
+
+S = CampaignState
+
+# How many failed devices one thread reply names before "and N more" (Slack: 50 blocks/message).
+FAILURES_PER_REPLY = 20
+# Devices named on the card.
+DEVICE_SAMPLE = 10
+
+
+@dataclass(frozen=True)
+class Records:
+    """What the database (and the settings) say at send time, as far as a message reads it."""
+
+    decisions: Sequence[Decision] = ()
+    counts: Mapping[str, int] | None = None
+    plan: StoredPlan | None = None  # the request's plan, for a wave's message
+    wave: Campaign | None = None  # the wave a halt names
+    approvers: Sequence[str] = ()  # FOTA_APPROVERS
+    required_approvals: int | None = None
+
+
+def as_then(campaign: Campaign, facts: Facts) -> Campaign:
+    """The campaign with the fields the event recorded as they were (`facts["then"]`)."""
+    then = facts.get("then") or {}
+    return replace(campaign, **then) if then else campaign
+
+
+ReplyBuilder = Callable[[Campaign, Facts, Records], Message]
+
+
+def _wave_ended(wave: Campaign, facts: Facts, records: Records) -> Message:
+    assert records.plan is not None, "a wave's end is told only for a request with a plan"
+    return blocks.wave_ended_reply(
+        wave,
+        records.plan,
+        str(facts["sentence"]),
+        bool(facts["passed"]),
+        facts.get("ready_at"),
+        halted=bool(facts.get("halted")),
+    )
+
+
+def _halted(parent: Campaign, facts: Facts, records: Records) -> Message:
+    assert records.wave is not None, "a halt names its wave"
+    reasons = [(str(reason), int(count)) for reason, count in facts.get("reasons") or ()]
+    return blocks.halted_reply(parent, records.wave, str(facts["sentence"]), reasons)
+
+
+# Thread replies, one builder per event.
+REPLIES: dict[Event, ReplyBuilder] = {
+    Event.APPROVED: lambda c, f, r: blocks.approved_reply(c, r.decisions),
+    Event.REJECTED: lambda c, f, r: blocks.rejected_reply(c, f["by"], f.get("reason")),
+    Event.WITHDRAWN: lambda c, f, r: blocks.withdrawn_reply(c, f.get("by")),
+    Event.EXPIRED: lambda c, f, r: blocks.expired_reply(c),
+    Event.REMINDER: lambda c, f, r: blocks.reminder_reply(
+        c,
+        c.expires_at,
+        decisions=r.decisions,
+        required_approvals=r.required_approvals,
+        approvers=sorted(r.approvers),
+    ),
+    Event.NARROWED: lambda c, f, r: blocks.narrowed_reply(
+        as_then(c, f), f["by"], kept=int(f["kept"]), dropped=int(f["dropped"]), superseded=list(f["superseded"])
+    ),
+    Event.OVERRIDDEN: lambda c, f, r: blocks.overridden_reply(
+        as_then(c, f),
+        f["by"],
+        included=int(f["included"]),
+        done=int(f["done"]),
+        reason=str(f["reason"]),
+        superseded=list(f["superseded"]),
+    ),
+    Event.SUBMITTED: lambda c, f, r: blocks.submitted_reply(as_then(c, f)),
+    Event.SUBMIT_FAILED: lambda c, f, r: blocks.submit_failed_reply(as_then(c, f)),
+    Event.SUBMIT_DELAYED: lambda c, f, r: blocks.submit_delayed_reply(c, str(f["reason"]), float(f["retry_in"])),
+    Event.STATUS_CHANGED: lambda c, f, r: blocks.status_change_reply(c, f.get("old"), str(f["new"])),
+    Event.CANCELLED: lambda c, f, r: blocks.cancelled_reply(c, f["by"]),
+    Event.CANCEL_REFUSED: lambda c, f, r: blocks.cancel_refused_reply(c, f.get("error_code"), f.get("error_message")),
+    Event.LOST: lambda c, f, r: blocks.lost_reply(c),
+    Event.WAVE_ENDED: _wave_ended,
+    Event.HALTED: _halted,
+}
+
+
+def reply(event: Event, campaign: Campaign, facts: Facts, records: Records) -> Message:
+    """The thread reply for one event. KeyError for an event that has none."""
+    return REPLIES[event](campaign, facts, records)
+
+
+def root_refused_dm(campaign: Campaign, error: str) -> Message:
+    """Slack will not take the approval card: nobody can approve, so the requester must know."""
+    text = (
+        f":warning: Ref {campaign.ref} could not be posted for approval: Slack answered `{error}` "
+        f"for <#{campaign.approval_channel or ''}>. Nothing was sent to ThingSpace. An operator must "
+        "invite the bot to the approval channel (or fix FOTA_APPROVAL_CHANNEL); then request it again."
+    )
+    return {"text": text}
+
+
+def dm(event: Event, campaign: Campaign, facts: Facts, records: Records, permalink: str | None) -> Message:
+    """The direct message for one event: the requester's (`blocks.requester_dm`), a halt
+    (the thread's words, to the requester and the approvers), or Slack refusing the card."""
+    if event is Event.HALTED:
+        return _halted(campaign, facts, records)
+    if event is Event.ROOT_REFUSED:
+        return root_refused_dm(campaign, str(facts.get("error") or ""))
+    return blocks.requester_dm(
+        campaign,
+        event.value,
+        permalink=permalink,
+        by=facts.get("by"),
+        reason=facts.get("reason"),
+        decisions=records.decisions,
+        counts=records.counts,
+    )
+
+
+def upload_title(campaign: Campaign, facts: Facts) -> str:
+    reasons = facts.get("reasons")
+    if reasons is None:
+        return f"{campaign.ref} per-device report"
+    label = blocks.failure_label(reasons[0]) if len(reasons) == 1 else "other reasons"
+    return f"{campaign.ref} failed: {label}"
+
+
+def upload_filename(campaign: Campaign, facts: Facts) -> str:
+    if facts.get("reasons") is None:
+        return f"{campaign.ref}-devices.csv"
+    return f"{campaign.ref}-failed-{int(facts.get('part') or 1)}.csv"
+
+
+class Renderer:
+    """Messages built at send time from what the database says now (`bot.notify.events.Renderer`)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        required_approvals: int,
+        clock: Callable[[], dt.datetime],
+        approvers: frozenset[str] = frozenset(),
+    ):
+        self.store = store
+        self.required_approvals = required_approvals
+        self.approvers = approvers
+        self.clock = clock
+
+    def _records(self, event: Event, campaign: Campaign, facts: Facts, *, counts: bool = False) -> Records:
+        plan = None
+        if event is Event.WAVE_ENDED and campaign.parent_id is not None:
+            plan = waves.plan_of(self.store, campaign.parent_id)
+        wave = self.store.campaign(int(facts["wave"])) if event is Event.HALTED else None
+        return Records(
+            decisions=self.store.decisions(campaign.id),
+            counts=self.store.device_counts(campaign.id) if counts else None,
+            plan=plan,
+            wave=wave,
+            approvers=sorted(self.approvers),
+            required_approvals=self.required_approvals,
+        )
+
+    def reply(self, event: Event, campaign: Campaign, facts: Facts) -> Message:
+        return reply(event, campaign, facts, self._records(event, campaign, facts))
+
+    def dm(self, event: Event, campaign: Campaign, facts: Facts, permalink: str | None) -> Message:
+        records = self._records(event, campaign, facts, counts=event is Event.FINISHED)
+        return dm(event, campaign, facts, records, permalink)
+
+    def confirmation(self, campaign: Campaign, permalink: str | None) -> Message:
+        return blocks.request_confirmation(campaign, permalink)
+
+    def failures(self, campaign: Campaign) -> Message | None:
+        failures, more = self.store.unreported_failures(campaign.id, FAILURES_PER_REPLY)
+        return blocks.failures_reply(campaign, failures, more) if failures else None
+
+    async def summary_reads(self, campaign: Campaign) -> Facts:
+        # Every device a narrowing dropped (up to 100,000): read on the reader thread.
+        left_out, reasons = await self.store.readers.run(lambda conn: preflight.left_out_on(conn, campaign.id))
+        return {"left_out": left_out, "left_out_reasons": reasons}
+
+    def summary(self, campaign: Campaign, reads: Facts) -> Message:
+        record = preflight.load(self.store, campaign.id)
+        overridden = record is not None and record.overridden
+        return blocks.final_summary_reply(
+            campaign,
+            self.store.device_counts(campaign.id),
+            left_out=int(reads["left_out"]),
+            left_out_reasons=dict(reads["left_out_reasons"]),
+            included_by_override=(record.override_count or 0) if record and overridden else 0,
+            override_by=record.override_by if record and overridden else None,
+            failure_reasons=self.store.failure_reasons(campaign.id),
+        )
+
+    async def csv(self, campaign: Campaign, facts: Facts) -> tuple[str, str]:
+        """The file of an upload: every device, or (`reasons` given) the failed devices with
+        those reasons."""
+        reasons = facts.get("reasons")
+        filename = upload_filename(campaign, facts)
+        if reasons is None:
+            return filename, await devices_csv_off_loop(self.store, campaign)
+        return filename, await devices_csv_off_loop(self.store, campaign, failed_only=True, reasons=set(reasons))
+
+    async def upload(self, campaign: Campaign, facts: Facts) -> Upload:
+        filename, content = await self.csv(campaign, facts)
+        # Rows from before the title was rendered here carry their own.
+        return Upload(filename, str(facts.get("title") or upload_title(campaign, facts)), content)
+
+    # --- the card ---------------------------------------------------------------------------
+
+    def _waves_row(self, campaign: Campaign) -> list[str]:
+        stored = waves.plan_of(self.store, campaign.id)
+        if stored is None:
+            return []
+        states: dict[int, tuple[str, int, int]] = {}
+        for wave in stored.waves:
+            if wave.campaign_id is None:
+                continue
+            child = self.store.campaign(wave.campaign_id)
+            counts = self.store.device_counts(child.id)
+            size = sum(counts.values())
+            if not child.state.is_terminal:
+                states[wave.number] = ("running", counts["succeeded"], size)
+                continue
+            figures = WaveFigures(size, counts["succeeded"], counts["failed"])
+            passed = judge(stored.plan, figures, ended=True).verdict is Verdict.PASSED
+            states[wave.number] = ("done" if passed else "held", counts["succeeded"], size)
+        return [blocks.waves_row(stored, states)]
+
+    def card(self, campaign: Campaign) -> Message:
+        decisions = self.store.decisions(campaign.id)
+        sample = [d.imei for d in self.store.devices(campaign.id, limit=DEVICE_SAMPLE)]
+        if campaign.state is S.PENDING_APPROVAL:
+            # Pre-flight findings are part of what approvers decide on; the buttons follow
+            # them: no Approve while checking or when a finding blocks.
+            checks = preflight.load(self.store, campaign.id)
+            card = blocks.approval_card(
+                campaign,
+                devices_sample=sample,
+                approvals=[d for d in decisions if d.decision == "approve"],
+                required_approvals=self.required_approvals,
+                sandbox=campaign.sandbox,
+                preflight_blocks=[
+                    *blocks.preflight_blocks(campaign, checks, today=self.clock().astimezone(dt.UTC).date()),
+                    *blocks.plan_blocks(waves.plan_of(self.store, campaign.id)),
+                ],
+            )
+            return blocks.gate_decisions(card, campaign, checks)
+        if campaign.state in (S.ROLLING_OUT, S.ROLLED_OUT, S.HALTED):
+            return blocks.decided_card(
+                campaign,
+                decisions=decisions,
+                outcome=campaign.state.value,
+                devices_sample=sample,
+                sandbox=campaign.sandbox,
+                scope_lines=[*blocks.scope_lines(preflight.load(self.store, campaign.id)), *self._waves_row(campaign)],
+            )
+        if campaign.state in (S.REJECTED, S.EXPIRED, S.WITHDRAWN, S.SUBMIT_FAILED, S.APPROVED, S.SUBMITTING):
+            # `/fota cancel` lets an approver withdraw a request too: the audit says who did.
+            by_user = self.store.audit(campaign.id)[-1]["actor"] if campaign.state is S.WITHDRAWN else None
+            return blocks.decided_card(
+                campaign,
+                decisions=decisions,
+                outcome=campaign.state.value,
+                devices_sample=sample,
+                sandbox=campaign.sandbox,
+                by_user=by_user,
+                scope_lines=blocks.scope_lines(preflight.load(self.store, campaign.id)),
+            )
+        return blocks.campaign_card(
+            campaign,
+            counts=self.store.device_counts(campaign.id),
+            last_update=campaign.last_callback_at,
+            sandbox=campaign.sandbox,
+            decisions=decisions,
+            scope_lines=blocks.scope_lines(preflight.load(self.store, campaign.id)),
+        )
+
