@@ -105,6 +105,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
         "SLACK_API_URL": "http://127.0.0.1:9/api/",
         "FOTA_DB": str(tmp_path / "fota.db"),
         "FOTA_APPROVERS": f"{ANN},{BOB}",
+        "FOTA_REQUESTERS": REQUESTER,
     }
     rt = build_runtime(
         load(env), clock=ManualClock(START), sandbox=Sandbox(clock=SandboxClock.manual_at(START))
