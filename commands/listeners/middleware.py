@@ -20,7 +20,7 @@ log = logging.getLogger("bot.listeners")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
-async def _nowhere(*args: Any, **kwargs: Any) -> None:
+async def respond_nowhere(*args: Any, **kwargs: Any) -> None:
     """respond() for a request whose response_url is not Slack's: the answer is dropped."""
 
 
@@ -47,7 +47,7 @@ async def skip_redeliveries(
     if url and not trusted_response_url(str(url), services.settings.slack_api_url):
         log.warning("a Slack request named a response_url off Slack's hooks host; nothing is sent to it")
         req.context["response_url"] = None
-        req.context["respond"] = _nowhere
+        req.context["respond"] = respond_nowhere
         body.pop("response_url", None)
     return await next()
 
