@@ -333,6 +333,84 @@ def m012_campaign_status_from_callback(db: Database) -> None:
     db.table("campaigns").add_column("status_from_callback", int, not_null_default=0)
 
 
+@migrations()
+def m013_submission_facts(db: Database) -> None:
+    """What the submission path counts per campaign, in a table of its own (they were
+    key-value strings `claimed_with:N`, `submit_attempts:N`, …): the approvals required when
+    the campaign was claimed, the schedule POSTs sent and the last one's time, whether a POST
+    went out whose answer never came (it may have created the campaign), and the three
+    counts of waits before trying again. Those strings move in here, and out of `kv`."""
+    db.table("submission_facts").create(
+        {
+            "campaign_id": int,
+            "approvals_required": int,
+            "posts": int,
+            "last_post_at": str,
+            "unanswered_post": int,
+            "unanswered_post_before_last": int,
+            "retries": int,
+            "report_waits": int,
+            "membership_waits": int,
+        },
+        pk="campaign_id",
+        not_null={
+            "posts",
+            "unanswered_post",
+            "unanswered_post_before_last",
+            "retries",
+            "report_waits",
+            "membership_waits",
+        },
+        defaults={
+            "posts": 0,
+            "unanswered_post": 0,
+            "unanswered_post_before_last": 0,
+            "retries": 0,
+            "report_waits": 0,
+            "membership_waits": 0,
+        },
+        foreign_keys=[("campaign_id", "campaigns", "id")],
+    )
+
+    def count(value: str) -> int:
+        return int(value) if value.strip().isdigit() else 0
+
+    columns = {
+        "claimed_with": ("approvals_required", lambda v: count(v) or None),
+        "submit_attempts": ("posts", count),
+        "submit_last_post": ("last_post_at", lambda v: v or None),
+        "submit_open": ("unanswered_post", lambda v: int(v == "1")),
+        "submit_earlier_open": ("unanswered_post_before_last", lambda v: int(v == "1")),
+        "submit_retries": ("retries", count),
+        "submit_waits": ("report_waits", count),
+        "submit_membership_waits": ("membership_waits", count),
+    }
+    facts: dict[int, dict[str, object]] = {}
+    moved: list[str] = []
+    for key, value in db.execute(
+        "SELECT key, value FROM kv WHERE " + " OR ".join("key LIKE ?" for _ in columns),
+        [f"{prefix}:%" for prefix in columns],
+    ).fetchall():
+        prefix, _, ident = key.partition(":")
+        if prefix not in columns or not ident.isdigit():
+            continue
+        column, read = columns[prefix]
+        facts.setdefault(int(ident), {})[column] = read(value)
+        moved.append(key)
+    names = [column for column, _ in columns.values()]
+    blank: dict[str, object] = {name: None if name in ("approvals_required", "last_post_at") else 0 for name in names}
+    # A key naming no campaign on record (none should) has nothing to belong to: it goes.
+    db.conn.executemany(
+        f"""INSERT INTO submission_facts(campaign_id, {", ".join(names)})
+            SELECT ?, {", ".join("?" for _ in names)} WHERE EXISTS (SELECT 1 FROM campaigns WHERE id = ?)""",
+        [
+            (ident, *({**blank, **values}[name] for name in names), ident)
+            for ident, values in sorted(facts.items())
+        ],
+    )
+    db.conn.executemany("DELETE FROM kv WHERE key = ?", [(key,) for key in moved])
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)
 

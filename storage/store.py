@@ -171,6 +171,23 @@ def _row_counts(conn: sqlite3.Connection) -> RowCounts:
     return RowCounts(campaigns, callbacks, (row[0] or 0, row[1] or 0, row[2] or 0))
 
 
+@dataclass(frozen=True)
+class SubmissionFacts:
+    """What the submission path keeps per campaign, across restarts."""
+
+    approvals_required: int | None  # required when the campaign was claimed (None: not claimed)
+    posts: int  # schedule POSTs sent (counted before each leaves)
+    last_post_at: dt.datetime | None
+    unanswered_post: bool  # a POST went out whose answer never came: it may have created the campaign
+    unanswered_post_before_last: bool  # as above, for the POSTs before the last one
+    retries: int  # failed tries (ThingSpace unreachable or unclear)
+    report_waits: int  # waits for ThingSpace's reports to show a campaign (not failures)
+    membership_waits: int  # waits for Slack to list an approver group (not failures)
+
+
+_NO_SUBMISSION_FACTS = SubmissionFacts(None, 0, None, False, False, 0, 0, 0)
+
+
 class Store:
     def __init__(self, db: Database, *, clock: Clock = utcnow):
         self.db = db
@@ -639,7 +656,7 @@ class Store:
                 raise NotApproved(blocked)
             needed = required
             if campaign.state is CampaignState.SUBMITTING:
-                needed = int(self.get_kv(f"claimed_with:{campaign_id}") or required)
+                needed = self.submission_facts(campaign_id).approvals_required or required
             before = self._valid_approvals(approved)
             if current_approvers is not None and campaign.state is CampaignState.APPROVED:
                 # Only approvals by people who are approvers now count (a request already
@@ -663,8 +680,63 @@ class Store:
                 campaign = self.transition(
                     campaign_id, CampaignState.SUBMITTING, actor="fota-bot", reason=f"submitting ({needed} approvals)"
                 )
-                self.set_kv(f"claimed_with:{campaign_id}", str(needed))
+                self._submission_fact(campaign_id, "approvals_required = ?", [needed])
             return campaign
+
+    # --- submission facts ------------------------------------------------------------------
+
+    def submission_facts(self, campaign_id: int) -> SubmissionFacts:
+        row = self.db.execute(
+            """SELECT approvals_required, posts, last_post_at, unanswered_post, unanswered_post_before_last,
+                      retries, report_waits, membership_waits FROM submission_facts WHERE campaign_id = ?""",
+            [campaign_id],
+        ).fetchone()
+        if row is None:
+            return _NO_SUBMISSION_FACTS
+        return SubmissionFacts(
+            row[0],
+            row[1],
+            dt.datetime.fromisoformat(row[2]) if row[2] else None,
+            bool(row[3]),
+            bool(row[4]),
+            row[5],
+            row[6],
+            row[7],
+        )
+
+    def _submission_fact(self, campaign_id: int, assignments: str, params: Sequence[Any]) -> SubmissionFacts:
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT INTO submission_facts(campaign_id) VALUES(?) ON CONFLICT(campaign_id) DO NOTHING", [campaign_id]
+            )
+            self.db.execute(f"UPDATE submission_facts SET {assignments} WHERE campaign_id = ?", [*params, campaign_id])
+        return self.submission_facts(campaign_id)
+
+    def record_post(self, campaign_id: int, at: dt.datetime) -> SubmissionFacts:
+        """A schedule POST is about to leave: counted, and unanswered until said otherwise.
+        Committed before it leaves, so after a crash the bot knows a request may be out there;
+        whether earlier POSTs were unanswered is kept too (a refusal of this one must still look
+        for a campaign an earlier one may have created)."""
+        return self._submission_fact(
+            campaign_id,
+            """unanswered_post_before_last = unanswered_post, unanswered_post = 1, posts = posts + 1,
+               last_post_at = ?""",
+            [iso(at)],
+        )
+
+    def record_post_not_processed(self, campaign_id: int) -> SubmissionFacts:
+        """ThingSpace answered the last POST with an error that processed nothing (unavailable,
+        refused credentials): it created no campaign."""
+        return self._submission_fact(campaign_id, "unanswered_post = 0", [])
+
+    def count_submission_retry(self, campaign_id: int) -> SubmissionFacts:
+        return self._submission_fact(campaign_id, "retries = retries + 1", [])
+
+    def count_report_wait(self, campaign_id: int) -> SubmissionFacts:
+        return self._submission_fact(campaign_id, "report_waits = report_waits + 1", [])
+
+    def count_membership_wait(self, campaign_id: int) -> SubmissionFacts:
+        return self._submission_fact(campaign_id, "membership_waits = membership_waits + 1", [])
 
     # --- devices ---------------------------------------------------------------------------
 

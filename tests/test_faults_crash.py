@@ -101,7 +101,7 @@ async def request_and_approve(stack: Stack) -> None:
 
 
 def attempts(stack: Stack) -> int:
-    return int(stack.rt.store.get_kv("submit_attempts:1") or 0)
+    return stack.rt.store.submission_facts(1).posts
 
 
 def assert_submitted_exactly_once(stack: Stack) -> None:
@@ -414,9 +414,9 @@ async def test_sigkill_between_the_schedule_post_and_its_answer(tmp_path: Path) 
             state = conn.execute(
                 "SELECT state, thingspace_id FROM campaigns WHERE id = 1"
             ).fetchone()
-            tries = conn.execute("SELECT value FROM kv WHERE key = 'submit_attempts:1'").fetchone()
+            tries = conn.execute("SELECT posts FROM submission_facts WHERE campaign_id = 1").fetchone()
         assert state == ("submitting", None)
-        assert tries == ("1",)
+        assert tries == (1,)
         assert len(sandbox.campaigns) == 1
 
         async with bot_process(env, port, bot_log):

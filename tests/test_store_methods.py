@@ -1,16 +1,19 @@
 """Store methods that took over SQL once written in the engine: transactions, callbacks kept for
-later, the counts behind /metrics, the read-only look at FOTA_DB."""
+later, the counts behind /metrics, the read-only look at FOTA_DB, the submission facts."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlite_utils import Database
 
+from storage.migrations import migrations
 from storage.states import CampaignState as S
-from storage.store import Store, read_only_summary
+from storage.store import Store, SubmissionFacts, read_only_summary
 from tests.conftest import ManualClock
 from tests.test_storage import make_campaign
 
@@ -123,3 +126,120 @@ def test_a_read_only_summary_names_migrations_of_a_newer_version(db_path: Path, 
     store.close()
     assert read_only_summary(db_path).newer_migrations == ["m999_from_the_future"]
 
+
+
+# --- submission facts ------------------------------------------------------------------------
+
+
+def test_submission_facts_start_empty_and_count_one_campaign_only(store: Store, clock: ManualClock) -> None:
+    campaign, other = make_campaign(store), make_campaign(store)
+    assert store.submission_facts(campaign.id) == SubmissionFacts(None, 0, None, False, False, 0, 0, 0)
+
+    first = store.record_post(campaign.id, clock())
+    assert (first.posts, first.last_post_at, first.unanswered_post, first.unanswered_post_before_last) == (
+        1, clock(), True, False,
+    )
+    clock.advance(minutes=1)
+    second = store.record_post(campaign.id, clock())
+    # The first POST was never answered: a refusal of the second must still look for what it made.
+    assert (second.posts, second.last_post_at, second.unanswered_post_before_last) == (2, clock(), True)
+    answered = store.record_post_not_processed(campaign.id)
+    assert (answered.unanswered_post, answered.unanswered_post_before_last) == (False, True)
+    third = store.record_post(campaign.id, clock())
+    assert (third.unanswered_post, third.unanswered_post_before_last) == (True, False)
+
+    assert store.count_submission_retry(campaign.id).retries == 1
+    assert store.count_submission_retry(campaign.id).retries == 2
+    assert store.count_report_wait(campaign.id).report_waits == 1
+    assert store.count_membership_wait(campaign.id).membership_waits == 1
+    assert store.submission_facts(campaign.id).retries == 2
+    assert store.submission_facts(other.id) == SubmissionFacts(None, 0, None, False, False, 0, 0, 0)
+
+
+def test_a_claim_keeps_the_approvals_it_was_claimed_with(store: Store) -> None:
+    campaign = make_campaign(store)
+    store.record_approval(campaign.id, user="U_APP", shown_hash=campaign.content_hash, required=1)
+    store.claim_for_submission(campaign.id, required=1)
+    assert store.submission_facts(campaign.id).approvals_required == 1
+    # Resumed after FOTA_REQUIRED_APPROVALS went up: a request maybe at ThingSpace is not stranded.
+    assert store.claim_for_submission(campaign.id, required=2).state is S.SUBMITTING
+
+
+def _campaign_row(db: Database, state: str) -> None:
+    db.execute(
+        """INSERT INTO campaigns(state, requester, account, firmware_name, firmware_from, firmware_to,
+           protocol, start_date, end_date, windows, name, device_count, content_hash, sandbox,
+           created_at, updated_at, expires_at, notes)
+           VALUES(?, 'U_REQ', '1-1', 'FW', 'A', 'B', 'LWM2M', '2026-11-27', '2026-11-30',
+           '[]', NULL, 1, 'h', 1, '2026-11-26T09:00:00+00:00', '2026-11-26T09:00:00+00:00',
+           '2026-11-27T09:00:00+00:00', '[]')""",
+        [state],
+    )
+
+
+def test_submission_facts_kept_as_key_value_strings_move_into_their_table(db_path: Path, clock: ManualClock) -> None:
+    legacy = Database(sqlite3.connect(db_path))
+    migrations.apply(legacy, stop_before="m013_submission_facts")
+    _campaign_row(legacy, "submitting")
+    _campaign_row(legacy, "approved")
+    legacy.execute(
+        """INSERT INTO decisions(campaign_id, user, decision, content_hash, reason, at)
+           VALUES(1, 'U_APP', 'approve', 'h', NULL, '2026-11-26T09:30:00+00:00')"""
+    )
+    posted = "2026-11-26T10:00:00.123456+00:00"
+    kept = {
+        "claimed_with:1": "1",
+        "submit_attempts:1": "2",
+        "submit_last_post:1": posted,
+        "submit_open:1": "1",
+        "submit_earlier_open:1": "",
+        "submit_retries:1": "3",
+        "submit_waits:1": "1",
+        "submit_membership_waits:1": "2",
+        "submit_open:2": "",
+        "submit_retries:2": "1",
+        "claimed_with:99": "1",  # names no campaign on record
+        "not_found:1": '{"reads": 1}',
+        "callback_token": "kept-token",
+    }
+    legacy.conn.executemany("INSERT INTO kv(key, value) VALUES(?, ?)", list(kept.items()))
+    legacy.conn.commit()
+    legacy.close()
+
+    store = Store.open(db_path, clock=clock)
+    try:
+        assert migrations.pending(store.db) == []
+        assert store.submission_facts(1) == SubmissionFacts(
+            approvals_required=1,
+            posts=2,
+            last_post_at=dt.datetime.fromisoformat(posted),
+            unanswered_post=True,
+            unanswered_post_before_last=False,
+            retries=3,
+            report_waits=1,
+            membership_waits=2,
+        )
+        assert store.submission_facts(2) == SubmissionFacts(None, 0, None, False, False, 1, 0, 0)
+        assert store.db.execute("SELECT count(*) FROM submission_facts").fetchone()[0] == 2
+        # Out of kv: the table is the one place they are read from; other keys stay.
+        left = {row[0] for row in store.db.execute("SELECT key FROM kv")}
+        assert left == {"not_found:1", "callback_token"}
+        assert store.callback_token() == "kept-token"
+        # The resumed claim is checked against the number it was claimed with, read from the table.
+        assert store.claim_for_submission(1, required=2).state is S.SUBMITTING
+        # Counting goes on from the migrated figures.
+        assert store.record_post(1, clock()).posts == 3
+    finally:
+        store.close()
+
+
+def test_a_database_with_no_submission_facts_migrates_to_an_empty_table(db_path: Path, clock: ManualClock) -> None:
+    legacy = Database(sqlite3.connect(db_path))
+    migrations.apply(legacy, stop_before="m013_submission_facts")
+    legacy.close()
+    store = Store.open(db_path, clock=clock)
+    try:
+        assert store.db.execute("SELECT count(*) FROM submission_facts").fetchone()[0] == 0
+        assert store.submission_facts(1) == SubmissionFacts(None, 0, None, False, False, 0, 0, 0)
+    finally:
+        store.close()

@@ -94,7 +94,7 @@ async def test_restarts_while_waiting_for_thingspaces_reports_do_not_use_up_the_
         # Killed just before the POST: the attempt was counted, nothing was sent.
         store.record_approval(1, user=ANN, shown_hash=store.campaign(1).content_hash, required=1)
         claimed = store.claim_for_submission(1, required=1)
-        stack.rt.submitter._count_attempt(claimed)
+        store.record_post(claimed.id, stack.clock())
         for _ in range(12):  # twelve quick graceful restarts
             await stack.restart()
             quiet(stack)

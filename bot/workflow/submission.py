@@ -177,7 +177,8 @@ class Submitter:
                 f"ThingSpace did not answer {attempts} attempts and has no campaign named "
                 f"“{campaign.thingspace_name}”. Nothing is running; please request it again.",
             )
-        self._count_attempt(campaign)
+        # Counted before the POST leaves: after a crash we know a request may be out there.
+        self.store.record_post(campaign.id, self.clock())
         body = campaign.schedule_body(self.store.device_ids(campaign.id))
         try:
             answer = await self.client.schedule_campaign(campaign.account, body)
@@ -197,7 +198,7 @@ class Submitter:
         except ThingSpaceError as exc:
             # Unavailable (503, 429, refused) or refused credentials: ThingSpace processed
             # nothing, so the next try need not wait for its reports.
-            self._set_maybe_created(campaign, False)
+            self.store.record_post_not_processed(campaign.id)
             return self._retry_later(campaign, str(exc))
         return self._succeeded(campaign, answer, "scheduled")
 
@@ -268,16 +269,15 @@ class Submitter:
     def _retry_later(self, campaign: Campaign, reason: str, *, counted: bool = True) -> Campaign:
         """Try again later. `counted`: this try failed (ThingSpace unreachable, unclear), and
         MAX_RETRIES of those end the request; a wait for ThingSpace's reports is not one."""
-        retries = self._retries(campaign) + (1 if counted else 0)
-        waits = int(self.store.get_kv(f"submit_waits:{campaign.id}") or 0) + (0 if counted else 1)
         if counted:
-            self.store.set_kv(f"submit_retries:{campaign.id}", str(retries))
+            facts = self.store.count_submission_retry(campaign.id)
         else:
-            self.store.set_kv(f"submit_waits:{campaign.id}", str(waits))
-        delay = float(RETRY_DELAYS[min(retries + waits - 1, len(RETRY_DELAYS) - 1)])
+            facts = self.store.count_report_wait(campaign.id)
+        tries = facts.retries + facts.report_waits
+        delay = float(RETRY_DELAYS[min(tries - 1, len(RETRY_DELAYS) - 1)])
         log.warning("%s submission delayed: %s; retrying in %.0f s", campaign.ref, reason, delay)
         self.retries.retry_submission(campaign.id, delay)
-        if retries + waits == 1:
+        if tries == 1:
             # Said once in the thread; later retries are in the log, and the outcome is said too.
             self.events.submit_delayed(campaign, reason, delay)
         return self.store.campaign(campaign.id)
@@ -285,9 +285,7 @@ class Submitter:
     def _membership_unknown(self, campaign_id: int, exc: MembershipUnknown) -> Campaign:
         """Retry a claim Slack could not check. Not a ThingSpace retry: its own count, so it
         neither uses up MAX_RETRIES nor ends the request, and the thread is told once."""
-        key = f"submit_membership_waits:{campaign_id}"
-        waits = int(self.store.get_kv(key) or 0) + 1
-        self.store.set_kv(key, str(waits))
+        waits = self.store.count_membership_wait(campaign_id).membership_waits
         delay = float(RETRY_DELAYS[min(waits - 1, len(RETRY_DELAYS) - 1)])
         campaign = self.store.campaign(campaign_id)
         log.warning("%s not claimed: %s; retrying in %.0f s", campaign.ref, exc, delay)
@@ -302,34 +300,18 @@ class Submitter:
         return campaign
 
     def _retries(self, campaign: Campaign) -> int:
-        return int(self.store.get_kv(f"submit_retries:{campaign.id}") or 0)
+        return self.store.submission_facts(campaign.id).retries
 
     def _last_post(self, campaign: Campaign) -> dt.datetime | None:
-        value = self.store.get_kv(f"submit_last_post:{campaign.id}")
-        return dt.datetime.fromisoformat(value) if value else None
+        return self.store.submission_facts(campaign.id).last_post_at
 
     def _attempts(self, campaign: Campaign) -> int:
-        return int(self.store.get_kv(f"submit_attempts:{campaign.id}") or 0)
-
-    def _count_attempt(self, campaign: Campaign) -> None:
-        # Committed before the POST leaves: after a crash we know a request may be out there.
-        with self.store.atomic():
-            # Whether earlier posts were open before this one: a refusal of this one must still
-            # look for a campaign an earlier, unanswered one may have created.
-            earlier = self._maybe_created(campaign)
-            self.store.set_kv(f"submit_attempts:{campaign.id}", str(self._attempts(campaign) + 1))
-            self.store.set_kv(f"submit_last_post:{campaign.id}", self.clock().isoformat())
-            self.store.set_kv(f"submit_earlier_open:{campaign.id}", "1" if earlier else "")
-            self._set_maybe_created(campaign, True)
+        return self.store.submission_facts(campaign.id).posts
 
     def _maybe_created(self, campaign: Campaign, *, ignore_last: bool = False) -> bool:
         """Did a POST go out whose outcome we do not know (lost answer, crash mid-request)?"""
-        if ignore_last:
-            return self.store.get_kv(f"submit_earlier_open:{campaign.id}") == "1"
-        return self.store.get_kv(f"submit_open:{campaign.id}") == "1"
-
-    def _set_maybe_created(self, campaign: Campaign, value: bool) -> None:
-        self.store.set_kv(f"submit_open:{campaign.id}", "1" if value else "")
+        facts = self.store.submission_facts(campaign.id)
+        return facts.unanswered_post_before_last if ignore_last else facts.unanswered_post
 
 
 def _differences(campaign: Campaign, found: dict[str, Any]) -> str:
