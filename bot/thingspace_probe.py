@@ -20,8 +20,8 @@ from bot.thingspace.errors import (
     ThingSpaceNotFound,
     ThingSpaceRejected,
 )
+from storage.model import PROTOCOLS
 
-PROTOCOLS = ("LWM2M", "OMA", "HTTP")
 # The reference page's example IMEI: a look-up of a device the account does not have still
 # shows that the call works.
 SAMPLE_IMEI = "354658090353977"

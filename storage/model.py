@@ -19,6 +19,7 @@ from typing import Any, Literal
 from storage.plan import RolloutPlan, WaveAssignment, plan_fields
 from storage.states import CampaignState
 
+# The firmware protocols ThingSpace knows: a request names one, a firmware list is read per one.
 PROTOCOLS = ("LWM2M", "OMA", "HTTP")
 
 
