@@ -170,10 +170,10 @@ async def test_in_process_the_sandbox_never_checkpoints_the_bots_database(tmp_pa
     the sandbox shares the file, and its commits (every tick) must not do it on the loop."""
     async with running_stack(tmp_path) as stack:
         assert stack.sandbox._state is not None
-        assert stack.sandbox._state.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        assert stack.sandbox._state.autocheckpoint_pages() == 0
     # Run alone, on a file of its own, it keeps SQLite's own checkpoints.
     sandbox = Sandbox(clock=SandboxClock.manual_at(START))
     sandbox.open_state(tmp_path / "alone.db")
     assert sandbox._state is not None
-    assert sandbox._state.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    assert sandbox._state.autocheckpoint_pages() == 1000
     await sandbox.aclose()

@@ -89,3 +89,11 @@ def test_what_the_stand_ins_need_at_run_time_is_a_main_dependency() -> None:
     assert not missing, missing
     # Not imported by name: uvicorn serves the Socket Mode WebSocket through it.
     assert "wsproto" in main
+
+
+def test_the_stand_ins_reach_sqlite_only_through_storage() -> None:
+    # storage/ is the only door to SQLite: the sandbox's tables are storage/sandbox_state.py's.
+    for path in _sources("bot/standins"):
+        source = path.read_text(encoding="utf-8")
+        assert "execute(" not in source and ".db." not in source, path.relative_to(ROOT)
+        assert not {"sqlite3", "sqlite_utils"} & {n.split(".")[0] for n in _imported_modules(path)}

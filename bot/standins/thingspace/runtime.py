@@ -35,7 +35,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlite_utils import Database
 
 from bot.settings import SANDBOX_ACCOUNT
 from bot.standins.thingspace import state
@@ -51,6 +50,7 @@ from bot.standins.thingspace.simulator import (
     SandboxTimings,
     Simulator,
 )
+from storage.sandbox_state import SandboxTables
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class Sandbox:
         self._fail_rules: list[FailRule] = []
         self._delay_rules: list[DelayRule] = []
         self._tick_lock = asyncio.Lock()
-        self._state: Database | None = None
+        self._state: SandboxTables | None = None
 
     # -- views -----------------------------------------------------------------------------------
 
@@ -305,9 +305,7 @@ class Sandbox:
         1,000-page mark would otherwise copy all of it (the bot's writes too) on the event loop.
         """
         self.close_state()
-        db = state.open_state(path)
-        if not checkpoints:
-            db.execute("PRAGMA wal_autocheckpoint=0")
+        db = state.open_state(path, checkpoints=checkpoints)
         if state.has_state(db):
             saved_clock = state.load(db, self.model)
             if saved_clock is not None and saved_clock > self.clock.now():

@@ -2,8 +2,8 @@
 
 In-process (`fota-bot serve` in sandbox mode, `fota-bot demo`) the sandbox keeps its tables in
 the bot's database file; `fota-bot sandbox` keeps them in a file of its own. Either way the
-tables are the sandbox's own, all named ``sandbox_…``, created here through sqlite-utils on a
-connection of the sandbox's own; the bot's code never reads them.
+tables are the sandbox's own, all named ``sandbox_…``, behind `storage.sandbox_state`
+(the only door to SQLite); this module turns the simulator's records into their rows and back.
 
 What is kept: campaigns (with their status history and plan generation), each campaign's
 devices, callback listeners, licences, the firmware devices were upgraded to, the devices an
@@ -23,67 +23,24 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import os
-import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-
 from bot.standins.thingspace.devices import FirmwareEntry
 from bot.standins.thingspace.simulator import UTC, Campaign, DeviceState, FirmwareFault, Simulator
-
-SCHEMA_VERSION = "1"
-
-_TABLES: dict[str, tuple[dict[str, Any], str | tuple[str, ...]]] = {
-    "sandbox_meta": ({"key": str, "value": str}, "key"),
-    "sandbox_campaigns": (
-        {"id": str, "account": str, "name": str, "entry": str, "start_date": str, "end_date": str,
-         "windows": str, "auto_assign_license": int, "auto_add_devices": int, "created": str,
-         "status": str, "history": str, "generation": int},
-        "id",
-    ),
-    "sandbox_devices": (
-        {"campaign_id": str, "imei": str, "status": str, "reason": str, "updated": float,
-         "recent_attempt": float, "next_attempt": float},
-        ("campaign_id", "imei"),
-    ),
-    "sandbox_callbacks": ({"account": str, "url": str}, "account"),
-    "sandbox_licences": ({"account": str, "imei": str, "assigned": float}, ("account", "imei")),
-    "sandbox_licences_removed": ({"account": str, "imei": str}, ("account", "imei")),
-    "sandbox_firmware": ({"account": str, "imei": str, "firmware": str}, ("account", "imei")),
-    "sandbox_seen": ({"account": str, "imei": str}, ("account", "imei")),
-    "sandbox_licence_updates": ({"account": str, "at": str}, "account"),
-}
+from storage.sandbox_state import SandboxTables
+from storage.sandbox_state import forget as _forget
 
 
-def open_state(path: Path | str) -> Database:
-    """The sandbox's own connection to `path` (created with mode 0600: a listener URL carries
-    the bot's secret callback token), WAL, its tables created."""
-    if str(path) != ":memory:" and not Path(path).exists():
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    db = Database(sqlite3.connect(str(path), check_same_thread=False))
-    if str(path) != ":memory:":
-        db.enable_wal()
-    db.execute("PRAGMA busy_timeout=5000")
-    with db.conn:
-        for name, (columns, pk) in _TABLES.items():
-            db[name].create(columns, pk=pk, if_not_exists=True)  # type: ignore[union-attr]
-        db["sandbox_meta"].insert({"key": "schema", "value": SCHEMA_VERSION}, ignore=True)  # type: ignore[union-attr]
-    return db
+def open_state(path: Path | str, *, checkpoints: bool = True) -> SandboxTables:
+    """The sandbox's tables in the SQLite file at `path` (see `SandboxTables.open`)."""
+    return SandboxTables.open(path, checkpoints=checkpoints)
 
 
 def forget(path: Path | str) -> None:
     """Reset: drop the sandbox's tables from `path`; the next sandbox on it starts empty."""
-    db = Database(sqlite3.connect(str(path)))
-    try:
-        with db.conn:
-            for name in _TABLES:
-                db.execute(f"DROP TABLE IF EXISTS {name}")
-    finally:
-        db.close()
+    _forget(path)
 
 
 def _entry(entry: FirmwareEntry) -> str:
@@ -93,15 +50,15 @@ def _entry(entry: FirmwareEntry) -> str:
     )
 
 
-def has_state(db: Database) -> bool:
+def has_state(tables: SandboxTables) -> bool:
     """Whether a sandbox saved here before (every save notes the clock)."""
-    return db.execute("SELECT 1 FROM sandbox_meta WHERE key = 'clock'").fetchone() is not None
+    return tables.has_state()
 
 
-def load(db: Database, model: Simulator) -> dt.datetime | None:
+def load(tables: SandboxTables, model: Simulator) -> dt.datetime | None:
     """Fill `model` from the tables; the clock's last reading, if one was saved."""
     model.reset()
-    for row in db["sandbox_campaigns"].rows:
+    for row in tables.campaigns():
         fields = json.loads(row["entry"])
         campaign = Campaign(
             id=row["id"],
@@ -121,7 +78,7 @@ def load(db: Database, model: Simulator) -> dt.datetime | None:
             generation=row["generation"],
         )
         model.campaigns[campaign.id] = campaign
-    for row in db.query("SELECT * FROM sandbox_devices ORDER BY campaign_id, imei"):
+    for row in tables.devices():
         owner = model.campaigns.get(row["campaign_id"])
         if owner is not None:
             owner.devices[row["imei"]] = DeviceState(
@@ -130,33 +87,33 @@ def load(db: Database, model: Simulator) -> dt.datetime | None:
             )
     for campaign in model.campaigns.values():
         campaign.order = sorted(campaign.devices)
-    for row in db["sandbox_callbacks"].rows:
+    for row in tables.callbacks():
         model._callbacks[row["account"]] = row["url"]
-    for row in db["sandbox_licences"].rows:
+    for row in tables.pairs("licences"):
         model._licences.setdefault(row["account"], {})[row["imei"]] = row["assigned"]
-    for row in db["sandbox_licences_removed"].rows:
+    for row in tables.pairs("licences_removed"):
         model._licence_removed.setdefault(row["account"], set()).add(row["imei"])
-    for row in db["sandbox_firmware"].rows:
+    for row in tables.pairs("firmware"):
         model._upgraded[(row["account"], row["imei"])] = row["firmware"]
-    for row in db["sandbox_seen"].rows:
+    for row in tables.pairs("seen"):
         model._seen.setdefault(row["account"], set()).add(row["imei"])
-    for row in db["sandbox_licence_updates"].rows:
+    for row in tables.licence_updates():
         model._licence_updated[row["account"]] = dt.datetime.fromisoformat(row["at"])
-    faults = db.execute("SELECT value FROM sandbox_meta WHERE key = 'firmware_faults'").fetchone()
-    model.firmware_faults = [FirmwareFault(**f) for f in json.loads(faults[0])] if faults else []
+    faults = tables.meta("firmware_faults")
+    model.firmware_faults = [FirmwareFault(**f) for f in json.loads(faults)] if faults else []
     model.replan_all()
     model.clean()
-    clock = db.execute("SELECT value FROM sandbox_meta WHERE key = 'clock'").fetchone()
-    return dt.datetime.fromisoformat(clock[0]).astimezone(UTC) if clock else None
+    clock = tables.meta("clock")
+    return dt.datetime.fromisoformat(clock).astimezone(UTC) if clock else None
 
 
-def save(db: Database, model: Simulator, now: dt.datetime, *, everything: bool = False) -> None:
+def save(tables: SandboxTables, model: Simulator, now: dt.datetime, *, everything: bool = False) -> None:
     """Write what changed since the last save (all of it with `everything`), in one transaction."""
     changes = model.everything() if everything else model.take_changes()
-    with db.conn:
+    with tables.batch():
         for campaign_id in changes.campaigns:
             campaign = model.campaigns[campaign_id]
-            db["sandbox_campaigns"].upsert(  # type: ignore[union-attr]
+            tables.put_campaign(
                 {
                     "id": campaign.id,
                     "account": campaign.account,
@@ -171,8 +128,7 @@ def save(db: Database, model: Simulator, now: dt.datetime, *, everything: bool =
                     "status": campaign.status,
                     "history": json.dumps([(s, t.isoformat()) for s, t in campaign.history]),
                     "generation": campaign.generation,
-                },
-                pk="id",
+                }
             )
         rows: list[tuple[Any, ...]] = []
         gone: list[tuple[str, str]] = []
@@ -183,49 +139,44 @@ def save(db: Database, model: Simulator, now: dt.datetime, *, everything: bool =
                 continue
             rows.append((campaign_id, imei, device.status, device.reason, device.updated,
                          device.recent_attempt, device.next_attempt))
-        # Plain executemany rather than sqlite-utils' upsert_all: a 100,000-device campaign is
-        # saved in well under a second this way, where upsert_all takes many seconds (it runs an
-        # INSERT and an UPDATE per row) and the event loop would stall meanwhile.
-        db.conn.executemany("INSERT OR REPLACE INTO sandbox_devices VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-        _delete(db, "sandbox_devices", ("campaign_id", "imei"), gone)
+        tables.put_devices(rows)
+        tables.delete_devices(gone)
         for account in changes.callbacks:
             url = model._callbacks.get(account)
             if url is None:
-                _delete(db, "sandbox_callbacks", ("account",), [(account,)])
+                tables.delete_callback(account)
             else:
-                db["sandbox_callbacks"].upsert({"account": account, "url": url}, pk="account")  # type: ignore[union-attr]
-        _pairs(db, "sandbox_licences", changes.licences,
-               lambda a, i: {"assigned": model._licences[a][i]} if i in model._licences.get(a, {}) else None)
-        _pairs(db, "sandbox_licences_removed", changes.licences,
-               lambda a, i: {} if i in model._licence_removed.get(a, ()) else None)
-        _pairs(db, "sandbox_firmware", changes.firmware,
-               lambda a, i: {"firmware": model._upgraded[(a, i)]} if (a, i) in model._upgraded else None)
-        _pairs(db, "sandbox_seen", changes.seen, lambda a, i: {})
+                tables.put_callback(account, url)
+        _pairs(tables, "licences", changes.licences,
+               lambda a, i: (model._licences[a][i],) if i in model._licences.get(a, {}) else None)
+        _pairs(tables, "licences_removed", changes.licences,
+               lambda a, i: () if i in model._licence_removed.get(a, ()) else None)
+        _pairs(tables, "firmware", changes.firmware,
+               lambda a, i: (model._upgraded[(a, i)],) if (a, i) in model._upgraded else None)
+        _pairs(tables, "seen", changes.seen, lambda a, i: ())
         for account, at in model._licence_updated.items():
             if account in changes.licence_accounts:
-                db["sandbox_licence_updates"].upsert({"account": account, "at": at.isoformat()}, pk="account")  # type: ignore[union-attr]
+                tables.put_licence_update(account, at.isoformat())
         if changes.faults:
             faults = [dataclasses.asdict(f) for f in model.firmware_faults]
-            db["sandbox_meta"].upsert({"key": "firmware_faults", "value": json.dumps(faults)}, pk="key")  # type: ignore[union-attr]
-        db["sandbox_meta"].upsert({"key": "clock", "value": now.isoformat()}, pk="key")  # type: ignore[union-attr]
+            tables.put_meta("firmware_faults", json.dumps(faults))
+        tables.put_meta("clock", now.isoformat())
 
 
-def _pairs(db: Database, table: str, keys: Iterable[tuple[str, str]], value: Any) -> None:
+def _pairs(
+    tables: SandboxTables,
+    kind: str,
+    keys: Iterable[tuple[str, str]],
+    columns: Callable[[str, str], tuple[Any, ...] | None],
+) -> None:
+    """Write each (account, IMEI) fact of `kind`: its columns, or None when it is gone."""
     rows: list[tuple[Any, ...]] = []
     gone: list[tuple[str, str]] = []
     for account, imei in keys:
-        fields = value(account, imei)
-        if fields is None:
+        values = columns(account, imei)
+        if values is None:
             gone.append((account, imei))
         else:
-            rows.append((account, imei, *fields.values()))
-    if rows:
-        marks = ", ".join("?" * len(rows[0]))
-        db.conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)
-    _delete(db, table, ("account", "imei"), gone)
-
-
-def _delete(db: Database, table: str, columns: tuple[str, ...], keys: Sequence[tuple[str, ...]]) -> None:
-    if keys:
-        where = " AND ".join(f"{c} = ?" for c in columns)
-        db.conn.executemany(f"DELETE FROM {table} WHERE {where}", keys)
+            rows.append((account, imei, *values))
+    tables.put_pairs(kind, rows)
+    tables.delete_pairs(kind, gone)
