@@ -6,14 +6,21 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from bot.notify.events import Event, OutboxKind
 from bot.notify.sender import OutboxSender
+from bot.notify.thread import ThreadNotifier
 from bot.standins.thingspace import sandbox_imeis
 from commands import blocks
+from commands.blocks import render
+from storage.outbox import Outbox
 from storage.states import CampaignState
+from storage.store import Store
+from tests.conftest import ManualClock
 from tests.support.stack import ANN, BOB, CHANNEL, REQUESTER, running_stack
 from tests.test_e2e_rollout import schedule_text
+from tests.test_storage import make_campaign
 
 
 async def test_every_kind_of_row_has_a_handler(tmp_path: Path) -> None:
@@ -85,3 +92,61 @@ async def test_rows_queued_the_old_way_are_sent_once_across_an_upgrade(tmp_path:
         assert "rejected" in to_requester[0]["text"] and "not tonight" in json.dumps(to_requester[0]["blocks"])
         assert [f.title for f in stack.standin.uploads] == ["FB-1 per-device report (old title)"]
         assert stack.rt.sender.outbox.pending_count() == 0
+
+
+# --- the notifier writes events, never messages ---------------------------------------------------
+
+
+def _rows(store: Store) -> list[tuple[str, dict[str, Any]]]:
+    return [(kind, json.loads(payload)) for kind, payload in store.db.execute("SELECT kind, payload FROM outbox")]
+
+
+def test_the_notifier_writes_events_and_facts_never_a_message(store: Store, clock: ManualClock) -> None:
+    notifier = ThreadNotifier(
+        store=store,
+        approval_channel="C0APPROVALS",
+        update_interval=60,
+        clock=clock,
+        approvers=frozenset({"U0ANN", "U_REQ", "S0GROUP"}),
+    )
+    campaign = make_campaign(store)
+    notifier.requested(campaign, "https://hooks.slack.com/commands/T1/2/3")
+    notifier.rejected(campaign, "U0ANN", "not <tonight>")
+    notifier.submit_delayed(campaign, "ThingSpace timed out", 30.0)
+    notifier.status_changed(campaign, "CampaignRequestPending", "CampaignStarted")
+    notifier.cancel_refused(campaign, "NOPE", "already ended")
+    notifier.halted(campaign, campaign, "2 of 3 failed", [("no space", 2)])
+    rows = _rows(store)
+    assert {kind for kind, _ in rows} <= set(OutboxKind)
+    for kind, payload in rows:
+        assert "message" not in payload and "blocks" not in json.dumps(payload), (kind, payload)
+        if kind in (OutboxKind.REPLY, OutboxKind.DM):
+            event = Event(payload["event"])
+            assert event in (render.REPLIES if kind == OutboxKind.REPLY else render.DIRECT_MESSAGES)
+    replies = [p for k, p in rows if k == OutboxKind.REPLY]
+    assert replies[0] == {"event": "rejected", "facts": {"by": "U0ANN", "reason": "not <tonight>"}}
+    assert replies[2] == {"event": "status_changed", "facts": {"old": "CampaignRequestPending", "new": "CampaignStarted"}}
+    # A halt is told to the requester and each approver named as a user, once; a user group
+    # hears it in the approval channel.
+    halted = [p for k, p in rows if k == OutboxKind.DM and p["event"] == "halted"]
+    assert sorted(p["user"] for p in halted) == ["U0ANN", "U_REQ"]
+    assert halted[0]["facts"] == {"wave": campaign.id, "sentence": "2 of 3 failed", "reasons": [["no space", 2]]}
+
+
+def test_a_rendered_message_is_kept_so_a_retry_sends_the_same_words(store: Store, clock: ManualClock) -> None:
+    outbox = Outbox(store)
+    campaign = make_campaign(store)
+    row = outbox.enqueue(OutboxKind.REPLY, {"event": "reminder", "facts": {}}, campaign_id=campaign.id)
+    calls: list[int] = []
+
+    def render_once() -> dict[str, Any]:
+        calls.append(1)
+        return {"text": "first words"}
+
+    assert outbox.keep_rendered(row, render_once) == {"text": "first words"}
+    [item] = outbox.due(clock())
+    assert item.payload["message"] == {"text": "first words"} and item.payload["event"] == "reminder"
+    nothing = outbox.enqueue(OutboxKind.FAILURES, {}, campaign_id=campaign.id + 1)
+    assert outbox.keep_rendered(nothing, lambda: None) is None
+    assert "message" not in next(i for i in outbox.due(clock()) if i.id == nothing).payload
+    assert calls == [1]

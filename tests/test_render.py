@@ -102,6 +102,12 @@ def test_each_direct_message_is_valid_block_kit_and_links_the_thread(event: Even
         assert "p1700000000000100" in json.dumps(msg) and "View the thread" in json.dumps(msg)
 
 
+def test_every_event_told_in_a_direct_message_has_a_builder() -> None:
+    assert set(render.DIRECT_MESSAGES) == {*DIRECT_MESSAGES, Event.ROOT_REFUSED}
+    with pytest.raises(KeyError):
+        render.dm(Event.STATUS_CHANGED, make_campaign(), {}, Records(), PERMALINK)
+
+
 def test_slack_refusing_the_card_is_told_to_the_requester_in_words() -> None:
     msg = render.dm(Event.ROOT_REFUSED, make_campaign(), FACTS[Event.ROOT_REFUSED], Records(), None)
     assert "could not be posted for approval" in msg["text"] and "`not_in_channel`" in msg["text"]

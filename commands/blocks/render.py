@@ -26,6 +26,7 @@ from bot.notify.events import Event, Facts, Upload
 from bot.notify.reports import devices_csv_off_loop
 from bot.workflow.wave_figures import Verdict, WaveFigures, judge
 from commands import blocks
+from commands.blocks import replies
 from commands.blocks.kit import Message
 from storage import preflight, waves
 from storage.model import Campaign, Decision
@@ -131,22 +132,28 @@ def root_refused_dm(campaign: Campaign, error: str) -> Message:
     return {"text": text}
 
 
+DmBuilder = Callable[[Campaign, Facts, Records, str | None], Message]
+
+# Direct messages, one builder per event: the requester's (with a link to the thread), a halt
+# (the thread's words, to the requester and the approvers), Slack refusing the card.
+DIRECT_MESSAGES: dict[Event, DmBuilder] = {
+    Event.APPROVED: lambda c, f, r, link: replies.dm_approved(c, r.decisions, link),
+    Event.REJECTED: lambda c, f, r, link: replies.dm_rejected(c, f.get("by"), f.get("reason"), link),
+    Event.WITHDRAWN: lambda c, f, r, link: replies.dm_withdrawn(c, f.get("by"), link),
+    Event.EXPIRED: lambda c, f, r, link: replies.dm_expired(c, link),
+    Event.SUBMITTED: lambda c, f, r, link: replies.dm_submitted(c, link),
+    Event.SUBMIT_FAILED: lambda c, f, r, link: replies.dm_submit_failed(c, link),
+    Event.FINISHED: lambda c, f, r, link: replies.dm_finished(c, r.counts, link),
+    Event.CANCELLED: lambda c, f, r, link: replies.dm_cancelled(c, f.get("by"), link),
+    Event.LOST: lambda c, f, r, link: replies.dm_lost(c, link),
+    Event.HALTED: lambda c, f, r, link: _halted(c, f, r),
+    Event.ROOT_REFUSED: lambda c, f, r, link: root_refused_dm(c, str(f.get("error") or "")),
+}
+
+
 def dm(event: Event, campaign: Campaign, facts: Facts, records: Records, permalink: str | None) -> Message:
-    """The direct message for one event: the requester's (`blocks.requester_dm`), a halt
-    (the thread's words, to the requester and the approvers), or Slack refusing the card."""
-    if event is Event.HALTED:
-        return _halted(campaign, facts, records)
-    if event is Event.ROOT_REFUSED:
-        return root_refused_dm(campaign, str(facts.get("error") or ""))
-    return blocks.requester_dm(
-        campaign,
-        event.value,
-        permalink=permalink,
-        by=facts.get("by"),
-        reason=facts.get("reason"),
-        decisions=records.decisions,
-        counts=records.counts,
-    )
+    """The direct message for one event. KeyError for an event that has none."""
+    return DIRECT_MESSAGES[event](campaign, facts, records, permalink)
 
 
 def upload_title(campaign: Campaign, facts: Facts) -> str:
