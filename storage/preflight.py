@@ -329,10 +329,7 @@ def finish(
             _insert_device_findings(store, campaign_id, findings.devices.items())
         campaign = store.campaign(campaign_id)
         if campaign.state is S.PENDING_APPROVAL:
-            store.db.execute(
-                "UPDATE campaigns SET content_hash = ?, updated_at = ? WHERE id = ?",
-                [bound_hash(row[2], summary.digest), now, campaign_id],
-            )
+            store.bind_content(campaign_id, bound_hash(row[2], summary.digest))
     return store.campaign(campaign_id)
 
 
@@ -420,10 +417,7 @@ def narrow_and_approve(
             ).fetchall()
         )
         now = store.now()
-        store.db.execute(
-            "UPDATE campaigns SET content_hash = ?, device_count = ?, updated_at = ? WHERE id = ?",
-            [new_hash, len(devices), now, campaign_id],
-        )
+        store.bind_content(campaign_id, new_hash, device_count=len(devices))
         # Narrowing after an override takes the excluded devices out again: the override no
         # longer describes the request (the audit keeps that it happened).
         store.db.execute(
@@ -440,11 +434,7 @@ def narrow_and_approve(
         )
         if superseded:
             reason += "; approvals of the full list no longer count: " + ", ".join(superseded)
-        store.db.execute(
-            """INSERT INTO audit(campaign_id, from_state, to_state, actor, reason, at)
-               VALUES(?, ?, ?, ?, ?, ?)""",
-            [campaign_id, campaign.state.value, campaign.state.value, user, reason, now],
-        )
+        store.note_in_audit(campaign_id, actor=user, reason=reason)
         result = store.record_approval(
             campaign_id, user=user, shown_hash=new_hash, required=required,
             current_approvers=current_approvers,
@@ -529,10 +519,7 @@ def override_and_approve(
         ).fetchall():
             for value in found.split(","):
                 counts[value] = counts.get(value, 0) + 1
-        store.db.execute(
-            "UPDATE campaigns SET content_hash = ?, device_count = ?, updated_at = ? WHERE id = ?",
-            [new_hash, len(devices), now, campaign_id],
-        )
+        store.bind_content(campaign_id, new_hash, device_count=len(devices))
         store.db.execute(
             """UPDATE preflight SET request_hash = ?, override_by = ?, override_at = ?,
                override_reason = ?, override_count = ? WHERE campaign_id = ?""",
@@ -544,11 +531,7 @@ def override_and_approve(
             + (f", {done:,} already on {campaign.firmware_to} left out" if done else "")
             + f"; reason: {reason}; content hash {campaign.content_hash[:12]} -> {new_hash[:12]}"
         )
-        store.db.execute(
-            """INSERT INTO audit(campaign_id, from_state, to_state, actor, reason, at)
-               VALUES(?, ?, ?, ?, ?, ?)""",
-            [campaign_id, campaign.state.value, campaign.state.value, user, audit, now],
-        )
+        store.note_in_audit(campaign_id, actor=user, reason=audit)
         result = store.record_approval(
             campaign_id, user=user, shown_hash=new_hash, required=required,
             current_approvers=current_approvers,

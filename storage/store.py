@@ -511,6 +511,25 @@ class Store:
         log.info("%s %s -> %s by %s: %s", current.ref, current.state.value, to.value, actor, reason)
         return self.campaign(campaign_id)
 
+    def bind_content(self, campaign_id: int, content_hash: str, *, device_count: int | None = None) -> None:
+        """What approvals of the campaign count for from now on: its content hash (and its device
+        count, when the list to send changed). Called in the transaction that changed the content
+        (pre-flight's findings, narrowing, an override), so approvals of the old hash stop counting
+        at once; the state does not change."""
+        fields: dict[str, Any] = {"content_hash": content_hash, "updated_at": self.now()}
+        if device_count is not None:
+            fields["device_count"] = device_count
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        with self.db.atomic():
+            self.db.execute(f"UPDATE campaigns SET {assignments} WHERE id = ?", [*fields.values(), campaign_id])
+
+    def note_in_audit(self, campaign_id: int, *, actor: str, reason: str) -> None:
+        """An audit row for a change that is not a change of state (the request narrowed to its
+        eligible devices, or widened by an override): from and to the state it is in."""
+        with self.db.atomic():
+            state = self.campaign(campaign_id).state
+            self._audit(campaign_id, state, state, actor, reason, self.now())
+
     def _audit(
         self,
         campaign_id: int,

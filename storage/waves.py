@@ -106,7 +106,7 @@ def bind_plan(store: Store, campaign_id: int, plan: RolloutPlan, waves: Sequence
             "INSERT INTO wave_devices(parent_id, imei, number) VALUES(?, ?, ?)",
             ((campaign_id, imei, w.number) for w in waves for imei in w.devices),
         )
-        store.db.execute("UPDATE campaigns SET content_hash = ? WHERE id = ?", [bound, campaign_id])
+        store.bind_content(campaign_id, bound)
         return store.campaign(campaign_id)
 
 
@@ -243,7 +243,7 @@ def start_wave(store: Store, parent_id: int, number: int, *, by: str, reason: st
         )
         child = store.campaign(child_id)
         digest = request_hash(child, devices)
-        store.db.execute("UPDATE campaigns SET content_hash = ? WHERE id = ?", [digest, child_id])
+        store.bind_content(child_id, digest)
         store.db.execute(
             """UPDATE waves SET campaign_id = ?, promoted_by = ?, promoted_at = ?, promote_reason = ?
                WHERE parent_id = ? AND number = ?""",

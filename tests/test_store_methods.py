@@ -243,3 +243,38 @@ def test_a_database_with_no_submission_facts_migrates_to_an_empty_table(db_path:
         assert store.submission_facts(1) == SubmissionFacts(None, 0, None, False, False, 0, 0, 0)
     finally:
         store.close()
+
+
+# --- content bound, changes noted ----------------------------------------------------------------
+
+
+def test_binding_new_content_voids_approvals_of_the_old_hash(store: Store, clock: ManualClock) -> None:
+    campaign = make_campaign(store)
+    store.record_approval(campaign.id, user="U_ONE", shown_hash=campaign.content_hash, required=2)
+    clock.advance(minutes=1)
+    store.bind_content(campaign.id, "f" * 64, device_count=2)
+    bound = store.campaign(campaign.id)
+    assert (bound.content_hash, bound.device_count, bound.state) == ("f" * 64, 2, S.PENDING_APPROVAL)
+    updated_at = store.db.execute("SELECT updated_at FROM campaigns WHERE id = ?", [campaign.id]).fetchone()[0]
+    assert dt.datetime.fromisoformat(updated_at) == clock()
+    # The approval of the old content no longer counts toward the two required.
+    result = store.record_approval(campaign.id, user="U_TWO", shown_hash="f" * 64, required=2)
+    assert (result.outcome.name, result.approvals) == ("RECORDED", 1)
+
+    store.bind_content(campaign.id, "e" * 64)  # the device count stays as it was
+    assert store.campaign(campaign.id).device_count == 2
+
+
+def test_a_note_in_the_audit_keeps_the_state(store: Store, clock: ManualClock) -> None:
+    campaign = make_campaign(store)
+    clock.advance(minutes=3)
+    store.note_in_audit(campaign.id, actor="U_APP", reason="approved the eligible devices only")
+    last = store.audit(campaign.id)[-1]
+    assert (last["from_state"], last["to_state"], last["actor"], last["reason"]) == (
+        "pending_approval",
+        "pending_approval",
+        "U_APP",
+        "approved the eligible devices only",
+    )
+    assert dt.datetime.fromisoformat(last["at"]) == clock()
+    assert store.campaign(campaign.id).state is S.PENDING_APPROVAL
