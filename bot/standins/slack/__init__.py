@@ -24,7 +24,7 @@ from bot.standins.slack.records import (
     View,
     Workspace,
 )
-from bot.standins.slack.render import render_blocks, render_message
+from bot.standins.slack.render import render_blocks, render_message, render_thread
 from bot.standins.slack.socket_mode import SocketAck, SocketConnection, socket_envelope
 from bot.standins.slack.web_api import SlackStandIn
 
@@ -50,5 +50,6 @@ __all__ = [
     "create_slack_standin_app",
     "render_blocks",
     "render_message",
+    "render_thread",
     "socket_envelope",
 ]

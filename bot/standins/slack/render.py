@@ -99,3 +99,18 @@ def render_message(message: Message) -> list[str]:
     if message.deleted:
         lines = ["(This message was deleted.)"]
     return lines
+
+
+def render_thread(messages: Sequence[Message]) -> str:
+    """A thread (its root first) as terminal text: the root's latest state, then each reply
+    indented."""
+    root = messages[0]
+    edits = len(root.edits)
+    head = f"-- {root.channel} {root.ts}" + (f" (edited {edits}x)" if edits else "") + " --"
+    lines = [head, *render_message(root)]
+    for reply in messages[1:]:
+        body = render_message(reply) or [""]
+        suffix = f" (edited {len(reply.edits)}x)" if reply.edits else ""
+        lines.append(f"  > {body[0]}{suffix}")
+        lines.extend(f"    {line}" for line in body[1:])
+    return "\n".join(lines)

@@ -66,7 +66,7 @@ from bot.standins.slack.records import (
     View,
     Workspace,
 )
-from bot.standins.slack.render import render_message
+from bot.standins.slack.render import render_thread
 from bot.standins.slack.socket_mode import SocketAck, SocketConnection, SocketModeServer
 
 log = logging.getLogger(__name__)
@@ -424,18 +424,8 @@ class SlackStandIn:
     # -- rendering -----------------------------------------------------------------------------
 
     def render_thread(self, channel: str, ts: str) -> str:
-        """The thread as terminal text: the root's latest state, then each reply indented."""
-        messages = self.thread(channel, ts)
-        root = messages[0]
-        edits = len(root.edits)
-        head = f"-- {root.channel} {root.ts}" + (f" (edited {edits}x)" if edits else "") + " --"
-        lines = [head, *render_message(root)]
-        for reply in messages[1:]:
-            body = render_message(reply) or [""]
-            suffix = f" (edited {len(reply.edits)}x)" if reply.edits else ""
-            lines.append(f"  > {body[0]}{suffix}")
-            lines.extend(f"    {line}" for line in body[1:])
-        return "\n".join(lines)
+        """The thread as terminal text (`render.render_thread`)."""
+        return render_thread(self.thread(channel, ts))
 
     def message_for(self, call: RecordedCall) -> Message | None:
         """The message a successful call created or changed (post, update, delete, file share,
