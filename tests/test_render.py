@@ -88,7 +88,10 @@ def test_each_thread_reply_is_valid_block_kit_with_user_text_escaped(event: Even
     campaign = hostile_campaign(state=S.ENDED, thread_ts="1.2")
     if event is Event.WAVE_ENDED:
         campaign = WAVE
+    if event is Event.REMINDER:
+        campaign = hostile_campaign()
     msg = render.reply(event, campaign, stored(FACTS[event]), RECORDS)
+    assert msg is not None
     check_message(msg)
     check_escaped(msg)
 
@@ -141,9 +144,15 @@ def test_a_waves_end_keeps_its_verdict_when_the_rollout_is_halted_later() -> Non
 
 def test_a_reminder_waits_on_who_has_not_decided_when_it_is_sent() -> None:
     msg = render.reply(Event.REMINDER, make_campaign(), {}, RECORDS)
+    assert msg is not None
     text = msg["text"]
     assert "2 of 2 approvals" in text
     assert "<@U2>" not in text and "<!subteam^S0GROUP>" in text
+
+
+@pytest.mark.parametrize("state", [S.APPROVED, S.REJECTED, S.WITHDRAWN, S.EXPIRED, S.ROLLING_OUT])
+def test_a_reminder_of_a_request_decided_before_it_went_out_says_nothing(state: CampaignState) -> None:
+    assert render.reply(Event.REMINDER, make_campaign(state=state), {}, RECORDS) is None
 
 
 def test_upload_titles_and_names_come_from_the_event() -> None:

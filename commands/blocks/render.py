@@ -12,7 +12,7 @@ Which is which, per event (`bot/notify/events.py` lists each event's facts):
   device count a narrowing or an override left.
 - as it is: the card (its stamp, approvals, progress, pre-flight findings, waves); the failed
   devices not yet told; the final summary and the CSVs (the devices as they ended); who still
-  has to decide (a reminder); the approvals of an approved request (closed once approved);
+  has to decide (a reminder, not sent once the request is decided); the approvals of an approved request (closed once approved);
   direct messages' thread link and device counts.
 """
 
@@ -60,7 +60,7 @@ def as_then(campaign: Campaign, facts: Facts) -> Campaign:
     return replace(campaign, **then) if then else campaign
 
 
-ReplyBuilder = Callable[[Campaign, Facts, Records], Message]
+ReplyBuilder = Callable[[Campaign, Facts, Records], Message | None]
 
 
 def _wave_ended(wave: Campaign, facts: Facts, records: Records) -> Message:
@@ -72,6 +72,20 @@ def _wave_ended(wave: Campaign, facts: Facts, records: Records) -> Message:
         bool(facts["passed"]),
         facts.get("ready_at"),
         halted=bool(facts.get("halted")),
+    )
+
+
+def _reminder(campaign: Campaign, records: Records) -> Message | None:
+    """Who still has to decide, as it is when the reminder goes out; once the request is
+    decided (or withdrawn, or expired) there is nobody to remind."""
+    if campaign.state is not S.PENDING_APPROVAL:
+        return None
+    return blocks.reminder_reply(
+        campaign,
+        campaign.expires_at,
+        decisions=records.decisions,
+        required_approvals=records.required_approvals,
+        approvers=sorted(records.approvers),
     )
 
 
@@ -87,13 +101,7 @@ REPLIES: dict[Event, ReplyBuilder] = {
     Event.REJECTED: lambda c, f, r: blocks.rejected_reply(c, f["by"], f.get("reason")),
     Event.WITHDRAWN: lambda c, f, r: blocks.withdrawn_reply(c, f.get("by")),
     Event.EXPIRED: lambda c, f, r: blocks.expired_reply(c),
-    Event.REMINDER: lambda c, f, r: blocks.reminder_reply(
-        c,
-        c.expires_at,
-        decisions=r.decisions,
-        required_approvals=r.required_approvals,
-        approvers=sorted(r.approvers),
-    ),
+    Event.REMINDER: lambda c, f, r: _reminder(c, r),
     Event.NARROWED: lambda c, f, r: blocks.narrowed_reply(
         as_then(c, f), f["by"], kept=int(f["kept"]), dropped=int(f["dropped"]), superseded=list(f["superseded"])
     ),
@@ -117,8 +125,9 @@ REPLIES: dict[Event, ReplyBuilder] = {
 }
 
 
-def reply(event: Event, campaign: Campaign, facts: Facts, records: Records) -> Message:
-    """The thread reply for one event. KeyError for an event that has none."""
+def reply(event: Event, campaign: Campaign, facts: Facts, records: Records) -> Message | None:
+    """The thread reply for one event, or None when it has nothing true to say any more.
+    KeyError for an event that has none."""
     return REPLIES[event](campaign, facts, records)
 
 
@@ -200,7 +209,7 @@ class Renderer:
             required_approvals=self.required_approvals,
         )
 
-    def reply(self, event: Event, campaign: Campaign, facts: Facts) -> Message:
+    def reply(self, event: Event, campaign: Campaign, facts: Facts) -> Message | None:
         return reply(event, campaign, facts, self._records(event, campaign, facts))
 
     def dm(self, event: Event, campaign: Campaign, facts: Facts, permalink: str | None) -> Message:
