@@ -12,16 +12,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.workflow.errors import UserError
 from commands import blocks
 from commands.listeners.common import (
+    DAMAGED_FORM,
     Ack,
     Respond,
     Services,
     ack_stale_button,
     ack_then_answer,
     action_value,
+    answer_in_dm,
 )
 from storage.model import RequestError
-
-DAMAGED_FORM = "This form is damaged; close it and try again."
 
 
 async def approve(
@@ -100,8 +100,7 @@ async def override_submitted(
         await ack(response_action="errors", errors={count_block: str(exc)})
         return
     await ack()
-    # A modal has no response_url: the approver's answer goes to a direct message.
-    services.background.spawn(client.chat_postMessage(channel=user, text=answer), name="override answer")
+    answer_in_dm(services, client, user, answer, name="override answer")
 
 
 async def reject_clicked(

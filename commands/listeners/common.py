@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.background import Background
 from bot.settings import Settings
@@ -37,6 +38,8 @@ NOT_RECORDED = (
     "read-only). Nothing changed and nothing was sent to ThingSpace. Please try again later, and "
     "tell whoever runs fota-bot."
 )
+# A modal's private_metadata or state not as the bot built it (an older bot's form, a forged one).
+DAMAGED_FORM = "This form is damaged; close it and try again."
 STALE_BUTTON = "This button is damaged or out of date; nothing changed. Run the command again, or use the latest card."
 
 
@@ -75,6 +78,11 @@ async def ack_then_answer(
     tests settle it)."""
     services.background.spawn(answer_errors(respond, work), name=name)
     await ack(**reply)
+
+
+def answer_in_dm(services: Services, client: AsyncWebClient, user: str, text: str, *, name: str) -> None:
+    """After a modal's ack: a modal has no response_url, so its answer goes to a direct message."""
+    services.background.spawn(client.chat_postMessage(channel=user, text=text), name=name)
 
 
 async def refuse(message: str) -> None:

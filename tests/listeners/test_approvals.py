@@ -6,18 +6,27 @@ import json
 from typing import Any
 
 from bot.app import Runtime
+from bot.standins.thingspace import sandbox_imeis
 from commands import blocks
 from commands.listeners import STALE_BUTTON, Services
 from commands.listeners.approvals import (
-    DAMAGED_FORM,
     approve,
     override_submitted,
     reject_clicked,
     reject_submitted,
     withdraw,
 )
+from commands.listeners.common import DAMAGED_FORM
 from storage.states import CampaignState
-from tests.listeners.conftest import FakeSlack, Recorder, card_value, clicked, pending_campaign
+from tests.listeners.conftest import (
+    IMEIS,
+    SCHEDULE_ARGS,
+    FakeSlack,
+    Recorder,
+    card_value,
+    clicked,
+    pending_campaign,
+)
 from tests.support.stack import ANN, EVE, REQUESTER
 
 
@@ -154,3 +163,23 @@ async def test_the_override_modal_refuses_a_count_that_is_not_a_number(
 async def test_a_damaged_override_modal_says_close_it(ack: Recorder, slack: FakeSlack, services: Services) -> None:
     await override_submitted(ack, {"user": {"id": ANN}}, submitted_view("", {}), slack, services=services)  # type: ignore[arg-type]
     assert ack.calls == [{"response_action": "errors", "errors": {blocks.OVERRIDE_REASON_BLOCK_ID: DAMAGED_FORM}}]
+
+
+async def test_the_override_modal_with_the_count_includes_the_excluded_and_answers_in_a_dm(
+    ack: Recorder, slack: FakeSlack, services: Services, runtime: Runtime
+) -> None:
+    # Two devices of another model than the firmware's: pre-flight excludes them.
+    other_model = sandbox_imeis(2, model="BG96", firmware="BG96MAR02A08M1G")
+    devices = ",".join([*IMEIS, *other_model])
+    campaign = await pending_campaign(services, args=SCHEDULE_ARGS.replace(",".join(IMEIS), devices))
+    count, reason = blocks.OVERRIDE_COUNT_BLOCK_ID, blocks.OVERRIDE_REASON_BLOCK_ID
+
+    values = {count: {count: {"value": "2"}}, reason: {reason: {"value": "lab devices, flashed by hand"}}}
+    submitted = submitted_view(card_value(campaign), values)
+    await override_submitted(ack, {"user": {"id": ANN}}, submitted, slack, services=services)  # type: ignore[arg-type]
+    await services.background.idle()
+
+    assert ack.calls == [{}]
+    [dm] = slack.called("chat_postMessage")
+    assert dm["channel"] == ANN and campaign.ref in dm["text"]
+    assert runtime.store.campaign(campaign.id).content_hash != campaign.content_hash
