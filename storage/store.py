@@ -428,10 +428,18 @@ class Store:
         return self.campaigns_in(ACTIVE_AT_THINGSPACE)
 
     def list_campaigns(
-        self, *, scope: str, user: str | None = None, limit: int = 10, before_id: int | None = None
+        self,
+        *,
+        scope: str,
+        user: str | None = None,
+        limit: int = 10,
+        before_id: int | None = None,
+        requests_only: bool = False,
     ) -> list[Campaign]:
-        """Newest first. scope: active (not terminal), all, mine (requested by `user`)."""
-        where: list[str] = []
+        """Newest first. scope: active (not terminal), all, mine (requested by `user`).
+        `requests_only`: without the campaigns of staged rollouts' waves (their request stands
+        for them)."""
+        where: list[str] = ["parent_id IS NULL"] if requests_only else []
         params: list[Any] = []
         if scope == "active":
             # IN over the few live states, by the state index: NOT IN the finished ones would walk

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -324,3 +325,81 @@ def wave_ended(store: Store, wave: Campaign) -> Campaign | None:
     if parent.state is not S.ROLLING_OUT:
         return None
     return store.transition(parent.id, S.ROLLED_OUT, actor="fota-bot", reason=f"the last wave ({wave.ref}) ended")
+
+
+# --- a rollout seen whole: its current wave, its figures across waves, its end ------------------
+
+
+@dataclass(frozen=True)
+class WaveTally:
+    """One wave of a rollout with its figures: device counts per bucket (all zero, and no
+    campaign, for a wave not started)."""
+
+    number: int
+    total: int
+    label: str
+    size: int
+    campaign: Campaign | None
+    counts: dict[str, int]
+
+    @property
+    def started(self) -> bool:
+        return self.campaign is not None
+
+
+def wave_campaign_ids(conn: sqlite3.Connection, parent_id: int) -> list[int]:
+    """The campaigns of a request's started waves, in wave order (on any connection: the
+    bot's, or the reader thread's for a large CSV)."""
+    rows = conn.execute(
+        "SELECT campaign_id FROM waves WHERE parent_id = ? AND campaign_id IS NOT NULL ORDER BY number",
+        [parent_id],
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def tally(store: Store, parent_id: int) -> list[WaveTally]:
+    """Every wave of a request's plan with its figures now; empty for a request without a plan."""
+    stored = load(store.db, parent_id)
+    if stored is None:
+        return []
+    total = len(stored.waves)
+    out = []
+    for wave in stored.waves:
+        child = store.campaign(wave.campaign_id) if wave.campaign_id is not None else None
+        counts = store.device_counts(child.id) if child is not None else {}
+        out.append(WaveTally(wave.number, total, wave.label, wave.size, child, counts))
+    return out
+
+
+def current_wave(store: Store, parent_id: int) -> WaveTally | None:
+    """The last wave started: the one running, or the one whose end the rollout waits on."""
+    started = [w for w in tally(store, parent_id) if w.started]
+    return started[-1] if started else None
+
+
+def rollout_counts(tallies: Sequence[WaveTally]) -> dict[str, int]:
+    """Device counts per bucket summed over the started waves: the rollout's figures."""
+    counts: dict[str, int] = {}
+    for wave in tallies:
+        for bucket, n in wave.counts.items():
+            counts[bucket] = counts.get(bucket, 0) + n
+    return counts
+
+
+def rollout_failure_reasons(store: Store, parent_id: int) -> list[tuple[str, int]]:
+    """Failed devices per reason across every started wave, most first."""
+    merged: dict[str, int] = {}
+    for campaign_id in wave_campaign_ids(store.db.conn, parent_id):
+        for reason, n in store.failure_reasons(campaign_id):
+            merged[reason] = merged.get(reason, 0) + n
+    return sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def rollout_over(store: Store, parent: Campaign) -> bool:
+    """The rollout has ended: rolled out, or halted with no started wave still at ThingSpace
+    (a halted rollout's running wave goes on to its end: its devices may still upgrade)."""
+    if parent.state is S.ROLLED_OUT:
+        return True
+    if parent.state is not S.HALTED:
+        return False
+    return all(store.campaign(cid).state.is_terminal for cid in wave_campaign_ids(store.db.conn, parent.id))

@@ -37,7 +37,7 @@ from commands.blocks.operations import cancel_value, firmware_value, list_page_v
 from storage.findings import PreflightRecord
 from storage.model import Campaign, Decision, Device, TimeWindow
 from storage.states import CampaignState
-from storage.waves import StoredPlan
+from storage.waves import StoredPlan, WaveTally
 from tests.support.blocks import all_text, check_blocks, check_escaped, check_view
 
 S = CampaignState
@@ -129,6 +129,8 @@ class Facts:
     not_approvable: str | None = None
     preflight: PreflightRecord | None = None
     plan: StoredPlan | None = None
+    current_wave: WaveTally | None = None
+    wave_states: dict[int, tuple[str, int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -920,6 +920,8 @@ class HomeFacts:
     sample: tuple[str, ...] = ()
     not_approvable: str | None = None
     plan: Any = None  # a staged rollout's StoredPlan; none here
+    current_wave: Any = None
+    wave_states: dict[int, tuple[str, int, int]] = field(default_factory=dict)
 
 
 def home_for(campaign: Campaign, record: PreflightRecord | None, **facts: Any) -> dict[str, Any]:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
+import sqlite3
 
-from storage import preflight
+from storage import preflight, waves
 from storage.findings import FINDING_WORDS
 from storage.model import Campaign, Device
 from storage.store import Store, device_rows
@@ -23,12 +24,21 @@ def devices_csv(
 
 
 async def devices_csv_off_loop(
-    store: Store, campaign: Campaign, *, failed_only: bool = False, reasons: set[str] | None = None
+    store: Store,
+    campaign: Campaign,
+    *,
+    failed_only: bool = False,
+    reasons: set[str] | None = None,
+    waves_too: bool = False,
 ) -> str:
-    """`devices_csv`, read and written on the reader thread."""
-    return await store.readers.run(
-        lambda conn: _devices_csv(device_rows(conn, campaign.id, failed_only=failed_only), reasons)
-    )
+    """`devices_csv`, read and written on the reader thread. `waves_too`: a staged request's
+    devices are those of its waves' campaigns, wave after wave (its own are never sent)."""
+
+    def read(conn: sqlite3.Connection) -> str:
+        ids = (waves.wave_campaign_ids(conn, campaign.id) if waves_too else []) or [campaign.id]
+        return _devices_csv([d for cid in ids for d in device_rows(conn, cid, failed_only=failed_only)], reasons)
+
+    return await store.readers.run(read)
 
 
 def _devices_csv(devices: list[Device], reasons: set[str] | None) -> str:

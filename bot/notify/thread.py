@@ -17,6 +17,7 @@ from storage import waves
 from storage.findings import Narrowed, Overridden
 from storage.model import Campaign
 from storage.outbox import Outbox
+from storage.states import CampaignState
 from storage.store import Store
 
 
@@ -116,7 +117,10 @@ class ThreadNotifier:
     def submitted(self, campaign: Campaign) -> None:
         self.refresh_root(campaign, now=True)
         self.reply(campaign, Event.SUBMITTED, then=as_then(campaign, "thingspace_status"))
-        self.dm(campaign, Event.SUBMITTED)
+        if campaign.wave in (None, 1):
+            # One direct message per rollout: the requester hears of its first wave; the waves
+            # after it are told in the thread only.
+            self.dm(campaign, Event.SUBMITTED)
 
     def submit_failed(self, campaign: Campaign) -> None:
         self.refresh_root(campaign, now=True)
@@ -145,10 +149,27 @@ class ThreadNotifier:
 
     def finished(self, campaign: Campaign) -> None:
         self.refresh_root(campaign, now=True)
-        self._final_report(campaign)
-        self.dm(campaign, Event.FINISHED)
-        if campaign.parent_id is not None:
-            self._wave_ended(campaign)
+        if campaign.parent_id is None:
+            self._final_report(campaign)
+            self.dm(campaign, Event.FINISHED)
+            return
+        # A wave: its verdict in the thread; the summary and the requester's message come once,
+        # across every wave, when the rollout is over.
+        self._wave_ended(campaign)
+        self._rollout_over(campaign.parent_id)
+
+    def _rollout_over(self, parent_id: int) -> None:
+        """When a staged rollout is over (rolled out, or halted with no wave left running): one
+        summary across its waves with its CSVs, and, rolled out, the requester's one message
+        of its end (a halt was told them when it happened)."""
+        parent = self.store.campaign(parent_id)
+        if not waves.rollout_over(self.store, parent):
+            return
+        if self.outbox.last_sent_at(f"summary:{parent.id}") is not None:
+            return  # told already
+        self._final_report(parent)
+        if parent.state is CampaignState.ROLLED_OUT:
+            self.dm(parent, Event.FINISHED)
 
     def halted(self, parent: Campaign, wave: Campaign, sentence: str, reasons: Sequence[tuple[str, int]]) -> None:
         """A rollout halted itself: the thread says why, with the failures as they were at the
@@ -160,6 +181,8 @@ class ThreadNotifier:
         people = [parent.requester, *(a for a in self.approvers if a[:1] in ("U", "W") and a != parent.requester)]
         for person in dict.fromkeys(people):
             self.dm(parent, Event.HALTED, user=person, **facts)
+        # Halted after its last started wave had ended: the rollout is over now.
+        self._rollout_over(parent.id)
 
     def _wave_ended(self, wave: Campaign) -> None:
         """A wave of a staged rollout ended: passed (the next wave's Promote button), or held.
@@ -192,7 +215,9 @@ class ThreadNotifier:
         of the failed devices per failure reason (the reasons past the summary's list in one)."""
         self.outbox.enqueue(OutboxKind.SUMMARY, {}, campaign_id=campaign.id, coalesce_key=f"summary:{campaign.id}")
         self.outbox.enqueue(OutboxKind.UPLOAD, {}, campaign_id=campaign.id, coalesce_key=f"upload:{campaign.id}")
-        reasons = [r for r, _ in self.store.failure_reasons(campaign.id)]
+        staged = waves.plan_of(self.store, campaign.id) is not None
+        found = waves.rollout_failure_reasons(self.store, campaign.id) if staged else self.store.failure_reasons(campaign.id)
+        reasons = [r for r, _ in found]
         groups = [[r] for r in reasons[:FAILURE_REASONS_LISTED]]
         if reasons[FAILURE_REASONS_LISTED:]:
             groups.append(reasons[FAILURE_REASONS_LISTED:])
@@ -208,7 +233,10 @@ class ThreadNotifier:
     def cancelled(self, campaign: Campaign, user: str) -> None:
         self.refresh_root(campaign, now=True)
         self.reply(campaign, Event.CANCELLED, by=user)
-        self._final_report(campaign)
+        if campaign.parent_id is not None:
+            self._rollout_over(campaign.parent_id)  # a wave: reported with the rollout's end
+        else:
+            self._final_report(campaign)
         if user != campaign.requester:
             # An approver cancelled it: the requester hears of every outcome of their request.
             self.dm(campaign, Event.CANCELLED, by=user)

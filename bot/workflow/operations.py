@@ -26,6 +26,7 @@ from bot.thingspace.errors import ThingSpaceError, ThingSpaceRejected, for_users
 from bot.workflow.approvers import Directory
 from bot.workflow.campaigns import ApprovalTimers, describe
 from bot.workflow.errors import UserError
+from bot.workflow.wave_figures import wave_states
 from storage import history, preflight, waves
 from storage.findings import PreflightRecord
 from storage.history import HistoryEntry
@@ -43,7 +44,7 @@ CANCELLABLE_AT_THINGSPACE = frozenset(
     {S.SUBMITTED, S.REQUEST_PENDING, S.REQUEST_QUEUED, S.PRE_SCHEDULED, S.SCHEDULED}
 )
 # On the Home tab: everything past the approval that has not ended.
-HOME_ACTIVE = frozenset({S.APPROVED, S.SUBMITTING, *ACTIVE_AT_THINGSPACE})
+HOME_ACTIVE = frozenset({S.APPROVED, S.SUBMITTING, S.ROLLING_OUT, *ACTIVE_AT_THINGSPACE})
 DEVICE_SAMPLE = 10
 LIST_PAGE = 10
 # Slack's trigger_id lives 3 s: the form waits this long for the firmware list, then opens with
@@ -78,6 +79,9 @@ class CampaignView:
     preflight: PreflightRecord | None = None
     # A staged rollout's plan, so whoever approves from the App Home sees the waves they approve.
     plan: waves.StoredPlan | None = None
+    # A staged rollout under way or over: its last started wave, and what the row of waves shows.
+    current_wave: waves.WaveTally | None = None
+    wave_states: Mapping[int, tuple[str, int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,9 @@ class Operations:
             raise UserError(str(exc)) from exc
 
     def _view(self, campaign: Campaign, *, sample: bool = False) -> CampaignView:
+        plan = waves.load(self.store.db, campaign.id)
+        tallies = waves.tally(self.store, campaign.id) if plan is not None else []
+        started = [w for w in tallies if w.started]
         return CampaignView(
             campaign,
             self.store.device_counts(campaign.id),
@@ -175,7 +182,9 @@ class Operations:
             # Also after the decision: the stamp and the campaign card say who narrowed or
             # overrode the device set.
             preflight=preflight.load(self.store, campaign.id),
-            plan=waves.load(self.store.db, campaign.id),
+            plan=plan,
+            current_wave=started[-1] if started else None,
+            wave_states=wave_states(plan.plan, tallies) if plan is not None else {},
         )
 
     def view(self, ident: str) -> CampaignView:
@@ -193,6 +202,9 @@ class Operations:
             await self.permalink(view.campaign),
             audit[-1]["actor"] if audit else None,
             preflight=view.preflight,
+            plan=view.plan,
+            current_wave=view.current_wave,
+            wave_states=view.wave_states,
         )
 
     def history(self, ident: str) -> tuple[Campaign, list[HistoryEntry]]:
@@ -202,11 +214,18 @@ class Operations:
 
     def list_campaigns(self, *, scope: str, user: str, before_id: int | None = None, limit: int = LIST_PAGE) -> ListPage:
         """One page of `/fota list`, newest first; one row more than shown tells if there is a next."""
-        rows = self.store.list_campaigns(scope=scope, user=user, before_id=before_id, limit=limit + 1)
+        # A staged request is one row with its current wave, not a row per wave's campaign.
+        rows = self.store.list_campaigns(
+            scope=scope, user=user, before_id=before_id, limit=limit + 1, requests_only=True
+        )
         shown = rows[:limit]
         next_before = shown[-1].id if len(rows) > limit else None
-        items = [CampaignView(c, self.store.device_counts(c.id), []) for c in shown]
+        items = [self._list_view(c) for c in shown]
         return ListPage(scope, items, next_before, first_page=before_id is None)
+
+    def _list_view(self, campaign: Campaign) -> CampaignView:
+        current = waves.current_wave(self.store, campaign.id)
+        return CampaignView(campaign, self.store.device_counts(campaign.id), [], current_wave=current)
 
     def devices(self, ident: str, *, failed_only: bool, limit: int = 20) -> DeviceListing:
         campaign = self.find(ident)
@@ -341,7 +360,10 @@ class Operations:
         pending = list(reversed(self.store.campaigns_in((S.PENDING_APPROVAL,))))
         decide = [c for c in pending if may_approve and c.requester != user]
         mine = [c for c in pending if c.requester == user]
-        active = sorted(self.store.campaigns_in(HOME_ACTIVE), key=lambda c: c.id, reverse=True)
+        # A staged request is one row with its current wave; its waves' campaigns are not rows.
+        active = sorted(
+            (c for c in self.store.campaigns_in(HOME_ACTIVE) if c.parent_id is None), key=lambda c: c.id, reverse=True
+        )
         return Home(
             user=user,
             may_approve=may_approve,

@@ -286,8 +286,10 @@ class Rollout:
             )
             self.events.status_changed(campaign, old, new.value)
             if new.is_terminal:
-                self.events.finished(campaign)
+                # The request of a last wave is rolled out first, so what is told of the wave's
+                # end (the summary across waves, the requester's one message) sees it so.
                 waves.wave_ended(self.store, campaign)
+                self.events.finished(campaign)
         if new.is_terminal:
             log.info("%s ended %s: %s", campaign.ref, new.value, _counts(self.store.device_counts(campaign_id)))
         return campaign

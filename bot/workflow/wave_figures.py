@@ -7,10 +7,12 @@ halt: the same figures always give the same verdict, whoever asks.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from storage.plan import WHOLE, RolloutPlan
+from storage.waves import WaveTally
 
 
 class Verdict(StrEnum):
@@ -63,3 +65,21 @@ def promotable_at(ended_at: dt.datetime, plan: RolloutPlan) -> dt.datetime:
     """When the next wave may start: the soak after the wave before ended."""
     return ended_at + plan.soak
 
+
+
+def wave_states(plan: RolloutPlan, tallies: Sequence[WaveTally]) -> dict[int, tuple[str, int, int]]:
+    """What the row of waves shows for each started wave: (state, succeeded, size), state
+    `running`, `done` (ended and passed) or `held` (ended under `success`)."""
+    states: dict[int, tuple[str, int, int]] = {}
+    for wave in tallies:
+        if wave.campaign is None:
+            continue
+        size = sum(wave.counts.values())
+        succeeded = wave.counts.get("succeeded", 0)
+        if not wave.campaign.state.is_terminal:
+            states[wave.number] = ("running", succeeded, size)
+            continue
+        figures = WaveFigures(size, succeeded, wave.counts.get("failed", 0))
+        passed = judge(plan, figures, ended=True).verdict is Verdict.PASSED
+        states[wave.number] = ("done" if passed else "held", succeeded, size)
+    return states

@@ -199,12 +199,16 @@ __all__ += ["ACTION_HISTORY", "history_reply", "parse_history_value"]
 
 from commands.blocks.waves import (  # noqa: E402
     ACTION_PROMOTE,
+    current_wave_text,
     halted_reply,
     parse_promote_value,
     plan_blocks,
     promote_value,
+    rollout_summary_reply,
     wave_ended_reply,
     waves_row,
 )
 
+__all__ += ["current_wave_text", "rollout_summary_reply"]
 __all__ += ["ACTION_PROMOTE", "halted_reply", "parse_promote_value", "plan_blocks", "promote_value", "wave_ended_reply", "waves_row"]
+

@@ -37,9 +37,9 @@ from commands.blocks.kit import (
     slack_date,
     user,
 )
-from commands.blocks.operations import CampaignFacts
+from commands.blocks.operations import STAGED_STATES, CampaignFacts
 from commands.blocks.preflight import approve_elements, findings_summary
-from commands.blocks.waves import plan_blocks
+from commands.blocks.waves import current_wave_text, plan_blocks
 from storage.model import Campaign
 
 HOME_CALLBACK_ID = "fota_home"
@@ -124,10 +124,17 @@ def _mine(facts: CampaignFacts, required_approvals: int) -> Block:
 
 def _active(facts: CampaignFacts) -> Block:
     c = facts.campaign
+    # A staged request: one row with its current wave (its waves are not rows of their own).
+    wave = facts.current_wave
+    progress = (
+        f"{current_wave_text(wave)}\n{progress_bar(wave.counts)}"
+        if c.state in STAGED_STATES and wave is not None
+        else progress_bar(facts.counts)
+    )
     return section(
         f"*Ref {c.ref}* · {state_label(c.state)}\n"
         f"{plural(c.device_count, 'device')} to {code(c.firmware_to, 80)} · by {user(c.requester)}\n"
-        f"{progress_bar(facts.counts)}"
+        f"{progress}"
     )
 
 

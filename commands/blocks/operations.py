@@ -44,10 +44,11 @@ from commands.blocks.kit import (
     user,
 )
 from commands.blocks.preflight import SharedCsv, findings_summary, scope_lines
+from commands.blocks.waves import current_wave_text, waves_row
 from storage.findings import PreflightRecord
 from storage.model import Campaign, CancelKind, Decision, Device
 from storage.states import DEVICE_BUCKETS, CampaignState
-from storage.waves import StoredPlan
+from storage.waves import StoredPlan, WaveTally
 
 S = CampaignState
 
@@ -99,6 +100,12 @@ class CampaignFacts(Protocol):
     @property
     def plan(self) -> StoredPlan | None: ...
 
+    @property
+    def current_wave(self) -> WaveTally | None: ...
+
+    @property
+    def wave_states(self) -> Mapping[int, tuple[str, int, int]]: ...
+
 
 def _value(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
@@ -114,6 +121,18 @@ def _load_value(value: Any, keys: set[str]) -> dict[str, Any]:
     if not isinstance(data, dict) or set(data) != keys:
         raise ValueError(f"button value must be an object with {', '.join(sorted(keys))}")
     return data
+
+
+# A staged request's own state: its figures are its waves'.
+STAGED_STATES = frozenset({S.ROLLING_OUT, S.ROLLED_OUT, S.HALTED})
+
+
+def _progress(facts: CampaignFacts) -> str:
+    """How far a row's campaign is: a staged request by its current wave (`wave 2/4 running
+    41 %`), any other by its devices."""
+    if facts.campaign.state in STAGED_STATES:
+        return current_wave_text(facts.current_wave)
+    return _progress_percent(facts.campaign, facts.counts)
 
 
 def _progress_percent(campaign: Campaign, counts: Mapping[str, int]) -> str:
@@ -139,7 +158,22 @@ def status_reply(
     copy is not the place to approve), and a link to the thread. `last_actor` names who
     withdrew a withdrawn request (the requester, or an approver through `/fota cancel`)."""
     campaign = facts.campaign
-    if campaign.state in _DECIDED_CARD_STATES:
+    if campaign.state in STAGED_STATES and facts.plan is not None:
+        # A staged request's card, as its thread root shows it: the plan's row of waves and,
+        # under it, the current wave.
+        card = decided_card(
+            campaign,
+            decisions=facts.decisions,
+            outcome=campaign.state.value,
+            devices_sample=facts.sample,
+            sandbox=campaign.sandbox,
+            scope_lines=[
+                *scope_lines(facts.preflight),
+                waves_row(facts.plan, facts.wave_states),
+                f"*Now:* {current_wave_text(facts.current_wave)}",
+            ],
+        )
+    elif campaign.state in _DECIDED_CARD_STATES:
         card = decided_card(
             campaign,
             decisions=facts.decisions,
@@ -213,7 +247,7 @@ def list_reply(
             section(
                 f"*Ref {c.ref}* · {state_label(c.state)}\n"
                 f"to {code(c.firmware_to, 80)} · {plural(c.device_count, 'device')} · "
-                f"by {user(c.requester)} · {_progress_percent(c, facts.counts)} · "
+                f"by {user(c.requester)} · {_progress(facts)} · "
                 f"requested {slack_date(c.created_at, '{date_short}')}"
             )
         )

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 from bot.notify.events import Event, Facts, Upload
 from bot.notify.reports import devices_csv_off_loop
-from bot.workflow.wave_figures import Verdict, WaveFigures, judge
+from bot.workflow.wave_figures import wave_states
 from commands import blocks
 from commands.blocks import replies
 from commands.blocks.kit import Message
@@ -214,6 +214,11 @@ class Renderer:
 
     def dm(self, event: Event, campaign: Campaign, facts: Facts, permalink: str | None) -> Message:
         records = self._records(event, campaign, facts, counts=event is Event.FINISHED)
+        if event is Event.FINISHED:
+            # A staged request's devices are counted in its waves (its own are never sent).
+            tallies = waves.tally(self.store, campaign.id)
+            if tallies:
+                records = replace(records, counts=waves.rollout_counts(tallies))
         return dm(event, campaign, facts, records, permalink)
 
     def confirmation(self, campaign: Campaign, permalink: str | None) -> Message:
@@ -229,6 +234,17 @@ class Renderer:
         return {"left_out": left_out, "left_out_reasons": reasons}
 
     def summary(self, campaign: Campaign, reads: Facts) -> Message:
+        stored = waves.plan_of(self.store, campaign.id)
+        if stored is not None:
+            # A staged rollout's one summary, across its waves.
+            return blocks.rollout_summary_reply(
+                campaign,
+                waves.tally(self.store, campaign.id),
+                left_out=int(reads["left_out"]),
+                left_out_reasons=dict(reads["left_out_reasons"]),
+                failure_reasons=waves.rollout_failure_reasons(self.store, campaign.id),
+                halt_reason=stored.halt_reason,
+            )
         record = preflight.load(self.store, campaign.id)
         overridden = record is not None and record.overridden
         return blocks.final_summary_reply(
@@ -247,8 +263,10 @@ class Renderer:
         reasons = facts.get("reasons")
         filename = upload_filename(campaign, facts)
         if reasons is None:
-            return filename, await devices_csv_off_loop(self.store, campaign)
-        return filename, await devices_csv_off_loop(self.store, campaign, failed_only=True, reasons=set(reasons))
+            return filename, await devices_csv_off_loop(self.store, campaign, waves_too=True)
+        return filename, await devices_csv_off_loop(
+            self.store, campaign, failed_only=True, reasons=set(reasons), waves_too=True
+        )
 
     async def upload(self, campaign: Campaign, facts: Facts) -> Upload:
         filename, content = await self.csv(campaign, facts)
@@ -261,20 +279,7 @@ class Renderer:
         stored = waves.plan_of(self.store, campaign.id)
         if stored is None:
             return []
-        states: dict[int, tuple[str, int, int]] = {}
-        for wave in stored.waves:
-            if wave.campaign_id is None:
-                continue
-            child = self.store.campaign(wave.campaign_id)
-            counts = self.store.device_counts(child.id)
-            size = sum(counts.values())
-            if not child.state.is_terminal:
-                states[wave.number] = ("running", counts["succeeded"], size)
-                continue
-            figures = WaveFigures(size, counts["succeeded"], counts["failed"])
-            passed = judge(stored.plan, figures, ended=True).verdict is Verdict.PASSED
-            states[wave.number] = ("done" if passed else "held", counts["succeeded"], size)
-        return [blocks.waves_row(stored, states)]
+        return [blocks.waves_row(stored, wave_states(stored.plan, waves.tally(self.store, campaign.id)))]
 
     def card(self, campaign: Campaign) -> Message:
         decisions = self.store.decisions(campaign.id)

@@ -7,10 +7,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from commands.blocks.actions import button
-from commands.blocks.kit import Block, code, context, escape, plural, section, sections
+from commands.blocks.cards import bucket_counts, percent, state_label
+from commands.blocks.kit import Block, clip, code, context, escape, plural, section, sections
+from commands.blocks.replies import final_summary_reply
 from storage.model import Campaign
 from storage.plan import RolloutPlan, duration_text, percent_text
-from storage.waves import StoredPlan, WaveRecord
+from storage.states import CampaignState
+from storage.waves import StoredPlan, WaveRecord, WaveTally, rollout_counts
+
+S = CampaignState
 
 ACTION_PROMOTE = "fota_promote"
 PROMOTE_BLOCK_ID = "fota_promote"
@@ -173,3 +178,62 @@ def halted_reply(parent: Campaign, wave: Campaign, sentence: str, reasons: Seque
         "cannot be called back. `/fota devices` lists each device's state."
     )
     return {"text": head, "blocks": [*sections(lines, max_blocks=3), context(f"Ref {escape(parent.ref)}")]}
+
+
+# --- a rollout seen whole: the current wave in lists, the summary across waves -------------------
+
+
+def current_wave_text(wave: WaveTally | None) -> str:
+    """`wave 2/4 running 41 %` (mrkdwn): how far the current wave is, for /fota list, the App
+    Home and /fota status; `no wave sent yet` before the first."""
+    if wave is None or wave.campaign is None:
+        return "no wave sent yet"
+    buckets = bucket_counts(wave.counts)
+    size = sum(buckets.values())
+    done = buckets["succeeded"] + buckets["failed"]
+    where = f"wave {wave.number}/{wave.total}"
+    if not wave.campaign.state.is_terminal:
+        if not wave.campaign.state.is_thingspace and wave.campaign.state is not S.SUBMITTED:
+            return f"{where} being sent"
+        return f"{where} running {percent(done, size)} %"
+    return f"{where} {state_label(wave.campaign.state)} · {buckets['succeeded']:,} of {size:,} succeeded"
+
+
+def _wave_summary_line(wave: WaveTally) -> str:
+    title = "canary" if wave.label == "canary" else f"up to {wave.label}"
+    if wave.campaign is None:
+        return f"• *w{wave.number}/{wave.total}* ({title}): never sent ({plural(wave.size, 'device')})"
+    buckets = bucket_counts(wave.counts)
+    return (
+        f"• *w{wave.number}/{wave.total}* ({title}) · {state_label(wave.campaign.state)} · "
+        f"sent {sum(buckets.values()):,} · succeeded {buckets['succeeded']:,} · failed {buckets['failed']:,}"
+    )
+
+
+def rollout_summary_reply(
+    parent: Campaign,
+    tallies: Sequence[WaveTally],
+    *,
+    left_out: int = 0,
+    left_out_reasons: Mapping[str, int] | None = None,
+    failure_reasons: Sequence[tuple[str, int]] = (),
+    halt_reason: str | None = None,
+) -> dict[str, Any]:
+    """The one summary when a staged rollout is over: the single-campaign summary's figures
+    summed over its waves, each wave's own line, and why it halted."""
+    counts = rollout_counts(tallies)
+    started = [w.campaign for w in tallies if w.campaign is not None]
+    reply = final_summary_reply(
+        parent,
+        counts,
+        started_at=min((c.created_at for c in started), default=None),
+        ended_at=max((c.last_callback_at for c in started if c.last_callback_at), default=None),
+        left_out=left_out,
+        left_out_reasons=left_out_reasons,
+        failure_reasons=failure_reasons,
+    )
+    lines = [f"*Waves* ({len(started)} of {len(tallies)} sent)", *(_wave_summary_line(w) for w in tallies)]
+    if halt_reason:
+        lines.append(f":octagonal_sign: *Halted:* {escape(clip(halt_reason, 500))}")
+    waves_blocks = sections(lines, max_blocks=3)
+    return {**reply, "blocks": [*reply["blocks"][:1], *waves_blocks, *reply["blocks"][1:]]}
