@@ -24,18 +24,18 @@ false``, refused by an MRC-only account, otherwise upgraded), 120–219 ``will_f
 ``UpgradeFailed`` with "Device did not respond", "Firmware download failed" or "Insufficient
 battery"), 220–999 ``eligible`` (78 %, ``UpgradeSuccess``). IMEIs failing the Luhn check are
 ``unknown``. Make, model and the firmware a device ships with are fixed by its TAC (first 8
-digits; table in `bot.standins.thingspace.devices`); firmware for another model or version fails the
-device with a reason. ``sandbox_imeis(n, kind=..., model=..., firmware=...)`` lists IMEIs.
+digits; table in `bot.standins.thingspace.devices`); firmware for another model or version
+fails the device with a reason. ``sandbox_imeis(n, kind=..., model=..., firmware=...)`` lists IMEIs.
 
-Campaigns, on the sandbox clock (rule in `bot.standins.thingspace.simulator`): ``CampaignRequestPending``
-→ ``CampaignRequestQueued`` (+2 s) → ``CampaignPreScheduled`` (+2 s) → ``CampaignScheduled``
+Campaigns, on the sandbox clock (rule in `bot.standins.thingspace.simulator`):
+``CampaignRequestPending`` → ``CampaignRequestQueued`` (+2 s) → ``CampaignPreScheduled`` (+2 s) → ``CampaignScheduled``
 (+2 s, but not before startDate 00:00 UTC) → devices over 10 s, each taking 1–4 s →
 ``CampaignEnded`` 2 s after the last device. Cancel works until ``CampaignScheduled``.
 
-Callbacks (shapes in `bot.standins.thingspace.runtime`): ``{"accountName", "campaignId", "status",
-"type": "CampaignStatus", "timestamp"}`` and ``{"accountName", "campaignId", "deviceId",
-"status", "reason", "type": "DeviceStatus", "timestamp"}`` (no empty ``reason``), device ones batched into JSON
-arrays when a tick has more than 50.
+Callbacks (shapes in `bot.standins.thingspace.runtime`): ``{"accountName", "campaignId",
+"status", "type": "CampaignStatus", "timestamp"}`` and ``{"accountName", "campaignId",
+"deviceId", "status", "reason", "type": "DeviceStatus", "timestamp"}`` (no empty ``reason``),
+device ones batched into JSON arrays when a tick has more than 50.
 """
 
 from bot.standins.thingspace.app import create_sandbox_app
