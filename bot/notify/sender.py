@@ -4,7 +4,9 @@ Every thread update is in the database before it is sent, so Slack being slow,
 rate-limiting (429) or down loses nothing, and a restart picks up where it was.
 A 429 pauses everything until Slack's Retry-After; a network error or 5xx
 retries that lane with backoff; a permanent Slack error (`channel_not_found`,
-`invalid_blocks`, …) is logged and recorded on the row, and the lane moves on.
+`invalid_blocks`, …) is logged and recorded on the row, and the lane moves on; so is a row
+this version cannot read (`Unsendable`). Each kind of row has its handler (`OutboxKind`); what
+a row says is rendered by the `Renderer` bot/app.py hands in, once, at its first attempt.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ CONFIRM_ATTEMPTS = 5
 # Tries of an item failing in an unexpected way (not Slack saying no) before giving it up.
 GIVE_UP_ATTEMPTS = 8
 
-# Errors after which sending the same call again cannot succeed.
+# Slack errors after which the same call, sent again later, may well succeed.
 _TRANSIENT_SLACK_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 
 
@@ -133,6 +135,11 @@ class OutboxSender:
         except _Superseded:
             self.outbox.mark_sent(item.id, error="superseded by a later edit")
             return False
+        except Unsendable as exc:
+            # Trying again cannot help, and the row would hold its lane back while it tried.
+            log.error("cannot send %s #%s: %s", item.kind, item.id, exc)
+            self.outbox.mark_sent(item.id, error=f"cannot send: {exc}")
+            return False
         except SlackApiError as exc:
             status = exc.response.status_code
             error = str(exc.response.get("error") or f"HTTP {status}")
@@ -210,7 +217,7 @@ class OutboxSender:
         try:
             kind = OutboxKind(item.kind)
         except ValueError:
-            raise ValueError(f"unknown outbox kind {item.kind!r}") from None
+            raise Unsendable(f"unknown kind {item.kind!r}") from None
         campaign = self.store.campaign(item.campaign_id) if item.campaign_id is not None else None
         if campaign is not None and kind in _IN_THREAD:
             if not campaign.thread_ts or not campaign.approval_channel:
@@ -263,7 +270,7 @@ class OutboxSender:
         if item.kind == OutboxKind.SUMMARY:
             reads = await self.renderer.summary_reads(campaign)
             return lambda: self.renderer.summary(campaign, reads)
-        event, facts = Event(item.payload["event"]), item.payload.get("facts") or {}
+        event, facts = _event(item), item.payload.get("facts") or {}
         return lambda: self.renderer.reply(event, campaign, facts)
 
     async def _upload(self, item: OutboxItem, campaign: Campaign | None) -> None:
@@ -288,7 +295,7 @@ class OutboxSender:
             if facts is None:
                 facts = {k: v for k, v in payload.items() if k not in ("user", "event")}
             permalink = await self._permalink(campaign)
-            message = self.renderer.dm(Event(payload["event"]), campaign, facts, permalink)
+            message = self.renderer.dm(_event(item), campaign, facts, permalink)
         await self.client.chat_postMessage(channel=payload["user"], **message)
 
     async def _confirm(self, item: OutboxItem, campaign: Campaign | None) -> None:
@@ -330,6 +337,18 @@ class OutboxSender:
 
 class _Superseded(Exception):
     """A newer row of the same kind waits: this one need not go out."""
+
+
+class Unsendable(Exception):
+    """A row this version cannot turn into a message (a kind or an event it does not know, as
+    a newer version may have written): given up at once, with why, rather than retried."""
+
+
+def _event(item: OutboxItem) -> Event:
+    try:
+        return Event(str(item.payload.get("event")))
+    except ValueError:
+        raise Unsendable(f"unknown event {item.payload.get('event')!r}") from None
 
 
 class SlackUnreachable(Exception):
