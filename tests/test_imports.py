@@ -19,14 +19,6 @@ FLOORS = {"storage": 0, "bot": 1, "commands": 2}
 # may reach up to commands/.
 COMPOSITION_ROOT = "bot.app"
 
-# Known upward imports still to go, each with the work that removes it. Keep this empty.
-KNOWN_UPWARD: dict[tuple[str, str], str] = {}
-
-# Known circles still to break, each a group of modules that import each other (directly or
-# round a longer loop), with the work that breaks it. Keep this empty.
-KNOWN_CIRCLES: dict[frozenset[str], str] = {
-}
-
 
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
@@ -102,8 +94,6 @@ def upward_imports(graph: dict[str, dict[str, int]]) -> list[str]:
             if _floor(imported) <= _floor(importer):
                 continue
             if importer == COMPOSITION_ROOT:
-                continue
-            if (importer, imported) in KNOWN_UPWARD:
                 continue
             path = importer.replace(".", "/") + ".py"
             found.append(f"{importer} (line {line} of {path}) imports {imported}")
@@ -199,19 +189,9 @@ def test_no_upward_import() -> None:
     assert not found, "upward imports (storage ← bot ← commands):\n" + "\n".join(found)
 
 
-def test_known_exceptions_still_exist() -> None:
-    """An exception that no longer applies is taken off the list, so it cannot hide a new one."""
-    graph = _graph()
-    stale = [pair for pair in KNOWN_UPWARD if pair[1] not in graph.get(pair[0], {})]
-    assert not stale, f"no longer imported, remove from KNOWN_UPWARD: {stale}"
-    groups = {frozenset(group) for group in circles(graph)}
-    broken = [sorted(group) for group in KNOWN_CIRCLES if group not in groups]
-    assert not broken, f"no longer a circle, remove from KNOWN_CIRCLES: {broken}"
-
-
 def test_no_import_circle() -> None:
     graph = _graph()
-    found = [group for group in circles(graph) if frozenset(group) not in KNOWN_CIRCLES]
+    found = circles(graph)
     assert not found, "import circles:\n" + "\n".join(
         f"{', '.join(group)}: {' → '.join(_cycle_in(group, graph))}" for group in found
     )
