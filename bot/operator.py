@@ -74,7 +74,7 @@ def run_campaigns(settings: Settings, args: argparse.Namespace) -> int:
 
 def plan_lines(store: Store, campaign: Campaign) -> list[str]:
     """A staged rollout's plan for `campaigns show`: its rules, then each wave and where it stands."""
-    stored = waves.load(store.db, campaign.parent_id or campaign.id)
+    stored = waves.plan_of(store, campaign.parent_id or campaign.id)
     if stored is None:
         return []
     lines = [f"{'plan':<20} {stored.plan.describe()}"]

@@ -659,6 +659,11 @@ class Store:
             campaign = self.transition(campaign_id, CampaignState.REJECTED, actor=user, reason=reason)
             return ApprovalResult(ApprovalOutcome.REJECTED, campaign, 0)
 
+    def preflight_refusal(self, campaign_id: int) -> str | None:
+        """Pre-flight's say on approving the campaign now (checks unfinished, failed or blocking;
+        excluded devices still in it), or None: what its views show in place of Approve."""
+        return preflight_refusal(self.db, campaign_id)
+
     def claim_for_submission(
         self, campaign_id: int, *, required: int, current_approvers: frozenset[str] | None = None
     ) -> Campaign:

@@ -275,10 +275,10 @@ def halt(store: Store, parent_id: int, *, by: str, reason: str) -> bool:
     return bool(changed)
 
 
-def ended_at(db: Database, campaign_id: int) -> dt.datetime | None:
+def ended_at(store: Store, campaign_id: int) -> dt.datetime | None:
     """When the campaign reached its terminal state (its audit row), or None while it runs."""
     terminal = [s.value for s in S if s.is_terminal]
-    row = db.execute(
+    row = store.db.execute(
         f"""SELECT at FROM audit WHERE campaign_id = ? AND to_state IN ({",".join("?" * len(terminal))})
             ORDER BY id DESC LIMIT 1""",
         [campaign_id, *terminal],
@@ -286,9 +286,9 @@ def ended_at(db: Database, campaign_id: int) -> dt.datetime | None:
     return _when(row[0]) if row else None
 
 
-def approved_without_first_wave(db: Database) -> list[int]:
+def approved_without_first_wave(store: Store) -> list[int]:
     """Approved requests with a plan, not halted, whose first wave was never started."""
-    rows = db.execute(
+    rows = store.db.execute(
         """SELECT p.campaign_id FROM rollout_plans p
            JOIN campaigns c ON c.id = p.campaign_id
            JOIN waves w ON w.parent_id = p.campaign_id AND w.number = 1

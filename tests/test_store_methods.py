@@ -278,3 +278,12 @@ def test_a_note_in_the_audit_keeps_the_state(store: Store, clock: ManualClock) -
     )
     assert dt.datetime.fromisoformat(last["at"]) == clock()
     assert store.campaign(campaign.id).state is S.PENDING_APPROVAL
+
+
+def test_preflight_refusal_says_why_approve_is_not_offered(store: Store) -> None:
+    from storage import preflight
+
+    campaign = make_campaign(store)
+    assert store.preflight_refusal(campaign.id) is None  # no checks on record: the approval rules alone
+    preflight.begin(store, campaign.id)
+    assert "still being checked" in (store.preflight_refusal(campaign.id) or "")

@@ -31,7 +31,6 @@ from storage import history, preflight, waves
 from storage.findings import PreflightRecord
 from storage.history import HistoryEntry
 from storage.model import Campaign, CampaignNotFound, CancelKind, Decision, Device
-from storage.refusals import preflight_refusal
 from storage.states import ACTIVE_AT_THINGSPACE, CampaignState, IllegalTransition
 from storage.store import Store
 
@@ -168,7 +167,7 @@ class Operations:
             raise UserError(str(exc)) from exc
 
     def _view(self, campaign: Campaign, *, sample: bool = False) -> CampaignView:
-        plan = waves.load(self.store.db, campaign.id)
+        plan = waves.plan_of(self.store, campaign.id)
         tallies = waves.tally(self.store, campaign.id) if plan is not None else []
         started = [w for w in tallies if w.started]
         return CampaignView(
@@ -176,7 +175,7 @@ class Operations:
             self.store.device_counts(campaign.id),
             self.store.decisions(campaign.id),
             tuple(d.imei for d in self.store.devices(campaign.id, limit=DEVICE_SAMPLE)) if sample else (),
-            not_approvable=preflight_refusal(self.store.db, campaign.id)
+            not_approvable=self.store.preflight_refusal(campaign.id)
             if campaign.state is S.PENDING_APPROVAL
             else None,
             # Also after the decision: the stamp and the campaign card say who narrowed or

@@ -590,7 +590,7 @@ class PreflightRunner:
     def _plan_waves(
         self, campaign: Campaign, devices: Sequence[str], infos: Sequence[DeviceInfo], findings: Findings
     ) -> Campaign:
-        stored_plan = waves.load(self.store.db, campaign.id)
+        stored_plan = waves.plan_of(self.store, campaign.id)
         if stored_plan is None:
             return campaign
         known = {info.imei: info for info in infos}

@@ -61,7 +61,7 @@ class StagedRollouts:
         self.clock = clock
 
     def planned(self, campaign_id: int) -> bool:
-        return waves.load(self.store.db, campaign_id) is not None
+        return waves.plan_of(self.store, campaign_id) is not None
 
     def check_halt(self, wave: Campaign) -> bool:
         """Halt the rollout at once when `wave` crossed its halt threshold; True when it did now.
@@ -71,7 +71,7 @@ class StagedRollouts:
         """
         if wave.parent_id is None:
             return False
-        stored = waves.load(self.store.db, wave.parent_id)
+        stored = waves.plan_of(self.store, wave.parent_id)
         if stored is None or stored.halted:
             return False
         judgement = judge(stored.plan, self.figures(wave.id), ended=wave.state.is_terminal)
@@ -102,7 +102,7 @@ class StagedRollouts:
 
     def resume_all(self) -> None:
         """At start-up: a plan approved just before a crash gets its first wave (once)."""
-        for parent_id in waves.approved_without_first_wave(self.store.db):
+        for parent_id in waves.approved_without_first_wave(self.store):
             log.info("%s: starting wave 1 after a restart", ref_for(parent_id))
             self.start(parent_id)
 
@@ -114,7 +114,7 @@ class StagedRollouts:
 
     def judgement(self, parent_id: int, number: int) -> Judgement | None:
         """The verdict on a started wave, from its figures now; None for a wave not started."""
-        stored = waves.load(self.store.db, parent_id)
+        stored = waves.plan_of(self.store, parent_id)
         if stored is None:
             return None
         wave = stored.wave(number)
@@ -132,7 +132,7 @@ class StagedRollouts:
             )
         if not await self.directory.may_approve(user):
             raise UserError(f"Only approvers can promote {parent.ref}. Nothing changed.")
-        stored = waves.load(self.store.db, parent_id)
+        stored = waves.plan_of(self.store, parent_id)
         if stored is None:
             raise UserError(f"{parent.ref} is not a staged rollout. Nothing changed.")
         if stored.halted:
@@ -159,7 +159,7 @@ class StagedRollouts:
             )
         before = stored.wave(number - 1)
         assert before.campaign_id is not None
-        ended = waves.ended_at(self.store.db, before.campaign_id)
+        ended = waves.ended_at(self.store, before.campaign_id)
         if ended is not None:
             ready = promotable_at(ended, stored.plan)
             if self.clock() < ready:
