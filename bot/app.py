@@ -36,6 +36,7 @@ from bot.secrets import Secret
 from bot.settings import IPNetwork, Settings
 from bot.slack_files import SlackFiles
 from bot.slack_guard import Refusal, SlackRequestGuard, replaying
+from bot.slack_respond import ResponseUrls
 from bot.standins.thingspace import Sandbox, create_sandbox_app
 from bot.thingspace.client import ThingSpaceClient
 from bot.workflow.approvers import Directory
@@ -133,6 +134,7 @@ class Runtime:
     loop_monitor: LoopStallMonitor = field(default_factory=LoopStallMonitor)
     # /metrics' database read, shared by the scrapes that arrive while it runs.
     metrics_counts: metrics.SharedCounts = field(default_factory=metrics.SharedCounts)
+    response_urls: ResponseUrls = field(default_factory=ResponseUrls)
     # /healthz says 503 below this much free space beside the database: room for the WAL of
     # a 100,000-device report re-read and for the log, before writes start failing.
     min_free_bytes: int = MIN_FREE_BYTES
@@ -205,6 +207,7 @@ class Runtime:
         except TimeoutError:
             await self.background.cancel_all()
         await self.thingspace.aclose()
+        await self.response_urls.aclose()
         if self.sandbox is not None:
             await self.sandbox.aclose()
         self.store.close()
@@ -380,6 +383,7 @@ def build_runtime(
             clock=clock,
             download=SlackFiles(token=bot_token, api_url=settings.slack_api_url).download,
             preflight=preflight,
+            response_urls=runtime.response_urls,
         ),
     )
     runtime.asgi = _http_app(runtime)

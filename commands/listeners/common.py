@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.background import Background
 from bot.settings import Settings
+from bot.slack_respond import ResponseUrls
 from bot.workflow.campaigns import CampaignService
 from bot.workflow.errors import UserError
 from bot.workflow.operations import Operations
@@ -64,6 +65,8 @@ class Services:
     clock: Callable[[], dt.datetime]
     download: Callable[[dict[str, Any], int], Awaitable[bytes]]
     preflight: PreflightRunner | None = None
+    # Answers on a response_url share one HTTP session (Bolt's respond() opens one per answer).
+    response_urls: ResponseUrls | None = None
 
     def today(self) -> dt.date:
         return self.clock().astimezone(dt.UTC).date()

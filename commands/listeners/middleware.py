@@ -49,6 +49,8 @@ async def skip_redeliveries(
         req.context["response_url"] = None
         req.context["respond"] = respond_nowhere
         body.pop("response_url", None)
+    elif url and services.response_urls is not None:
+        req.context["respond"] = services.response_urls.respond(str(url))
     return await next()
 
 

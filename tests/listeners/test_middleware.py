@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.parse
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
+from bot.slack_respond import ResponseUrls, SessionRespond
 from commands.listeners import Services
 from commands.listeners.middleware import respond_nowhere, skip_redeliveries
 from tests.support.stack import ANN, REQUESTER
@@ -79,3 +81,12 @@ async def test_a_response_url_off_slack_s_hooks_host_gets_nothing(services: Serv
     assert req.context["response_url"] is None and "response_url" not in req.body
     # The handler's respond() now drops what it is given instead of posting it anywhere.
     assert req.context["respond"] is respond_nowhere
+
+
+async def test_a_response_url_on_slack_s_hooks_host_is_answered_through_the_shared_session(services: Services) -> None:
+    urls = ResponseUrls()
+    req = slash()
+    response, following = await run(req, dataclasses.replace(services, response_urls=urls))
+    assert following.called == 1
+    respond = req.context["respond"]
+    assert isinstance(respond, SessionRespond) and respond.response_url == HOOK
