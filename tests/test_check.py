@@ -15,7 +15,8 @@ from bot.settings import load
 from bot.standins.slack import SlackStandIn, create_slack_standin_app
 from bot.standins.thingspace import Sandbox, create_sandbox_app
 from bot.thingspace.client import CAMPAIGN_STATUSES, ThingSpaceClient
-from bot.thingspace_probe import PROTOCOLS, probe
+from bot.thingspace_probe import probe
+from storage.model import PROTOCOLS
 from tests.support.servers import serve_app
 from tests.support.thingspace import RecordingTransport
 
