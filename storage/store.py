@@ -382,6 +382,67 @@ class Store:
             self._audit(campaign_id, None, CampaignState.PENDING_APPROVAL, requester, "requested", now)
         return self.campaign(campaign_id)
 
+    def create_wave_campaign(
+        self,
+        parent: Campaign,
+        *,
+        number: int,
+        waves_total: int,
+        devices: Sequence[str],
+        start_date: dt.date,
+        end_date: dt.date,
+        by: str,
+        reason: str,
+    ) -> Campaign:
+        """Wave `number`'s own campaign, created approved: on its request's approvals of the plan,
+        which the guard recounts when it is sent. The request's firmware, windows, thread and
+        installation id; the wave's devices and dates; a content hash of its own. The audit row
+        says who started it and why. Called in the transaction that starts the wave."""
+        now = self.now()
+        with self.db.atomic():
+            cursor = self.db.execute(
+                """INSERT INTO campaigns(state, requester, account, firmware_name, firmware_from,
+                   firmware_to, protocol, start_date, end_date, windows, name, device_count,
+                   content_hash, sandbox, created_at, updated_at, expires_at, notes, licence_auto,
+                   approval_channel, thread_ts, parent_id, wave, waves_total, installation)
+                   VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, ?, ?)""",
+                [
+                    CampaignState.APPROVED.value,
+                    parent.requester,
+                    parent.account,
+                    parent.firmware_name,
+                    parent.firmware_from,
+                    parent.firmware_to,
+                    parent.protocol,
+                    start_date.isoformat(),
+                    end_date.isoformat(),
+                    json.dumps([[w.start_hour, w.end_hour] for w in parent.windows]),
+                    parent.name,
+                    len(devices),
+                    int(parent.sandbox),
+                    now,
+                    now,
+                    iso(parent.expires_at),
+                    int(parent.licence_auto),
+                    parent.approval_channel,
+                    parent.thread_ts,
+                    parent.id,
+                    number,
+                    waves_total,
+                    # A wave's name carries the request's installation id, as the request's would.
+                    parent.installation or None,
+                ],
+            )
+            wave_id = cursor.lastrowid
+            assert wave_id is not None
+            self.db.conn.executemany(
+                "INSERT INTO devices(campaign_id, imei) VALUES(?, ?)", ((wave_id, imei) for imei in devices)
+            )
+            digest = request_hash(self.campaign(wave_id), devices)
+            self.db.execute("UPDATE campaigns SET content_hash = ? WHERE id = ?", [digest, wave_id])
+            self._audit(wave_id, None, CampaignState.APPROVED, by, reason, now)
+        return self.campaign(wave_id)
+
     def campaign(self, campaign_id: int) -> Campaign:
         row = self.db.execute("SELECT * FROM campaigns WHERE id = ?", [campaign_id]).fetchone()
         if row is None:

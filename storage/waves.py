@@ -26,11 +26,10 @@ from storage.model import (
     WaveRefused,
     plan_hash,
     ref_for,
-    request_hash,
 )
 from storage.plan import RolloutPlan, WaveAssignment
 from storage.states import CampaignState
-from storage.store import Store, iso
+from storage.store import Store
 
 S = CampaignState
 
@@ -202,61 +201,24 @@ def start_wave(store: Store, parent_id: int, number: int, *, by: str, reason: st
                 raise WaveRefused(f"the requester of {parent.ref} cannot promote their own rollout")
         devices = wave_devices(store.db, parent_id, number)
         today = store.clock().astimezone(dt.UTC).date()
-        end = today + (parent.end_date - parent.start_date)
-        now = store.now()
-        cursor = store.db.execute(
-            """INSERT INTO campaigns(state, requester, account, firmware_name, firmware_from,
-               firmware_to, protocol, start_date, end_date, windows, name, device_count,
-               content_hash, sandbox, created_at, updated_at, expires_at, notes, licence_auto,
-               approval_channel, thread_ts, parent_id, wave, waves_total)
-               VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, ?)""",
-            [
-                S.APPROVED.value,
-                parent.requester,
-                parent.account,
-                parent.firmware_name,
-                parent.firmware_from,
-                parent.firmware_to,
-                parent.protocol,
-                today.isoformat(),
-                end.isoformat(),
-                json.dumps([[w.start_hour, w.end_hour] for w in parent.windows]),
-                parent.name,
-                len(devices),
-                int(parent.sandbox),
-                now,
-                now,
-                iso(parent.expires_at),
-                int(parent.licence_auto),
-                parent.approval_channel,
-                parent.thread_ts,
-                parent_id,
-                number,
-                len(stored.waves),
-            ],
+        child = store.create_wave_campaign(
+            parent,
+            number=number,
+            waves_total=len(stored.waves),
+            devices=devices,
+            start_date=today,
+            end_date=today + (parent.end_date - parent.start_date),
+            by=by,
+            reason=f"wave {number}/{len(stored.waves)} of {parent.ref}: {reason}",
         )
-        child_id = cursor.lastrowid
-        assert child_id is not None
-        # A wave's name carries the request's installation id, as the request's would.
-        store.db.execute("UPDATE campaigns SET installation = ? WHERE id = ?", [parent.installation or None, child_id])
-        store.db.conn.executemany(
-            "INSERT INTO devices(campaign_id, imei) VALUES(?, ?)", ((child_id, imei) for imei in devices)
-        )
-        child = store.campaign(child_id)
-        digest = request_hash(child, devices)
-        store.bind_content(child_id, digest)
         store.db.execute(
             """UPDATE waves SET campaign_id = ?, promoted_by = ?, promoted_at = ?, promote_reason = ?
                WHERE parent_id = ? AND number = ?""",
-            [child_id, by, now, reason, parent_id, number],
-        )
-        store.db.execute(
-            "INSERT INTO audit(campaign_id, from_state, to_state, actor, reason, at) VALUES(?, NULL, ?, ?, ?, ?)",
-            [child_id, S.APPROVED.value, by, f"wave {number}/{len(stored.waves)} of {parent.ref}: {reason}", now],
+            [child.id, by, store.now(), reason, parent_id, number],
         )
         if number == 1:
             store.transition(parent_id, S.ROLLING_OUT, actor=by, reason=f"wave 1 of {len(stored.waves)} started")
-        return store.campaign(child_id)
+        return store.campaign(child.id)
 
 
 def halt(store: Store, parent_id: int, *, by: str, reason: str) -> bool:

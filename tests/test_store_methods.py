@@ -15,7 +15,7 @@ from storage.migrations import migrations
 from storage.states import CampaignState as S
 from storage.store import Store, SubmissionFacts, read_only_summary
 from tests.conftest import ManualClock
-from tests.test_storage import make_campaign
+from tests.test_storage import IMEIS, make_campaign
 
 
 def test_atomic_commits_everything_or_nothing(store: Store) -> None:
@@ -287,3 +287,34 @@ def test_preflight_refusal_says_why_approve_is_not_offered(store: Store) -> None
     assert store.preflight_refusal(campaign.id) is None  # no checks on record: the approval rules alone
     preflight.begin(store, campaign.id)
     assert "still being checked" in (store.preflight_refusal(campaign.id) or "")
+
+
+def test_a_wave_campaign_is_created_approved_with_its_own_devices_and_hash(store: Store, clock: ManualClock) -> None:
+    from storage.model import request_hash
+
+    parent = make_campaign(store)
+    wave = store.create_wave_campaign(
+        parent,
+        number=1,
+        waves_total=3,
+        devices=IMEIS[:1],
+        start_date=dt.date(2026, 11, 26),
+        end_date=dt.date(2026, 11, 29),
+        by="U_APP",
+        reason="wave 1/3 of FB-1: approved",
+    )
+    assert (wave.state, wave.parent_id, wave.wave, wave.waves_total) == (S.APPROVED, parent.id, 1, 3)
+    assert (wave.start_date, wave.end_date) == (dt.date(2026, 11, 26), dt.date(2026, 11, 29))
+    assert (wave.firmware_name, wave.windows, wave.thread_ts) == (parent.firmware_name, parent.windows, parent.thread_ts)
+    assert wave.installation == parent.installation == store.installation_id()
+    assert store.device_ids(wave.id) == IMEIS[:1]
+    assert wave.content_hash == request_hash(wave, IMEIS[:1]) != parent.content_hash
+    [created] = store.audit(wave.id)
+    assert (created["from_state"], created["to_state"], created["actor"], created["reason"]) == (
+        None,
+        "approved",
+        "U_APP",
+        "wave 1/3 of FB-1: approved",
+    )
+    assert store.campaign(parent.id).state is S.PENDING_APPROVAL  # the request's state is not the wave's
+
