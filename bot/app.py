@@ -182,6 +182,9 @@ class Runtime:
             self.timers.schedule_approval_timers(campaign)
         self.jobs.every("watchdog", WATCHDOG_SECONDS, self.rollout.watchdog)
         self.jobs.every("expire-overdue", WATCHDOG_SECONDS, self.service.expire_overdue)
+        if self.staged is not None:
+            # Automatic promotions once a soak is over; cancellations a halt could not make yet.
+            self.jobs.every("staged-rollouts", WATCHDOG_SECONDS, self.staged.tick)
 
     async def checkpoint(self) -> None:
         await self.store.readers.checkpoint()
@@ -313,7 +316,14 @@ def build_runtime(
     )
     preflight = PreflightRunner(store=store, thingspace=thingspace, events=notifier, background=background)
     staged = StagedRollouts(
-        store=store, submitter=submitter, directory=directory, background=background, clock=clock, events=notifier
+        store=store,
+        submitter=submitter,
+        directory=directory,
+        background=background,
+        clock=clock,
+        events=notifier,
+        thingspace=thingspace,
+        approvers_configured=bool(settings.approvers),
     )
     service = CampaignService(
         settings=settings,
@@ -345,6 +355,7 @@ def build_runtime(
         clock=clock,
         slack=slack,
         timers=timers,
+        staged=staged,
     )
     runtime = Runtime(
         settings=settings,
@@ -371,6 +382,7 @@ def build_runtime(
     timers.bind(service=service, submitter=submitter, rollout=rollout)
     submitter.on_submitted = rollout.adopt_waiting_callbacks
     rollout.on_wave_failures = staged.check_halt
+    rollout.on_wave_ended = staged.wave_ended
     submitter.current_approvers = service.current_approvers
 
     register_listeners(

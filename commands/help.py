@@ -29,7 +29,7 @@ or spaces; duplicates are dropped. Long lists: upload a CSV or text file in the 
 • `name`: up to 80 characters, no `[` `]`; the campaign is named `NAME [FB-12]`
 • `account`: billing account, digits and dashes (`0642233522-00001`); default the bot's account
 • `licence`: `none` (default) or `auto`: ThingSpace may give unlicensed devices the account's unused licences
-• Staged rollout: `canary` (a first wave of N devices), `waves` (cumulative shares after it, ending at `100%`, e.g. `5%,25%,100%`), `success` (share a wave must pass, default `95%`), `soak` (`2h`: wait after a wave), `halt` (`5%` or `3` failed devices of a wave stop the rollout; default: when a wave can no longer pass), `promote` (`manual`: an approver clicks Promote); each wave is a campaign `NAME [FB-12 w2/4]`
+• Staged rollout: `canary` (a first wave of N devices), `waves` (cumulative shares after it, ending at `100%`, e.g. `5%,25%,100%`), `success` (share a wave must pass, default `95%`), `soak` (`2h`: wait after a wave), `halt` (`5%` or `3` failed devices of a wave stop the rollout; default: when a wave can no longer pass), `promote` (`manual`: an approver clicks Promote; `auto`: the bot promotes a wave that passed); *Halt* stops it, an approver resumes it with a reason; each wave is a campaign `NAME [FB-12 w2/4]`
 Values with spaces go in double quotes. Dates and hours are UTC. Every problem is listed at once.
 
 *`/fota status ID`* where a campaign stands, e.g. `/fota status FB-12`

@@ -324,7 +324,7 @@ def build_schedule_modal(
             "waves",
             "Staged rollout: waves",
             hint="Cumulative shares of the eligible devices after the canary, ending at 100%. "
-            "Each wave is a campaign NAME [FB-12 w2/4], promoted by an approver.",
+            "Each wave is a campaign NAME [FB-12 w2/4], promoted by an approver (or automatically).",
             placeholder="e.g. 5%,25%,100%",
             max_length=100,
             prefill=given,
@@ -358,7 +358,8 @@ def build_schedule_modal(
         _text_input(
             "promote",
             "Staged rollout: promotion",
-            hint="manual (default): an approver other than the requester clicks Promote in the thread.",
+            hint="manual (default): an approver other than the requester clicks Promote in the thread. "
+            "auto: fota-bot promotes a wave that passed, once it soaked.",
             placeholder="manual",
             max_length=10,
             prefill=given,

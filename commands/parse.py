@@ -32,7 +32,7 @@ SCHEDULE_KEYS = (
     "name",
     "account",
     "licence",
-    # A staged rollout: waves sent one by one, each promoted by an approver.
+    # A staged rollout: waves sent one by one, each promoted by an approver (or by the bot).
     "canary",
     "waves",
     "success",
@@ -721,15 +721,6 @@ def check_schedule_fields(
 
     plan, plan_problems = check_plan_fields(given, max_devices=max_devices)
     problems += plan_problems
-    if plan is not None and plan.promote.value == "auto":
-        problems.append(
-            Problem(
-                "promote",
-                given["promote"],
-                "can only be `manual` for now: an approver promotes each wave once it passed",
-            )
-        )
-
     if problems or firmware is None or start is None or end is None:
         return None, problems
     return (

@@ -411,6 +411,13 @@ def m013_submission_facts(db: Database) -> None:
     db.conn.executemany("DELETE FROM kv WHERE key = ?", [(key,) for key in moved])
 
 
+@migrations()
+def m014_rollout_halt_set_aside(db: Database) -> None:
+    """A halted rollout resumed by an approver: the waves started before the resume no longer
+    halt it (the approver weighed their failures); each still holds for a decision at its end."""
+    db.table("rollout_plans").add_column("halt_waived_through", int, not_null_default=0)
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)
 

@@ -356,4 +356,5 @@ class WaveRefused(Exception):
 
 
 # What a cancel confirmation promised: "withdraw" a request never sent, or cancel at ThingSpace.
-CancelKind = Literal["withdraw", "thingspace"]
+# `halt`: a staged rollout (`/fota cancel` halts it and cancels its live waves at ThingSpace).
+CancelKind = Literal["withdraw", "thingspace", "halt"]

@@ -3,7 +3,8 @@
 Local states cover the time before ThingSpace knows the campaign; from
 `submitted` on, the state follows ThingSpace's own campaign status. Transitions
 only move forward: a late or reordered callback can never move a campaign back,
-and a terminal state never changes again. The one way back is a correction
+and a terminal state never changes again (a halted rollout is not terminal: an
+approver's recorded decision resumes it). The one way back is a correction
 (`CORRECTIONS`): ThingSpace's own answer to a re-read putting back a live status
 that callbacks alone (unsigned hints) had moved forward.
 """
@@ -41,7 +42,8 @@ class CampaignState(StrEnum):
     # request itself is never sent. Rolled out once its last wave ended.
     ROLLING_OUT = "rolling_out"
     ROLLED_OUT = "rolled_out"
-    # A wave crossed the plan's halt threshold: no further wave is sent.
+    # A wave crossed the plan's halt threshold, or someone halted the rollout: no further wave
+    # is sent until an approver resumes it (with a reason). Not terminal: it may go on.
     HALTED = "halted"
 
     @property
@@ -68,7 +70,6 @@ TERMINAL: frozenset[CampaignState] = frozenset(
         S.SUBMIT_FAILED,
         S.LOST,
         S.ROLLED_OUT,
-        S.HALTED,
     }
 )
 
@@ -81,6 +82,8 @@ ALLOWED: dict[CampaignState, frozenset[CampaignState]] = {
     S.PENDING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.WITHDRAWN}),
     S.APPROVED: frozenset({S.SUBMITTING, S.SUBMIT_FAILED, S.ROLLING_OUT}),
     S.ROLLING_OUT: frozenset({S.ROLLED_OUT, S.HALTED}),
+    # Resumed by an approver's recorded decision; the request itself never reaches ThingSpace.
+    S.HALTED: frozenset({S.ROLLING_OUT}),
     S.SUBMITTING: frozenset({S.SUBMITTED, S.SUBMIT_FAILED}),
     S.SUBMITTED: frozenset(
         {S.REQUEST_PENDING, S.REQUEST_QUEUED, S.PRE_SCHEDULED, S.SCHEDULED, S.REQUEST_FAILED}
@@ -159,7 +162,7 @@ STATE_WORDS: dict[CampaignState, StateWords] = {
     ),
     S.ROLLING_OUT: StateWords("Rolling out in waves", "rolling out in waves"),
     S.ROLLED_OUT: StateWords("Rolled out: every wave ended", "rolled out"),
-    S.HALTED: StateWords("Halted: no further wave is sent", "halted"),
+    S.HALTED: StateWords("Halted: no further wave is sent unless an approver resumes it", "halted"),
 }
 
 

@@ -56,6 +56,9 @@ class StoredPlan:
     halted_at: dt.datetime | None = None
     halted_by: str | None = None
     halt_reason: str | None = None
+    # Waves up to this number were started before an approver resumed the rollout: their
+    # failures no longer halt it (each still holds for a decision at its end).
+    halt_waived_through: int = 0
 
     @property
     def halted(self) -> bool:
@@ -122,7 +125,7 @@ def plan_of(store: Store, campaign_id: int) -> StoredPlan | None:
 def load(db: Database, campaign_id: int) -> StoredPlan | None:
     """The plan of a request, or None for a request that is one campaign (no plan)."""
     row = db.execute(
-        """SELECT plan, base_hash, bound_hash, halted_at, halted_by, halt_reason
+        """SELECT plan, base_hash, bound_hash, halted_at, halted_by, halt_reason, halt_waived_through
            FROM rollout_plans WHERE campaign_id = ?""",
         [campaign_id],
     ).fetchone()
@@ -154,6 +157,7 @@ def load(db: Database, campaign_id: int) -> StoredPlan | None:
         halted_at=_when(row[3]),
         halted_by=row[4],
         halt_reason=row[5],
+        halt_waived_through=int(row[6] or 0),
     )
 
 
@@ -184,11 +188,11 @@ def start_wave(store: Store, parent_id: int, number: int, *, by: str, reason: st
             raise WaveRefused(f"{parent.ref} has no wave {number} (it has {len(stored.waves)})") from None
         if wave.campaign_id is not None:
             return store.campaign(wave.campaign_id)
+        if stored.halted:
+            raise WaveRefused(f"{parent.ref} was halted: {stored.halt_reason or 'no reason recorded'}")
         expected = S.APPROVED if number == 1 else S.ROLLING_OUT
         if parent.state is not expected:
             raise WaveRefused(f"{parent.ref} is {parent.state}, not an approved rollout")
-        if stored.halted:
-            raise WaveRefused(f"{parent.ref} was halted: {stored.halt_reason or 'no reason recorded'}")
         if parent.content_hash != stored.bound_hash:
             raise WaveRefused(f"{parent.ref} changed since its plan was approved")
         if number > 1:
@@ -223,7 +227,12 @@ def start_wave(store: Store, parent_id: int, number: int, *, by: str, reason: st
 
 def halt(store: Store, parent_id: int, *, by: str, reason: str) -> bool:
     """Record that the rollout stops: no wave starts after this, and the request is halted.
-    True the first time; a later call (a duplicate report) changes nothing and says False."""
+    True the first time; a later call (a duplicate report, a second click) changes nothing and
+    says False.
+
+    A wave started but not yet claimed for sending is ended here, never sent (the guard
+    would refuse it anyway); a wave already at ThingSpace is the workflow's to cancel there.
+    """
     with store.db.atomic():
         changed = store.db.execute(
             """UPDATE rollout_plans SET halted_at = ?, halted_by = ?, halt_reason = ?
@@ -232,9 +241,89 @@ def halt(store: Store, parent_id: int, *, by: str, reason: str) -> bool:
         ).rowcount
         if load(store.db, parent_id) is None:
             raise WaveRefused(f"{ref_for(parent_id)} is not a staged rollout")
-        if changed and store.campaign(parent_id).state is S.ROLLING_OUT:
+        if not changed:
+            return False
+        if store.campaign(parent_id).state is S.ROLLING_OUT:
             store.transition(parent_id, S.HALTED, actor=by, reason=reason)
-    return bool(changed)
+        for (child_id,) in store.db.execute(
+            "SELECT id FROM campaigns WHERE parent_id = ? AND state = ?", [parent_id, S.APPROVED.value]
+        ).fetchall():
+            store.transition(
+                child_id, S.SUBMIT_FAILED, actor=by, reason=f"never sent: {ref_for(parent_id)} was halted",
+                error_code="HALTED", error_message=f"the rollout was halted before this wave was sent: {reason}",
+            )
+    return True
+
+
+def resume(store: Store, parent_id: int, *, by: str, reason: str, halted_at: str | None) -> StoredPlan:
+    """An approver's decision to go on after a halt, recorded with its reason (the audit row of
+    the request's move back to `rolling_out`). `halted_at`: the halt the decider was shown
+    (`StoredPlan.halted_at` as ISO text); another halt since refuses.
+
+    Nothing is sent here: the next wave starts by a promotion as always. The waves started
+    before now no longer halt the rollout: the decider weighed their failures.
+    """
+    with store.db.atomic():
+        parent = store.campaign(parent_id)
+        stored = load(store.db, parent_id)
+        if stored is None:
+            raise WaveRefused(f"{parent.ref} is not a staged rollout")
+        if not stored.halted or parent.state is not S.HALTED:
+            raise WaveRefused(f"{parent.ref} is {parent.state}, not halted: there is nothing to resume")
+        assert stored.halted_at is not None
+        if halted_at is not None and halted_at != stored.halted_at.isoformat():
+            raise WaveRefused(f"{parent.ref} was halted again since that form was opened; open Resume again")
+        started = max((w.number for w in stored.waves if w.campaign_id is not None), default=0)
+        store.db.execute(
+            """UPDATE rollout_plans SET halted_at = NULL, halted_by = NULL, halt_reason = NULL,
+               halt_waived_through = ? WHERE campaign_id = ?""",
+            [started, parent_id],
+        )
+        store.transition(
+            parent_id, S.ROLLING_OUT, actor=by,
+            reason=f"resumed: {reason} (halted by {stored.halted_by or 'fota-bot'}: {stored.halt_reason or 'no reason'})",
+        )
+        resumed = load(store.db, parent_id)
+        assert resumed is not None
+        return resumed
+
+
+# Sent to ThingSpace, not started there yet: a halt cancels these (ThingSpace allows a DELETE
+# only before a campaign starts).
+NOT_STARTED = (S.SUBMITTED, S.REQUEST_PENDING, S.REQUEST_QUEUED, S.PRE_SCHEDULED)
+
+
+def live_waves(store: Store, parent_id: int, states: Sequence[CampaignState] = NOT_STARTED) -> list[int]:
+    """The campaigns of the request's waves in one of `states`, by wave number."""
+    rows = store.db.execute(
+        f"""SELECT id FROM campaigns WHERE parent_id = ? AND state IN ({",".join("?" * len(states))})
+            AND thingspace_id IS NOT NULL ORDER BY wave""",
+        [parent_id, *(s.value for s in states)],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def halted_with_waves_to_cancel(store: Store) -> list[int]:
+    """Halted requests with a wave at ThingSpace that has not started (to cancel there)."""
+    states = [s.value for s in NOT_STARTED]
+    rows = store.db.execute(
+        f"""SELECT DISTINCT p.campaign_id FROM rollout_plans p
+            JOIN campaigns c ON c.parent_id = p.campaign_id
+            WHERE p.halted_at IS NOT NULL AND c.thingspace_id IS NOT NULL
+            AND c.state IN ({",".join("?" * len(states))}) ORDER BY p.campaign_id""",
+        states,
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def rolling_out(store: Store) -> list[int]:
+    """Requests rolling out (not halted): the ones a promotion may be due for."""
+    rows = store.db.execute(
+        """SELECT p.campaign_id FROM rollout_plans p JOIN campaigns c ON c.id = p.campaign_id
+           WHERE c.state = ? AND p.halted_at IS NULL ORDER BY p.campaign_id""",
+        [S.ROLLING_OUT.value],
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 def ended_at(store: Store, campaign_id: int) -> dt.datetime | None:

@@ -27,13 +27,17 @@ async def _run_wave_to_its_end(stack: Stack) -> None:
     await stack.settle()
 
 
-def _promote_messages(stack: Stack) -> list[Any]:
+def _action_ids(message: Any) -> list[str]:
+    return [e.get("action_id") for b in message.blocks if b.get("type") == "actions" for e in b["elements"]]
+
+
+def _messages_with(stack: Stack, action_id: str) -> list[Any]:
     root = stack.root()
-    return [
-        m
-        for m in stack.standin.thread(CHANNEL, root.ts)
-        if blocks.ACTION_PROMOTE in json.dumps(m.blocks)
-    ]
+    return [m for m in stack.standin.thread(CHANNEL, root.ts) if action_id in _action_ids(m)]
+
+
+def _promote_messages(stack: Stack) -> list[Any]:
+    return _messages_with(stack, blocks.ACTION_PROMOTE)
 
 
 def _names(stack: Stack) -> list[str]:

@@ -269,9 +269,6 @@ def test_schedule_reports_staged_problems_with_every_other_problem() -> None:
     assert request.plan is not None and request.plan.halt.basis_points == 500
 
 
-def test_schedule_refuses_automatic_promotion_for_now() -> None:
-    with pytest.raises(RequestError) as caught:
-        parse_schedule(_BASE + " canary=5 promote=auto", today=dt.date(2026, 11, 26), max_devices=100_000)
-    [problem] = caught.value.problems
-    assert (problem.key, problem.value) == ("promote", "auto")
-    assert "can only be `manual` for now" in problem.rule
+def test_schedule_takes_automatic_promotion() -> None:
+    request = parse_schedule(_BASE + " canary=5 promote=auto", today=dt.date(2026, 11, 26), max_devices=100_000)
+    assert request.plan is not None and request.plan.promote.value == "auto"

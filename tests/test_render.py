@@ -56,6 +56,11 @@ FACTS: dict[Event, dict[str, Any]] = {
     Event.LOST: {},
     Event.WAVE_ENDED: {"sentence": "3 of 3 upgraded", "passed": True, "ready_at": None, "halted": False},
     Event.HALTED: {"wave": 13, "sentence": "2 of 3 failed", "reasons": [["no space", 2], ["", 1]]},
+    Event.HALTED_BY: {"by": "U2", "reason": "<b>battery</b> drain", "kind": "halt"},
+    Event.RESUMED: {"by": "U2", "reason": "false <alarm>", "next_step": "Wave 2 can be promoted."},
+    Event.PROMOTED_ANYWAY: {"by": "U2", "number": 2, "sentence": "0 of 2 succeeded", "reason": "bench <PSU>"},
+    Event.AUTO_PROMOTED: {"number": 2, "sentence": "2 of 2 succeeded"},
+    Event.WAVE_CANCELLED: {"by": "U2"},
     Event.FINISHED: {},
     Event.ROOT_REFUSED: {"error": "not_in_channel"},
 }
@@ -69,8 +74,10 @@ RECORDS = Records(
 )
 DIRECT_MESSAGES = [
     Event.APPROVED, Event.REJECTED, Event.WITHDRAWN, Event.EXPIRED, Event.SUBMITTED, Event.SUBMIT_FAILED,
-    Event.FINISHED, Event.CANCELLED, Event.LOST, Event.HALTED,
+    Event.FINISHED, Event.CANCELLED, Event.LOST, Event.HALTED, Event.HALTED_BY, Event.RESUMED,
 ]
+# Direct messages that are the thread's own words (told to the requester and the approvers).
+AS_IN_THE_THREAD = {Event.HALTED, Event.HALTED_BY, Event.RESUMED}
 
 
 def stored(facts: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +108,7 @@ def test_each_direct_message_is_valid_block_kit_and_links_the_thread(event: Even
     msg = render.dm(event, hostile_campaign(state=S.ENDED), stored(FACTS[event]), RECORDS, PERMALINK)
     check_message(msg)
     check_escaped(msg)
-    if event is not Event.HALTED:  # a halt's message is the thread's own words
+    if event not in AS_IN_THE_THREAD:  # a halt's message is the thread's own words
         assert "p1700000000000100" in json.dumps(msg) and "View the thread" in json.dumps(msg)
 
 
@@ -173,3 +180,17 @@ def test_facts_survive_the_outbox_json() -> None:
     # Every fact the notifier records is plain JSON: an event read back renders the same.
     for event, facts in FACTS.items():
         assert stored(facts) == facts, event
+
+
+def test_a_wave_that_missed_carries_its_decision_buttons_when_its_request_is_known() -> None:
+    facts = {**stored(FACTS[Event.WAVE_ENDED]), "passed": False}
+    parent = make_campaign(id=12, state=S.ROLLING_OUT)
+    msg = render.reply(Event.WAVE_ENDED, WAVE, facts, Records(plan=PLAN, parent=parent))
+    ids = [e["action_id"] for b in msg["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert ids == ["fota_promote_anyway", "fota_halt"]
+    check_message(msg)
+
+
+def test_an_automatic_promotion_names_the_wave_it_sent() -> None:
+    msg = render.reply(Event.AUTO_PROMOTED, make_campaign(id=12), stored(FACTS[Event.AUTO_PROMOTED]), Records(plan=PLAN))
+    assert "promoted itself to wave 2/3" in msg["text"] and "2 of 2 succeeded" in msg["text"]

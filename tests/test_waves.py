@@ -256,11 +256,45 @@ def test_a_halted_rollout_sends_no_further_wave(store: Store, clock: ManualClock
     _approve(store, campaign)
     first = waves.start_wave(store, campaign.id, 1, by=ANN, reason="approved")
     waves.halt(store, campaign.id, by="fota-bot", reason="3 of 10 devices failed (halt 5%)")
-    waves.halt(store, campaign.id, by=ANN, reason="said again")  # the first reason stays
+    assert not waves.halt(store, campaign.id, by=ANN, reason="said again")  # the first reason stays
+    # Wave 1 was started but not yet claimed for sending: ended there, never sent.
+    ended = store.campaign(first.id)
+    assert ended.state is S.SUBMIT_FAILED and ended.error_code == "HALTED"
+    with pytest.raises(NotApproved, match="submit_failed, not approved"):
+        store.claim_for_submission(first.id, required=1)
+    with pytest.raises(WaveRefused, match="halted: 3 of 10 devices failed"):
+        waves.start_wave(store, campaign.id, 2, by=BOB, reason="promoted")
+
+
+def test_a_wave_claimed_before_the_halt_is_refused_when_its_sending_resumes(store: Store, clock: ManualClock) -> None:
+    campaign = _planned(store, clock)
+    _approve(store, campaign)
+    first = waves.start_wave(store, campaign.id, 1, by=ANN, reason="approved")
+    store.claim_for_submission(first.id, required=1)  # then the process stops mid-POST
+    waves.halt(store, campaign.id, by="fota-bot", reason="3 of 10 devices failed (halt 5%)")
     with pytest.raises(NotApproved, match="halted: 3 of 10 devices failed"):
         store.claim_for_submission(first.id, required=1)
-    with pytest.raises(WaveRefused, match="halted"):
-        waves.start_wave(store, campaign.id, 2, by=BOB, reason="promoted")
+
+
+def test_a_resume_is_an_approvers_decision_on_the_halt_it_was_shown(store: Store, clock: ManualClock) -> None:
+    campaign = _planned(store, clock)
+    _approve(store, campaign)
+    waves.start_wave(store, campaign.id, 1, by=ANN, reason="approved")
+    with pytest.raises(WaveRefused, match="not halted"):
+        waves.resume(store, campaign.id, by=BOB, reason="go on", halted_at=None)
+    waves.halt(store, campaign.id, by=ANN, reason="looks wrong")
+    stored = waves.load(store.db, campaign.id)
+    assert stored is not None and stored.halted_at is not None
+    with pytest.raises(WaveRefused, match="halted again"):
+        waves.resume(store, campaign.id, by=BOB, reason="go on", halted_at="2020-01-01T00:00:00+00:00")
+    resumed = waves.resume(store, campaign.id, by=BOB, reason="false alarm", halted_at=stored.halted_at.isoformat())
+    assert not resumed.halted and resumed.halt_waived_through == 1
+    assert store.campaign(campaign.id).state is S.ROLLING_OUT
+    last = store.audit(campaign.id)[-1]
+    assert (last["from_state"], last["to_state"], last["actor"]) == ("halted", "rolling_out", BOB)
+    assert "false alarm" in last["reason"] and "looks wrong" in last["reason"]
+    with pytest.raises(WaveRefused, match="not halted"):  # a second submission of the form
+        waves.resume(store, campaign.id, by=BOB, reason="again", halted_at=stored.halted_at.isoformat())
 
 
 # --- through the submitter and the sandbox --------------------------------------------------------

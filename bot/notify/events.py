@@ -62,6 +62,11 @@ class Event(StrEnum):
     # staged rollouts
     WAVE_ENDED = "wave_ended"  # sentence, passed, ready_at, halted (the verdict at the wave's end)
     HALTED = "halted"  # wave (its id), sentence, reasons (the failures by reason at the halt)
+    HALTED_BY = "halted_by"  # by, reason, kind (`halt`: the Halt button; `cancel`: /fota cancel)
+    RESUMED = "resumed"  # by, reason, next_step (what the resume leaves to do, as it was)
+    PROMOTED_ANYWAY = "promoted_anyway"  # by, number, sentence (the wave before's figures), reason
+    AUTO_PROMOTED = "auto_promoted"  # number, sentence (the wave before's figures)
+    WAVE_CANCELLED = "wave_cancelled"  # by (a wave not started, cancelled at ThingSpace by a halt)
     # Slack
     ROOT_REFUSED = "root_refused"  # error (Slack's answer to the approval card)
 

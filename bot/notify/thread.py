@@ -184,6 +184,37 @@ class ThreadNotifier:
         # Halted after its last started wave had ended: the rollout is over now.
         self._rollout_over(parent.id)
 
+    def halted_by(self, parent: Campaign, user: str, reason: str, kind: str) -> None:
+        """Someone halted the rollout (*Halt*, `/fota cancel`): who and why, to the same people
+        as a halt by threshold (but the one who halted it, who is answered)."""
+        self._tell_everyone(parent, Event.HALTED_BY, but=user, by=user, reason=reason, kind=kind)
+
+    def resumed(self, parent: Campaign, user: str, reason: str, next_step: str) -> None:
+        self._tell_everyone(parent, Event.RESUMED, but=user, by=user, reason=reason, next_step=next_step)
+
+    def promoted_anyway(self, parent: Campaign, user: str, number: int, sentence: str, reason: str) -> None:
+        self.refresh_root(parent, now=True)
+        self.reply(parent, Event.PROMOTED_ANYWAY, by=user, number=number, sentence=sentence, reason=reason)
+
+    def auto_promoted(self, parent: Campaign, number: int, sentence: str) -> None:
+        self.refresh_root(parent, now=True)
+        self.reply(parent, Event.AUTO_PROMOTED, number=number, sentence=sentence)
+
+    def wave_cancelled(self, wave: Campaign, user: str) -> None:
+        """A wave sent but not started, cancelled at ThingSpace by a halt."""
+        self.refresh_root(wave, now=True)
+        self.reply(wave, Event.WAVE_CANCELLED, by=user)
+
+    def _tell_everyone(self, parent: Campaign, event: Event, *, but: str, **facts: Any) -> None:
+        """The thread, and a direct message to the requester and each approver named by user ID
+        in FOTA_APPROVERS (user groups hear it in the approval channel), but `but`."""
+        self.refresh_root(parent, now=True)
+        self.reply(parent, event, **facts)
+        people = [parent.requester, *(a for a in self.approvers if a[:1] in ("U", "W") and a != parent.requester)]
+        for person in dict.fromkeys(people):
+            if person != but:
+                self.dm(parent, event, user=person, **facts)
+
     def _wave_ended(self, wave: Campaign) -> None:
         """A wave of a staged rollout ended: passed (the next wave's Promote button), or held.
         The verdict is the one at the wave's end: later callbacks do not rewrite it."""

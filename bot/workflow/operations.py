@@ -26,6 +26,7 @@ from bot.thingspace.errors import ThingSpaceError, ThingSpaceRejected, for_users
 from bot.workflow.approvers import Directory
 from bot.workflow.campaigns import ApprovalTimers, describe
 from bot.workflow.errors import UserError
+from bot.workflow.staged import StagedRollouts
 from bot.workflow.wave_figures import wave_states
 from storage import history, preflight, waves
 from storage.findings import PreflightRecord
@@ -118,9 +119,11 @@ class CancelOutcome:
     ThingSpace with its errorCode and errorMessage, word for word."""
 
     campaign: Campaign
-    result: Literal["withdrawn", "cancelled", "refused"]
+    result: Literal["withdrawn", "cancelled", "refused", "halted"]
     error_code: str | None = None
     error_message: str | None = None
+    # A staged rollout halted: what the halt did, wave by wave.
+    said: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,9 @@ class Operations:
         clock: Callable[[], dt.datetime],
         slack: AsyncWebClient | None = None,
         timers: ApprovalTimers | None = None,
+        staged: StagedRollouts | None = None,
     ):
+        self.staged = staged
         self.settings = settings
         self.store = store
         self.thingspace = thingspace
@@ -275,6 +280,9 @@ class Operations:
     async def check_cancel(self, ident: str, user: str) -> Campaign:
         """The campaign a cancel would act on; UserError when it cannot or may not."""
         campaign = self.find(ident)
+        if campaign.parent_id is not None:
+            # A wave is cancelled as part of its rollout: halted, so that no later wave follows it.
+            campaign = self.store.campaign(campaign.parent_id)
         if not await self.may_cancel(campaign, user):
             raise UserError(
                 f"Only the requester (<@{campaign.requester}>) or an approver may cancel {campaign.ref}. "
@@ -282,6 +290,11 @@ class Operations:
             )
         if campaign.state.is_terminal:
             raise UserError(f"{campaign.ref} is {describe(campaign.state)} already; there is nothing to cancel.")
+        if campaign.state is S.HALTED:
+            raise UserError(
+                f"{campaign.ref} is halted already: no further wave is sent. An approver can resume it; "
+                "`/fota status` shows its waves."
+            )
         if campaign.state in (S.APPROVED, S.SUBMITTING):
             raise UserError(
                 f"{campaign.ref} is being sent to ThingSpace right now. Try again in a minute, once "
@@ -291,7 +304,9 @@ class Operations:
 
     @staticmethod
     def cancel_kind(campaign: Campaign) -> CancelKind:
-        return "withdraw" if campaign.state is S.PENDING_APPROVAL else "thingspace"
+        if campaign.state is S.PENDING_APPROVAL:
+            return "withdraw"
+        return "halt" if campaign.state is S.ROLLING_OUT else "thingspace"
 
     async def cancel(self, ident: str, *, user: str, shown: CancelKind | None = None) -> CancelOutcome:
         """Withdraw a request, or ask ThingSpace to cancel a campaign.
@@ -322,6 +337,13 @@ class Operations:
                 self.timers.cancel_approval_timers(campaign.id)
             self.events.withdrawn(campaign, user)
             return CancelOutcome(campaign, "withdrawn")
+        if kind == "halt":
+            if self.staged is None:
+                raise UserError(f"{campaign.ref} is a staged rollout, which cannot be halted here. Nothing changed.")
+            said = await self.staged.halt(
+                campaign.id, user=user, reason="cancelled with /fota cancel", kind="cancel", wait=True
+            )
+            return CancelOutcome(self.store.campaign(campaign.id), "halted", said=said)
         assert campaign.thingspace_id and campaign.state in CANCELLABLE_AT_THINGSPACE
         try:
             answer = await self.thingspace.cancel_campaign(campaign.account, campaign.thingspace_id)

@@ -93,6 +93,9 @@ class Rollout:
         # Called with a wave of a staged rollout when some of its devices just failed (in the
         # transaction that recorded them): the halt check.
         self.on_wave_failures: Callable[[Campaign], object] = lambda campaign: None
+        # Called with a wave of a staged rollout once its end is recorded: an automatic plan
+        # promotes the next wave.
+        self.on_wave_ended: Callable[[Campaign], object] = lambda campaign: None
 
     # --- callbacks ---------------------------------------------------------------------------
 
@@ -292,6 +295,8 @@ class Rollout:
                 self.events.finished(campaign)
         if new.is_terminal:
             log.info("%s ended %s: %s", campaign.ref, new.value, _counts(self.store.device_counts(campaign_id)))
+            if campaign.parent_id is not None:
+                self.on_wave_ended(campaign)
         return campaign
 
     def _correct(self, campaign: Campaign, new: CampaignState, status: str) -> Campaign:

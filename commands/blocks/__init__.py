@@ -197,6 +197,24 @@ __all__ += [
 
 __all__ += ["ACTION_HISTORY", "history_reply", "parse_history_value"]
 
+from commands.blocks.wave_decisions import (  # noqa: E402
+    ACTION_HALT,
+    ACTION_PROMOTE_ANYWAY,
+    ACTION_RESUME,
+    HALT_MODAL_CALLBACK_ID,
+    PROMOTE_ANYWAY_MODAL_CALLBACK_ID,
+    RESUME_MODAL_CALLBACK_ID,
+    auto_promoted_reply,
+    halt_modal,
+    halted_by_reply,
+    parse_decision_value,
+    promote_anyway_modal,
+    promoted_anyway_reply,
+    reason_from,
+    resume_modal,
+    resumed_reply,
+    wave_cancelled_reply,
+)
 from commands.blocks.waves import (  # noqa: E402
     ACTION_PROMOTE,
     current_wave_text,
@@ -204,11 +222,32 @@ from commands.blocks.waves import (  # noqa: E402
     parse_promote_value,
     plan_blocks,
     promote_value,
+    rollout_actions,
     rollout_summary_reply,
     wave_ended_reply,
+    wave_title,
     waves_row,
 )
 
 __all__ += ["current_wave_text", "rollout_summary_reply"]
 __all__ += ["ACTION_PROMOTE", "halted_reply", "parse_promote_value", "plan_blocks", "promote_value", "wave_ended_reply", "waves_row"]
-
+__all__ += [
+    "ACTION_HALT",
+    "ACTION_PROMOTE_ANYWAY",
+    "ACTION_RESUME",
+    "HALT_MODAL_CALLBACK_ID",
+    "PROMOTE_ANYWAY_MODAL_CALLBACK_ID",
+    "RESUME_MODAL_CALLBACK_ID",
+    "auto_promoted_reply",
+    "halt_modal",
+    "halted_by_reply",
+    "parse_decision_value",
+    "promote_anyway_modal",
+    "promoted_anyway_reply",
+    "reason_from",
+    "resume_modal",
+    "resumed_reply",
+    "rollout_actions",
+    "wave_cancelled_reply",
+    "wave_title",
+]

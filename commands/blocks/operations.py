@@ -280,7 +280,7 @@ def cancel_value(campaign_id: int, kind: CancelKind) -> str:
 def parse_cancel_value(value: Any) -> tuple[int, CancelKind]:
     data = _load_value(value, {"campaign_id", "kind"})
     campaign_id, kind = data["campaign_id"], data["kind"]
-    if type(campaign_id) is not int or campaign_id < 1 or kind not in ("withdraw", "thingspace"):
+    if type(campaign_id) is not int or campaign_id < 1 or kind not in ("withdraw", "thingspace", "halt"):
         raise ValueError("cancel value must carry a positive campaign id and a known kind")
     return campaign_id, kind
 
@@ -296,6 +296,19 @@ def cancel_prompt(campaign: Campaign, *, kind: CancelKind) -> Message:
         )
         label, dialog_title = "Withdraw request", "Withdraw this request?"
         dialog_text = f"Ref {campaign.ref} is closed; nothing was or will be sent to ThingSpace."
+    elif kind == "halt":
+        head = f"*Cancel the rollout Ref {campaign.ref}?*"
+        body = (
+            f"Ref {campaign.ref} is rolling out in waves. Cancelling halts it: no further wave is sent, "
+            "and fota-bot asks ThingSpace to cancel each wave it holds. ThingSpace cancels a campaign "
+            "only *before it starts*; a started wave may be refused (it goes on) or aborted part-way. "
+            "Its answers are shown in the thread, word for word. An approver can resume the rollout later."
+        )
+        label, dialog_title = "Cancel rollout", "Cancel this rollout?"
+        dialog_text = (
+            f"Ref {campaign.ref}: halt the rollout and ask ThingSpace to cancel its live waves. "
+            "After a wave's start ThingSpace may refuse or abort it."
+        )
     else:
         ts_id = code(campaign.thingspace_id or "?")
         head = f"*Cancel Ref {campaign.ref} at ThingSpace?*"
@@ -340,8 +353,10 @@ def cancel_outcome_reply(
     *,
     error_code: str | None = None,
     error_message: str | None = None,
+    said: str | None = None,
 ) -> Message:
-    """What the cancel did: `withdrawn`, `cancelled` or `refused` (ThingSpace's words)."""
+    """What the cancel did: `withdrawn`, `cancelled`, `refused` (ThingSpace's words) or `halted`
+    (a staged rollout; `said`: what the halt did, wave by wave)."""
     if result == "withdrawn":
         text = (
             f":leftwards_arrow_with_hook: Ref {campaign.ref} is withdrawn. It was never sent to "
@@ -350,6 +365,8 @@ def cancel_outcome_reply(
     elif result == "cancelled":
         ts_id = code(campaign.thingspace_id) if campaign.thingspace_id else "(no id)"
         text = f":no_entry_sign: ThingSpace cancelled Ref {campaign.ref} (campaign {ts_id})."
+    elif result == "halted":
+        text = f":octagonal_sign: {escape(said or f'Ref {campaign.ref} was halted.')}"
     elif result == "refused":
         text = (
             f":warning: ThingSpace refused to cancel Ref {campaign.ref}: "

@@ -50,6 +50,7 @@ class Records:
     counts: Mapping[str, int] | None = None
     plan: StoredPlan | None = None  # the request's plan, for a wave's message
     wave: Campaign | None = None  # the wave a halt names
+    parent: Campaign | None = None  # a wave's request, whose decision buttons its end carries
     approvers: Sequence[str] = ()  # FOTA_APPROVERS
     required_approvals: int | None = None
 
@@ -71,6 +72,7 @@ def _wave_ended(wave: Campaign, facts: Facts, records: Records) -> Message:
         str(facts["sentence"]),
         bool(facts["passed"]),
         facts.get("ready_at"),
+        records.parent,
         halted=bool(facts.get("halted")),
     )
 
@@ -87,6 +89,26 @@ def _reminder(campaign: Campaign, records: Records) -> Message | None:
         required_approvals=records.required_approvals,
         approvers=sorted(records.approvers),
     )
+
+
+def _wave_title(parent: Campaign, number: int, records: Records) -> str:
+    if records.plan is None:
+        return f"wave {number}"
+    return blocks.wave_title(records.plan.wave(number), len(records.plan.waves))
+
+
+def _total(records: Records) -> int:
+    return len(records.plan.waves) if records.plan is not None else 0
+
+
+def _halted_by(parent: Campaign, facts: Facts) -> Message:
+    return blocks.halted_by_reply(
+        parent, str(facts["by"]), str(facts["reason"]), cancelled_kind=str(facts.get("kind") or "halt")
+    )
+
+
+def _resumed(parent: Campaign, facts: Facts) -> Message:
+    return blocks.resumed_reply(parent, str(facts["by"]), str(facts["reason"]), str(facts["next_step"]))
 
 
 def _halted(parent: Campaign, facts: Facts, records: Records) -> Message:
@@ -122,6 +144,15 @@ REPLIES: dict[Event, ReplyBuilder] = {
     Event.LOST: lambda c, f, r: blocks.lost_reply(c),
     Event.WAVE_ENDED: _wave_ended,
     Event.HALTED: _halted,
+    Event.HALTED_BY: lambda c, f, r: _halted_by(c, f),
+    Event.RESUMED: lambda c, f, r: _resumed(c, f),
+    Event.PROMOTED_ANYWAY: lambda c, f, r: blocks.promoted_anyway_reply(
+        c, str(f["by"]), int(f["number"]), _total(r), str(f["sentence"]), str(f["reason"])
+    ),
+    Event.AUTO_PROMOTED: lambda c, f, r: blocks.auto_promoted_reply(
+        c, int(f["number"]), _total(r), _wave_title(c, int(f["number"]), r), str(f["sentence"])
+    ),
+    Event.WAVE_CANCELLED: lambda c, f, r: blocks.wave_cancelled_reply(c, str(f["by"])),
 }
 
 
@@ -156,6 +187,8 @@ DIRECT_MESSAGES: dict[Event, DmBuilder] = {
     Event.CANCELLED: lambda c, f, r, link: replies.dm_cancelled(c, f.get("by"), link),
     Event.LOST: lambda c, f, r, link: replies.dm_lost(c, link),
     Event.HALTED: lambda c, f, r, link: _halted(c, f, r),
+    Event.HALTED_BY: lambda c, f, r, link: _halted_by(c, f),
+    Event.RESUMED: lambda c, f, r, link: _resumed(c, f),
     Event.ROOT_REFUSED: lambda c, f, r, link: root_refused_dm(c, str(f.get("error") or "")),
 }
 
@@ -199,8 +232,12 @@ class Renderer:
         plan = None
         if event is Event.WAVE_ENDED and campaign.parent_id is not None:
             plan = waves.plan_of(self.store, campaign.parent_id)
+        elif event in (Event.PROMOTED_ANYWAY, Event.AUTO_PROMOTED):
+            plan = waves.plan_of(self.store, campaign.id)
         wave = self.store.campaign(int(facts["wave"])) if event is Event.HALTED else None
+        parent = self.store.campaign(campaign.parent_id) if plan is not None and campaign.parent_id else None
         return Records(
+            parent=parent,
             decisions=self.store.decisions(campaign.id),
             counts=self.store.device_counts(campaign.id) if counts else None,
             plan=plan,
@@ -301,7 +338,7 @@ class Renderer:
             )
             return blocks.gate_decisions(card, campaign, checks)
         if campaign.state in (S.ROLLING_OUT, S.ROLLED_OUT, S.HALTED):
-            return blocks.decided_card(
+            card = blocks.decided_card(
                 campaign,
                 decisions=decisions,
                 outcome=campaign.state.value,
@@ -309,6 +346,11 @@ class Renderer:
                 sandbox=campaign.sandbox,
                 scope_lines=[*blocks.scope_lines(preflight.load(self.store, campaign.id)), *self._waves_row(campaign)],
             )
+            stored = waves.plan_of(self.store, campaign.id)
+            if stored is not None and campaign.state is not S.ROLLED_OUT:
+                # Halt while it rolls out, Resume… once halted: before the card's reference line.
+                card["blocks"][-1:-1] = blocks.rollout_actions(campaign, stored)
+            return card
         if campaign.state in (S.REJECTED, S.EXPIRED, S.WITHDRAWN, S.SUBMIT_FAILED, S.APPROVED, S.SUBMITTING):
             # `/fota cancel` lets an approver withdraw a request too: the audit says who did.
             by_user = self.store.audit(campaign.id)[-1]["actor"] if campaign.state is S.WITHDRAWN else None

@@ -10,8 +10,14 @@ from commands.blocks.actions import button
 from commands.blocks.cards import bucket_counts, percent, state_label
 from commands.blocks.kit import Block, clip, code, context, escape, plural, section, sections
 from commands.blocks.replies import final_summary_reply
+from commands.blocks.wave_decisions import (
+    actions,
+    halt_button,
+    promote_anyway_button,
+    resume_button,
+)
 from storage.model import Campaign
-from storage.plan import RolloutPlan, duration_text, percent_text
+from storage.plan import Promote, RolloutPlan, duration_text, percent_text
 from storage.states import CampaignState
 from storage.waves import StoredPlan, WaveRecord, WaveTally, rollout_counts
 
@@ -51,7 +57,11 @@ def plan_line(plan: RolloutPlan) -> str:
         parts.append("it halts itself as soon as a wave can no longer pass")
     if plan.soak:
         parts.append(f"{duration_text(plan.soak)} soak after each wave")
-    parts.append("each next wave promoted by an approver")
+    parts.append(
+        "each next wave promoted by fota-bot once the wave before passed"
+        if plan.promote is Promote.AUTO
+        else "each next wave promoted by an approver"
+    )
     return "; ".join(parts)
 
 
@@ -94,11 +104,15 @@ def wave_ended_reply(
     verdict_sentence: str,
     passed: bool,
     ready_at: str | None,
+    parent: Campaign | None = None,
+    extra_actions: Sequence[Block] = (),
     *,
     halted: bool | None = None,
 ) -> dict[str, Any]:
-    """The thread's word when a wave ends: passed (with the next wave's Promote button) or not.
-    `halted`: whether the rollout was halted when the wave ended (default: the plan's word now)."""
+    """The thread's word when a wave ends: passed (the next wave's Promote button, or the bot
+    promotes it itself for `promote=auto`) or missed (held for a decision: *Promote anyway…*,
+    `extra_actions`, *Halt*). `parent` (the request) puts the decision buttons on. `halted`:
+    whether the rollout was halted when the wave ended (default: the plan's word now)."""
     total = len(stored.waves)
     number = wave.wave or 0
     if stored.halted if halted is None else halted:
@@ -111,17 +125,30 @@ def wave_ended_reply(
         head = f":checkered_flag: *{escape(wave.ref)}, the last wave, ended:* {escape(verdict_sentence)}."
         return {"text": head, "blocks": [section(head)]}
     following = stored.wave(number + 1)
+    title = wave_title(following, total)
+    halt = [halt_button(parent, number)] if parent is not None else []
     if not passed:
         head = (
             f":warning: *{escape(wave.ref)} missed its success threshold:* {escape(verdict_sentence)}. "
-            f"The rollout holds: wave {number + 1} is not sent."
+            f"The rollout holds for a decision: wave {number + 1} is not sent unless an approver other "
+            "than the requester promotes it anyway, with a reason."
         )
-        return {"text": head, "blocks": [section(head)]}
+        elements = [promote_anyway_button(parent, number + 1, title), *extra_actions, *halt] if parent else []
+        return {
+            "text": head,
+            "blocks": [section(head), *([actions(elements)] if elements else []), context(f"Ref {escape(wave.ref)}")],
+        }
     head = f":white_check_mark: *{escape(wave.ref)} passed:* {escape(verdict_sentence)}."
     when = f" It can be promoted from {ready_at}." if ready_at else ""
+    if stored.plan.promote is Promote.AUTO:
+        text = f"{head}{when} The plan promotes automatically: fota-bot sends {escape(title)} {'then' if when else 'now'}."
+        return {
+            "text": text,
+            "blocks": [section(text), *([actions(halt)] if halt else []), context(f"Ref {escape(wave.ref)}")],
+        }
     text = f"{head}{when} An approver other than the requester promotes it to the next wave."
     promote = button(
-        f"Promote to {wave_title(following, total)}",
+        f"Promote to {title}",
         action_id=ACTION_PROMOTE,
         value=promote_value(wave.parent_id or 0, number + 1),
         style="primary",
@@ -130,10 +157,18 @@ def wave_ended_reply(
         "text": text,
         "blocks": [
             section(text),
-            {"type": "actions", "block_id": PROMOTE_BLOCK_ID, "elements": [promote]},
+            {"type": "actions", "block_id": PROMOTE_BLOCK_ID, "elements": [promote, *halt]},
             context(f"Ref {escape(wave.ref)}"),
         ],
     }
+
+
+def rollout_actions(parent: Campaign, stored: StoredPlan) -> list[Block]:
+    """The request's card while it rolls out (*Halt*) or is halted (*Resume…*)."""
+    if stored.halted and stored.halted_at is not None:
+        return [actions([resume_button(parent, stored.halted_at.isoformat())])]
+    started = max((w.number for w in stored.waves if w.campaign_id is not None), default=0)
+    return [actions([halt_button(parent, started)])]
 
 
 # --- the row of waves on the request's card ------------------------------------------------------

@@ -124,7 +124,8 @@ async def confirm_cancel(
     # Operations.cancel checks again who may cancel: the prompt may be old, the approvers changed.
     outcome = await services.operations.cancel(str(campaign_id), user=user, shown=kind)
     reply = blocks.cancel_outcome_reply(
-        outcome.campaign, outcome.result, error_code=outcome.error_code, error_message=outcome.error_message
+        outcome.campaign, outcome.result, error_code=outcome.error_code, error_message=outcome.error_message,
+        said=outcome.said,
     )
     # Replacing the prompt takes its button away: a second click cannot cancel twice.
     await respond(response_type="ephemeral", replace_original=True, **reply)
