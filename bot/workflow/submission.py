@@ -101,9 +101,46 @@ class Submitter:
                     "FOTA_APPROVERS; please request it again.",
                 )
             except NotApproved as exc:
+                refused = self.store.campaign(campaign_id)
+                if refused.state is S.SUBMITTING and self._maybe_created(refused):
+                    return await self._resolve_refused(refused, exc)
                 log.info("not submitting %s: %s", f"FB-{campaign_id}", exc)
                 return None
             return await self._submit_claimed(campaign)
+
+    async def _resolve_refused(self, campaign: Campaign, refusal: NotApproved) -> Campaign:
+        """The guard refuses a campaign claimed before (a wave of a rollout halted since), but a
+        POST of it went out unanswered: ThingSpace may hold it, and it would start on its date
+        unknown to the bot. Never posted again; only looked up (a look-up sends nothing): found,
+        it is known (followed, cancellable); not found once ThingSpace's reports had time to
+        show it, it ends as never sent."""
+        try:
+            found = await self._look_up(campaign)
+        except _NotOurs as exc:
+            return self._fail(
+                campaign,
+                "NOT_SENT",
+                f"Nothing more is sent: {refusal}. ThingSpace has a campaign named "
+                f"“{campaign.thingspace_name}” that is not this one ({exc}); look at ThingSpace.",
+            )
+        except _CouldNotLook as exc:
+            if self._retries(campaign) >= MAX_RETRIES:
+                return self._fail(
+                    campaign,
+                    "NO_ANSWER",
+                    f"Nothing more is sent: {refusal}. An earlier request may have created it and "
+                    f"ThingSpace could not be searched: look there for a campaign named "
+                    f"“{campaign.thingspace_name}” and cancel it.",
+                )
+            return self._retry_later(campaign, str(exc))
+        if found is not None:
+            return self._succeeded(campaign, found, f"found by name after an unanswered request ({refusal})")
+        last = self._last_post(campaign)
+        if last is not None and self.clock() - last < LOOKUP_GRACE:
+            return self._retry_later(
+                campaign, "waiting for ThingSpace's reports to show whether it was created", counted=False
+            )
+        return self._fail(campaign, "NOT_SENT", f"Never sent: {refusal}.")
 
     async def resume_all(self) -> None:
         """At start-up: finish every submission a crash interrupted, by the same rules."""
@@ -257,7 +294,7 @@ class Submitter:
             updated = self.store.transition(
                 campaign.id,
                 S.SUBMIT_FAILED,
-                actor="thingspace" if code not in ("START_DATE_PASSED", "NO_ANSWER") else "fota-bot",
+                actor="thingspace" if code not in ("START_DATE_PASSED", "NO_ANSWER", "NOT_SENT") else "fota-bot",
                 reason=f"{code}: {message}",
                 error_code=code,
                 error_message=message,

@@ -54,7 +54,9 @@ HASH_SHOWN = 12
 # request never reached ThingSpace's answer, so the words are ours, not ThingSpace's.
 START_DATE_PASSED = "START_DATE_PASSED"
 NO_ANSWER = "NO_ANSWER"
-LOCAL_ERROR_CODES = frozenset({START_DATE_PASSED, NO_ANSWER})
+# The guard refused a campaign claimed before (its rollout halted since): the bot's word, not ThingSpace's.
+NOT_SENT = "NOT_SENT"
+LOCAL_ERROR_CODES = frozenset({START_DATE_PASSED, NO_ANSWER, NOT_SENT})
 
 # An emoji for each state, beside its words (storage.states.STATE_WORDS); every state has one.
 STATE_EMOJI: dict[CampaignState, str] = {
