@@ -151,6 +151,7 @@ class Runtime:
         Without `workers` (tests) nothing runs by itself: not the outbox sender, not the
         callback applier, not the scheduler; `settle()` and `jobs.run_due()` drive them.
         """
+        self.store.discard_unfinished_requests()
         if workers:
             self.jobs.start()
             self.store.checkpoint_off_loop()

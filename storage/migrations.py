@@ -418,6 +418,27 @@ def m014_rollout_halt_set_aside(db: Database) -> None:
     db.table("rollout_plans").add_column("halt_waived_through", int, not_null_default=0)
 
 
+@migrations()
+def m015_requests_being_stored(db: Database) -> None:
+    """A large request's devices are written a chunk per transaction before its campaign row
+    exists (storage.store.Store.store_request): the campaign id they carry is reserved here until
+    the one short transaction that inserts the campaign. Nothing reads a device without its
+    campaign, so until then the request is neither visible nor sendable; a crash leaves only
+    these rows and their devices, which start-up deletes. A campaign inserted on a reserved id
+    by any other path (it would take over the devices being written) is refused outright."""
+    db.execute(
+        """CREATE TABLE requests_being_stored (
+               campaign_id INTEGER PRIMARY KEY,
+               started_at TEXT NOT NULL
+           )"""
+    )
+    db.execute(
+        """CREATE TRIGGER campaigns_not_on_a_reserved_id AFTER INSERT ON campaigns
+           WHEN EXISTS (SELECT 1 FROM requests_being_stored WHERE campaign_id = NEW.id)
+           BEGIN SELECT RAISE(ABORT, 'campaign id reserved by a request being stored'); END"""
+    )
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)
 

@@ -11,6 +11,7 @@ there, for the content hash the campaign has now.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -60,6 +61,9 @@ log = logging.getLogger("storage.store")
 # How far ahead of our clock a reported time may be before it is not believed: wide enough
 # for a skewed clock or a local time labelled UTC (up to 14 hours), never a year ahead.
 FUTURE_SKEW = dt.timedelta(days=1)
+# A new request's devices per transaction when it has more (Store.store_request): about 10 ms
+# of the loop each on a table of millions of rows, where 100,000 in one held it a second or more.
+DEVICE_CHUNK = 1_000
 
 
 def utcnow() -> dt.datetime:
@@ -323,22 +327,28 @@ class Store:
         response_url: str | None = None,
         licence_auto: bool = False,
         plan: RolloutPlan | None = None,
+        reserved_id: int | None = None,
     ) -> Campaign:
         """Store a new request (state pending_approval) with its devices, in one transaction.
 
         With a `plan` (a staged rollout) its waves are assigned once pre-flight knows which
         devices are eligible; until then the request cannot be approved, and it is never sent
-        whole (storage.waves).
+        whole (storage.waves). With `reserved_id` (`store_request`) the devices are already
+        written under that id: this transaction checks they are all there and makes the
+        request exist.
         """
         now = self.now()
         with self.db.atomic():
+            if reserved_id is not None:
+                self._release_reservation(reserved_id, devices)
             cursor = self.db.execute(
-                """INSERT INTO campaigns(state, requester, account, firmware_name, firmware_from,
+                """INSERT INTO campaigns(id, state, requester, account, firmware_name, firmware_from,
                    firmware_to, protocol, start_date, end_date, windows, name, device_count,
                    content_hash, sandbox, created_at, updated_at, expires_at, notes, response_url,
                    licence_auto)
-                   VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?)""",
+                   VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?)""",
                 [
+                    reserved_id,
                     CampaignState.PENDING_APPROVAL.value,
                     requester,
                     account,
@@ -365,10 +375,11 @@ class Store:
             self.db.execute(
                 "UPDATE campaigns SET installation = ? WHERE id = ?", [self.installation_id(), campaign_id]
             )
-            self.db.conn.executemany(
-                "INSERT INTO devices(campaign_id, imei) VALUES(?, ?)",
-                ((campaign_id, imei) for imei in devices),
-            )
+            if reserved_id is None:
+                self.db.conn.executemany(
+                    "INSERT INTO devices(campaign_id, imei) VALUES(?, ?)",
+                    ((campaign_id, imei) for imei in devices),
+                )
             campaign = self.campaign(campaign_id)
             # The hash covers exactly what will be sent, including the name with its ref.
             digest = request_hash(campaign, devices)
@@ -401,12 +412,13 @@ class Store:
         now = self.now()
         with self.db.atomic():
             cursor = self.db.execute(
-                """INSERT INTO campaigns(state, requester, account, firmware_name, firmware_from,
+                """INSERT INTO campaigns(id, state, requester, account, firmware_name, firmware_from,
                    firmware_to, protocol, start_date, end_date, windows, name, device_count,
                    content_hash, sandbox, created_at, updated_at, expires_at, notes, licence_auto,
                    approval_channel, thread_ts, parent_id, wave, waves_total, installation)
-                   VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, ?, ?)""",
+                   VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, ?, ?)""",
                 [
+                    self.next_campaign_id(),  # past any id reserved by a request being stored
                     CampaignState.APPROVED.value,
                     parent.requester,
                     parent.account,
@@ -442,6 +454,112 @@ class Store:
             self.db.execute("UPDATE campaigns SET content_hash = ? WHERE id = ?", [digest, wave_id])
             self._audit(wave_id, None, CampaignState.APPROVED, by, reason, now)
         return self.campaign(wave_id)
+
+    # --- a large request, stored a chunk at a time ------------------------------------------
+
+    async def store_request(self, **request: Any) -> Campaign:
+        """`create_campaign`, without holding the event loop for the whole device list.
+
+        Up to DEVICE_CHUNK devices go in create_campaign's one transaction. More are written
+        DEVICE_CHUNK to a transaction under a reserved campaign id, yielding to the loop
+        between chunks (every write stays on this one connection: no second writer to wait
+        on), and then create_campaign's short transaction inserts the campaign row. Until that
+        commits no campaign carries the id: every reader reaches devices through a campaign,
+        and the guard through the campaign's state, so a half-written request is neither
+        seen nor sendable. On an error the rows written so far are deleted; after a crash
+        `discard_unfinished_requests` deletes them at start-up.
+        """
+        devices: Sequence[str] = request["devices"]
+        if len(devices) <= DEVICE_CHUNK:
+            return self.create_campaign(**request)
+        campaign_id = self.reserve_campaign_id()
+        try:
+            for start in range(0, len(devices), DEVICE_CHUNK):
+                self.store_device_chunk(campaign_id, devices[start : start + DEVICE_CHUNK])
+                await asyncio.sleep(0)
+            return self.create_campaign(**request, reserved_id=campaign_id)
+        except BaseException:
+            try:
+                self.discard_request(campaign_id)
+            except sqlite3.Error:
+                log.exception("a request being stored was not cleaned up; start-up will")
+            raise
+
+    def next_campaign_id(self) -> int:
+        """The id a new campaign takes: past every campaign and every reserved id (a wave's
+        campaign must not land on the id of a request whose devices are being written)."""
+        row = self.db.execute(
+            """SELECT max(coalesce((SELECT max(id) FROM campaigns), 0),
+                          coalesce((SELECT max(campaign_id) FROM requests_being_stored), 0)) + 1"""
+        ).fetchone()
+        return int(row[0])
+
+    def reserve_campaign_id(self) -> int:
+        with self.db.atomic():
+            campaign_id = self.next_campaign_id()
+            self.db.execute(
+                "INSERT INTO requests_being_stored(campaign_id, started_at) VALUES(?, ?)",
+                [campaign_id, self.now()],
+            )
+        return campaign_id
+
+    def store_device_chunk(self, campaign_id: int, imeis: Sequence[str]) -> None:
+        """One transaction of a reserved request's devices.
+
+        The campaign row they point at does not exist yet, so the foreign key is switched off
+        for this transaction alone (SQLite ignores the pragma inside one: it is set between
+        transactions, and this connection is used by one thread, so nothing else runs in it).
+        """
+        conn = self.db.conn
+        if conn.in_transaction:
+            raise RuntimeError("a device chunk must be a transaction of its own")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with self.db.atomic():
+                if not self.db.execute(
+                    "SELECT 1 FROM requests_being_stored WHERE campaign_id = ?", [campaign_id]
+                ).fetchone():
+                    raise RuntimeError(f"campaign id {campaign_id} is not reserved")
+                conn.executemany(
+                    "INSERT INTO devices(campaign_id, imei) VALUES(?, ?)", ((campaign_id, imei) for imei in imeis)
+                )
+        finally:
+            conn.execute("PRAGMA foreign_keys=ON")
+
+    def _release_reservation(self, campaign_id: int, devices: Sequence[str]) -> None:
+        """Inside create_campaign's transaction: every device written, the id no longer reserved."""
+        released = self.db.execute("DELETE FROM requests_being_stored WHERE campaign_id = ?", [campaign_id])
+        if released.rowcount != 1:
+            raise RuntimeError(f"campaign id {campaign_id} is not reserved")
+        written = self.db.execute("SELECT count(*) FROM devices WHERE campaign_id = ?", [campaign_id]).fetchone()[0]
+        if written != len(devices):
+            raise RuntimeError(f"{written} of {len(devices)} devices written for campaign id {campaign_id}")
+
+    def discard_request(self, campaign_id: int) -> None:
+        """Delete a reserved request's devices (DEVICE_CHUNK to a transaction), then its reservation."""
+        while True:
+            with self.db.atomic():
+                if not self.db.execute(
+                    "SELECT 1 FROM requests_being_stored WHERE campaign_id = ?", [campaign_id]
+                ).fetchone():
+                    return  # never reserved, or already a campaign: its devices are its own
+                gone = self.db.execute(
+                    """DELETE FROM devices WHERE rowid IN
+                       (SELECT rowid FROM devices WHERE campaign_id = ? LIMIT ?)""",
+                    [campaign_id, DEVICE_CHUNK],
+                ).rowcount
+                if gone == 0:
+                    self.db.execute("DELETE FROM requests_being_stored WHERE campaign_id = ?", [campaign_id])
+                    return
+
+    def discard_unfinished_requests(self) -> int:
+        """Start-up: what requests interrupted mid-store left behind goes. Only `serve` calls it
+        (a CLI command run beside a serving bot must not delete a request being stored)."""
+        ids = [r[0] for r in self.db.execute("SELECT campaign_id FROM requests_being_stored").fetchall()]
+        for campaign_id in ids:
+            log.warning("deleting the devices of a request interrupted while being stored (id %d)", campaign_id)
+            self.discard_request(campaign_id)
+        return len(ids)
 
     def campaign(self, campaign_id: int) -> Campaign:
         row = self.db.execute("SELECT * FROM campaigns WHERE id = ?", [campaign_id]).fetchone()

@@ -115,7 +115,7 @@ class CampaignService:
         firmware_from, firmware_to = request.firmware_from, request.firmware_to
         if firmware_from is None or firmware_to is None:
             firmware_from, firmware_to = await self._fill_from_catalogue(account, request)
-        campaign = self.store.create_campaign(
+        campaign = await self.store.store_request(
             requester=user,
             account=account,
             firmware_name=request.firmware,
