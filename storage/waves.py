@@ -285,6 +285,12 @@ def resume(store: Store, parent_id: int, *, by: str, reason: str, halted_at: str
         )
         resumed = load(store.db, parent_id)
         assert resumed is not None
+        last = resumed.waves[-1] if resumed.waves else None
+        if last is not None and last.campaign_id is not None:
+            final = store.campaign(last.campaign_id)
+            if final.state.is_terminal:
+                # The last wave ended while the rollout was halted: nothing is left to send.
+                wave_ended(store, final)
         return resumed
 
 

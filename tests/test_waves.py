@@ -317,3 +317,18 @@ async def test_an_approved_plan_is_sent_as_its_first_wave_never_whole_even_acros
         assert post.json()["campaignName"] == f"Smart FOTA [FB-1·{stack.rt.store.installation_id()} w1/3]"
         assert post.json()["deviceList"] == waves.wave_devices(stack.rt.store.db, 1, 1)
         assert stack.rt.store.campaign(1).state is S.ROLLING_OUT
+
+
+def test_a_rollout_resumed_after_its_last_wave_ended_is_rolled_out(store: Store, clock: ManualClock) -> None:
+    campaign = _planned(store, clock)
+    _approve(store, campaign)
+    for number in (1, 2, 3):
+        wave = waves.start_wave(store, campaign.id, number, by=ANN if number == 1 else BOB, reason="go")
+        if number < 3:  # ended without reaching ThingSpace, so the next may start
+            store.transition(wave.id, S.SUBMIT_FAILED, actor="test", reason="test")
+    waves.halt(store, campaign.id, by=ANN, reason="stop")  # wave 3, started but unsent, ends here
+    stored = waves.plan_of(store, campaign.id)
+    assert stored is not None and stored.halted_at is not None
+    waves.resume(store, campaign.id, by=BOB, reason="go on", halted_at=stored.halted_at.isoformat())
+    # Nothing is left to send: the request does not stay "rolling out" for ever.
+    assert store.campaign(campaign.id).state is S.ROLLED_OUT

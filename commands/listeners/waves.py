@@ -18,9 +18,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.workflow.errors import UserError
 from bot.workflow.staged import StagedRollouts
 from commands import blocks
-from commands.listeners.common import Ack, Respond, Services, ack_stale_button, ack_then_answer
+from commands.listeners.common import (
+    DAMAGED_FORM,
+    Ack,
+    Respond,
+    Services,
+    ack_stale_button,
+    ack_then_answer,
+    answer_in_dm,
+)
 
-DAMAGED_FORM = "This form is damaged; close it and try again."
 REASON_BLOCK = "reason"
 
 
@@ -128,8 +135,7 @@ async def decision_submitted(
         await ack(response_action="errors", errors={REASON_BLOCK: str(exc)})
         return
     await ack()
-    # A form has no response_url: the decider's answer goes to a direct message.
-    services.background.spawn(client.chat_postMessage(channel=user, text=answer), name="decision answer")
+    answer_in_dm(services, client, user, answer, name="decision answer")
 
 
 def register(app: AsyncApp, services: Services) -> None:

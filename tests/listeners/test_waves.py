@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from bot.app import Runtime
+from bot.workflow.errors import UserError
 from commands import blocks
 from commands.listeners import STALE_BUTTON, Services
-from commands.listeners.waves import promote
+from commands.listeners.common import DAMAGED_FORM
+from commands.listeners.waves import decision_submitted, open_decision_form, promote
 from storage.states import CampaignState
-from tests.listeners.conftest import Recorder, clicked, pending_campaign
+from tests.listeners.conftest import FakeSlack, Recorder, clicked, pending_campaign
 from tests.support.stack import ANN
 
 
@@ -33,3 +36,53 @@ async def test_promoting_a_request_without_a_plan_is_refused_and_nothing_starts(
     assert answer["text"] == f"{campaign.ref} is not a staged rollout. Nothing changed."
     assert [c.id for c in runtime.store.campaigns_in(tuple(CampaignState))] == [campaign.id]
     assert runtime.store.campaign(campaign.id).state is CampaignState.PENDING_APPROVAL
+
+
+# --- the decisions: a button opens a form, the form's submission decides ---------------------------
+
+
+def _form(metadata: str, reason: str | None) -> dict[str, Any]:
+    values = {} if reason is None else {"reason": {"reason": {"type": "plain_text_input", "value": reason}}}
+    return {"private_metadata": metadata, "state": {"values": values}}
+
+
+async def test_a_damaged_decision_form_is_answered_in_the_form(
+    ack: Recorder, services: Services, slack: FakeSlack
+) -> None:
+    for view in (_form("not json", "why"), _form(json.dumps({"campaign_id": 1, "wave": 0}), None)):
+        ack.calls.clear()
+        await decision_submitted(ack, {"user": {"id": ANN}}, view, slack, services=services, decide=_never)  # type: ignore[arg-type]
+        assert ack.calls == [{"response_action": "errors", "errors": {"reason": DAMAGED_FORM}}]
+
+
+async def test_a_refused_decision_is_answered_in_the_form_and_a_taken_one_in_a_dm(
+    ack: Recorder, services: Services, slack: FakeSlack
+) -> None:
+    async def refused(*_: Any) -> str:
+        raise UserError("You requested FB-1, so you cannot resume it; an approver must. Nothing changed.")
+
+    async def taken(*_: Any) -> str:
+        return "You resumed FB-1."
+
+    view = _form(json.dumps({"campaign_id": 1, "wave": 0, "halted_at": "2026-01-01T00:00:00+00:00"}), "go")
+    await decision_submitted(ack, {"user": {"id": ANN}}, view, slack, services=services, decide=refused)  # type: ignore[arg-type]
+    assert ack.calls[-1]["errors"]["reason"].startswith("You requested FB-1")
+    await decision_submitted(ack, {"user": {"id": ANN}}, view, slack, services=services, decide=taken)  # type: ignore[arg-type]
+    await services.background.idle()
+    assert ack.calls[-1] == {}
+    assert slack.called("chat_postMessage")[-1] == {"channel": ANN, "text": "You resumed FB-1."}
+
+
+async def _never(*_: Any) -> str:
+    raise AssertionError("a damaged form decides nothing")
+
+
+async def test_a_damaged_decision_button_says_so(ack: Recorder, respond: Recorder, services: Services, slack: FakeSlack) -> None:
+    body, action = clicked(ANN, "halt!")
+    await open_decision_form(ack, body, action, respond, slack, services=services, form=_never_form)  # type: ignore[arg-type]
+    await services.background.idle()
+    assert STALE_BUTTON in json.dumps(respond.calls) and slack.called("views_open") == []
+
+
+async def _never_form(*_: Any) -> dict[str, Any]:
+    raise AssertionError("a damaged button opens nothing")
