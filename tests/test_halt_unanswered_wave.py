@@ -111,3 +111,27 @@ async def test_a_wave_whose_post_was_not_processed_before_the_halt_ends_as_never
 
 def test_never_sent_reads_as_the_bots_word_not_thingspaces() -> None:
     assert blocks.LOCAL_ERROR_CODES >= {"NOT_SENT"}
+
+
+async def test_a_wave_claimed_before_the_halt_is_not_sent_by_a_restart_after_a_resume(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        quiet(stack)
+        await _wave_one_ended(stack)
+        # Wave 2 is claimed; ThingSpace answers 503 (processed nothing): a retry is due later.
+        stack.sandbox.fail_next(SCHEDULE_PATH, 503, count=5)
+        await stack.rt.service.promote(1, 2, user=BOB)
+        await stack.settle()
+        second = _wave(stack, 2)
+        assert stack.rt.store.campaign(second).state is S.SUBMITTING
+
+        waves.halt(stack.rt.store, 1, by=ANN, reason="battery drain on the canary")
+        await _retries_run_out(stack)
+        assert stack.rt.store.campaign(second).state is S.SUBMIT_FAILED  # never sent: the halt came first
+
+        # An approver resumes; the next restart must not send the wave the halt stopped.
+        assert stack.rt.staged is not None
+        await stack.rt.staged.resume(1, user=BOB, reason="false alarm", halted_at=None)
+        await stack.restart()
+        await stack.settle()
+        assert len(stack.sandbox.campaigns) == 1
+        assert stack.rt.store.campaign(second).state is S.SUBMIT_FAILED

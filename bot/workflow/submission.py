@@ -102,8 +102,12 @@ class Submitter:
                 )
             except NotApproved as exc:
                 refused = self.store.campaign(campaign_id)
-                if refused.state is S.SUBMITTING and self._maybe_created(refused):
-                    return await self._resolve_refused(refused, exc)
+                if refused.state is S.SUBMITTING:
+                    # Claimed before the refusal came (a wave whose rollout was halted since):
+                    # settled now, or a restart after a resume would send it.
+                    if self._maybe_created(refused):
+                        return await self._resolve_refused(refused, exc)
+                    return self._fail(refused, "NOT_SENT", f"Never sent: {exc}.")
                 log.info("not submitting %s: %s", f"FB-{campaign_id}", exc)
                 return None
             return await self._submit_claimed(campaign)
