@@ -439,6 +439,44 @@ def m015_requests_being_stored(db: Database) -> None:
     )
 
 
+
+@migrations()
+def m016_device_status_counts(db: Database) -> None:
+    """Each campaign's devices per status (dropped ones not counted), kept by triggers in the
+    transaction of every insert, update and delete of a device: a card of a 100,000-device
+    campaign reads a few rows instead of counting its devices at each edit. `known` is 0 for
+    devices with no status yet (a NULL status cannot be part of the key)."""
+    db.execute(
+        """CREATE TABLE device_status_counts (
+               campaign_id INTEGER NOT NULL,
+               known INTEGER NOT NULL,
+               status TEXT NOT NULL,
+               devices INTEGER NOT NULL,
+               PRIMARY KEY (campaign_id, known, status)
+           )"""
+    )
+
+    def count(row: str, sign: str) -> str:
+        # INSERT … SELECT … WHERE: the WHERE keeps SQLite from reading ON CONFLICT as a join's.
+        return f"""INSERT INTO device_status_counts(campaign_id, known, status, devices)
+                   SELECT {row}.campaign_id, {row}.status IS NOT NULL, coalesce({row}.status, ''), {sign}1
+                   WHERE {row}.dropped_at IS NULL
+                   ON CONFLICT(campaign_id, known, status) DO UPDATE SET devices = devices {sign} 1;"""
+
+    db.execute(f"CREATE TRIGGER device_counted AFTER INSERT ON devices BEGIN {count('NEW', '+')} END")
+    db.execute(f"CREATE TRIGGER device_uncounted AFTER DELETE ON devices BEGIN {count('OLD', '-')} END")
+    db.execute(
+        f"""CREATE TRIGGER device_recounted AFTER UPDATE OF campaign_id, status, dropped_at ON devices
+            WHEN OLD.campaign_id IS NOT NEW.campaign_id OR OLD.status IS NOT NEW.status
+                 OR (OLD.dropped_at IS NULL) IS NOT (NEW.dropped_at IS NULL)
+            BEGIN {count('OLD', '-')} {count('NEW', '+')} END"""
+    )
+    db.execute(
+        """INSERT INTO device_status_counts(campaign_id, known, status, devices)
+           SELECT campaign_id, status IS NOT NULL, coalesce(status, ''), count(*) FROM devices
+           WHERE dropped_at IS NULL GROUP BY 1, 2, 3"""
+    )
+
 def apply(db: Database) -> None:
     migrations.apply(db)
 
