@@ -7,7 +7,7 @@ template): module-level handlers taking Bolt's arguments plus the services, each
     schedule_modal   the schedule modal's submission (and its uploaded device file)
     approvals        approve, approve eligible only, include excluded (override), reject, withdraw
     preflight        the findings' buttons: excluded devices CSV, pre-flight again
-    waves            a staged rollout's buttons: promote
+    waves            a staged rollout's buttons: promote; halt, promote anyway, resume (and their forms)
     operator         the operator commands' answers and buttons (list paging, cancel, history, firmware)
     home             the App Home tab, and answers to clicks on it
     fallback         buttons and forms nothing else claims, and errors

@@ -1,4 +1,4 @@
-"""A staged rollout's buttons alone: Promote."""
+"""A staged rollout's buttons alone: Promote, and the decisions around a wave (halt, promote anyway, resume)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 from bot.app import Runtime
 from bot.workflow.errors import UserError
 from commands import blocks
+from commands.blocks.wave_decisions import decision_value
 from commands.listeners import STALE_BUTTON, Services
 from commands.listeners.common import DAMAGED_FORM
-from commands.listeners.waves import decision_submitted, open_decision_form, promote
+from commands.listeners.waves import _halt_form, decision_submitted, open_decision_form, promote
 from storage.states import CampaignState
 from tests.listeners.conftest import FakeSlack, Recorder, clicked, pending_campaign
 from tests.support.stack import ANN
@@ -86,3 +87,16 @@ async def test_a_damaged_decision_button_says_so(ack: Recorder, respond: Recorde
 
 async def _never_form(*_: Any) -> dict[str, Any]:
     raise AssertionError("a damaged button opens nothing")
+
+
+async def test_halting_a_request_without_a_plan_opens_no_form_and_says_why(
+    ack: Recorder, respond: Recorder, slack: FakeSlack, services: Services, runtime: Runtime
+) -> None:
+    campaign = await pending_campaign(services)
+    body, action = clicked(ANN, decision_value(campaign.id, 1))
+    await open_decision_form(ack, body, action, respond, slack, services=services, form=_halt_form)  # type: ignore[arg-type]
+    await services.background.idle()
+    assert slack.called("views_open") == []
+    [answer] = respond.calls
+    assert answer["response_type"] == "ephemeral" and "Nothing changed" in answer["text"]
+    assert runtime.store.campaign(campaign.id).state is CampaignState.PENDING_APPROVAL
