@@ -348,7 +348,9 @@ class Store:
                    licence_auto)
                    VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?)""",
                 [
-                    reserved_id,
+                    # A request of a chunk takes its own reserved id; any other steps past every
+                    # reserved one (the next rowid may be the id of a request being stored).
+                    reserved_id if reserved_id is not None else self.next_campaign_id(),
                     CampaignState.PENDING_APPROVAL.value,
                     requester,
                     account,

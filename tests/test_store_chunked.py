@@ -226,3 +226,17 @@ async def test_two_large_requests_stored_at_once_keep_their_own_devices(store: S
     assert first.id != second.id
     assert store.device_ids(first.id) == DEVICES and store.device_ids(second.id) == other
     assert reservations(store) == 0
+
+
+async def test_a_small_request_made_while_a_large_one_is_stored_is_recorded(store: Store) -> None:
+    small = DEVICES[:2]
+    other = [f"49015420{n:07d}" for n in range(DEVICE_CHUNK + 1)]
+
+    async def small_request() -> Any:
+        await asyncio.sleep(0)  # the large request has reserved its id and written a chunk
+        return store.create_campaign(**request(small, requester="U_SMALL"))
+
+    large, made = await asyncio.gather(store.store_request(**request(other)), small_request())
+    assert large.id != made.id
+    assert store.device_ids(made.id) == small and store.device_ids(large.id) == other
+    assert reservations(store) == 0
