@@ -1,0 +1,1 @@
+"""Tests of `bot/`: settings, logs, the command line, the servers and their guards."""

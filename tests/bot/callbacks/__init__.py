@@ -1,0 +1,1 @@
+"""Tests of `bot/callbacks/`: ThingSpace's callbacks parsed and received."""

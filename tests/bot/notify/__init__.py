@@ -1,0 +1,1 @@
+"""Tests of `bot/notify/`: the notifier's events and the outbox sender."""

@@ -1,0 +1,79 @@
+"""`fota-bot demo` runs a whole rollout with no credentials and prints the thread."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from bot.demo import APPROVER, DemoRefused, run_demo
+from bot.server import exclusive_lock
+from tests.e2e.test_flow import request_campaign
+from tests.support.stack import running_stack
+
+
+async def test_the_demo_runs_a_whole_rollout_and_prints_the_thread() -> None:
+    lines: list[str] = []
+    # A fast clock: the demo's own default is slower, so people can watch it unfold.
+    assert await run_demo(devices=6, speed=40.0, write=lines.append) == 0
+    output = "\n".join(lines)
+    assert "card posted" in output and "clicks Approve 6 eligible" in output
+    before_click = output.split("clicks Approve")[0]
+    # The checks reached the card first: a few devices excluded, each with why.
+    assert "card updated" in before_click and "(4 of 10 devices excluded)" in before_click
+    assert "6 of 10 devices eligible" in before_click
+    for why in ("not in account", "not FOTA-eligible", "of another make or model"):
+        assert why in before_click, why
+    assert "CampaignEnded" in output
+    assert "FB-1-devices.csv" in output
+    assert "*Excluded at approval, never sent:* 4 devices" in output
+    assert "Done: FB-1 is CampaignEnded" in output
+    assert (
+        "Of 10 devices asked for, 4 were excluded at approval and never sent; 6 were sent: "
+        "5 succeeded, 1 failed. Every device is accounted for." in output
+    )
+
+
+async def test_the_demo_keeps_its_database_where_fota_db_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "demo.db"
+    lines: list[str] = []
+    assert await run_demo(devices=3, speed=40.0, write=lines.append, db_path=db) == 0
+    assert lines[0] == f"fota-bot demo: database {db} (FOTA_DB); it is kept for `fota-bot campaigns list`."
+    assert "`history FB-n` show what the demo left" in lines[-1]
+
+    for name in list(os.environ):
+        if name.startswith(("SLACK_", "FOTA_", "THINGSPACE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FOTA_DB", str(db))
+    assert main(["campaigns", "list", "--all"]) == 0
+    assert main(["history", "FB-1"]) == 0
+    assert main(["campaigns", "export", "FB-1", "--out", str(tmp_path / "fb1.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "FB-1     CampaignEnded" in out
+    assert f"{APPROVER:<12} pending_approval → approved" in out
+    assert len((tmp_path / "fb1.csv").read_text().splitlines()) == 1 + 3
+
+
+async def test_the_demo_never_writes_into_a_real_bots_database(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        await request_campaign(stack)
+    before = (tmp_path / "fota.db").read_bytes()
+    with pytest.raises(DemoRefused, match=r"holds 1 campaign\(s\) of a real bot"):
+        await run_demo(devices=3, speed=40.0, write=lambda _: None, db_path=tmp_path / "fota.db")
+    assert (tmp_path / "fota.db").read_bytes() == before
+
+
+def test_fota_bot_demo_refuses_a_database_another_bot_is_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FOTA_DB", str(tmp_path / "busy.db"))
+    with exclusive_lock(tmp_path / "busy.db"):
+        assert main(["demo", "--devices", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fota-bot: another fota-bot is already serving FOTA_DB=") and "Traceback" not in err

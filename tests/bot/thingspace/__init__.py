@@ -1,0 +1,1 @@
+"""Tests of `bot/thingspace/`: the ThingSpace client and its contract with Verizon's SDK."""

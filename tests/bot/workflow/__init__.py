@@ -1,0 +1,1 @@
+"""Tests of `bot/workflow/`: the services behind the listeners."""

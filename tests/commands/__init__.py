@@ -1,0 +1,1 @@
+"""Tests of `commands/`: parsing, the modal, the Block Kit builders."""

@@ -1,0 +1,1 @@
+"""Tests of `commands/blocks/`: the Block Kit builders against Slack's limits."""

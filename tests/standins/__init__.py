@@ -1,0 +1,1 @@
+"""Tests of `bot/standins/`: the Slack stand-in and the ThingSpace sandbox."""

@@ -1,0 +1,1 @@
+"""Tests of `storage/`: the model, the store and its migrations, the outbox."""
