@@ -19,8 +19,8 @@ from storage.migrations import migrations
 from storage.states import DEVICE_BUCKETS, device_bucket
 from storage.store import Store
 from tests.conftest import ManualClock
-from tests.test_storage import make_campaign
-from tests.test_store_methods import _campaign_row
+from tests.storage.test_store import make_campaign
+from tests.storage.test_store_methods import _campaign_row
 
 IMEIS = [f"35465809{n:07d}" for n in range(6)]
 STATUSES = ["Device Pending", "Download In Progress", "Upgrade Success", "Download Failed", "", "Odd", "UpgradeSuccess"]
