@@ -7,6 +7,8 @@ no-op (sqlite-utils records applied migrations in `_sqlite_migrations`).
 
 from __future__ import annotations
 
+import json
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -476,6 +478,38 @@ def m016_device_status_counts(db: Database) -> None:
            SELECT campaign_id, status IS NOT NULL, coalesce(status, ''), count(*) FROM devices
            WHERE dropped_at IS NULL GROUP BY 1, 2, 3"""
     )
+
+
+@migrations()
+def m017_not_found_spells(db: Database) -> None:
+    """A campaign's spell of ThingSpace 404s (when the first and the last counted one came, how
+    many in a row) in a table of its own; they were JSON strings under `not_found:N` in `kv`.
+    An ended spell is no row (it was an empty string)."""
+    db.table("not_found_spells").create(
+        {"campaign_id": int, "first_at": str, "last_at": str, "reads": int},
+        pk="campaign_id",
+        not_null={"first_at", "last_at", "reads"},
+        foreign_keys=[("campaign_id", "campaigns", "id")],
+    )
+    moved: list[str] = []
+    spells: list[tuple[int, str, str, int, int]] = []
+    for key, value in db.execute("SELECT key, value FROM kv WHERE key LIKE 'not_found:%'").fetchall():
+        moved.append(key)
+        ident = key.partition(":")[2]
+        try:
+            data = json.loads(value) if value else None
+            spell = (int(ident), str(data["first"]), str(data["last"]), int(data["reads"])) if data else None
+        except (ValueError, TypeError, KeyError):
+            spell = None  # unreadable: the count starts again at the next 404
+        if spell is not None:
+            spells.append((*spell, spell[0]))
+    db.conn.executemany(
+        """INSERT INTO not_found_spells(campaign_id, first_at, last_at, reads)
+           SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM campaigns WHERE id = ?)""",
+        spells,
+    )
+    db.conn.executemany("DELETE FROM kv WHERE key = ?", [(key,) for key in moved])
+
 
 def apply(db: Database) -> None:
     migrations.apply(db)

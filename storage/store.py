@@ -189,6 +189,15 @@ class SubmissionFacts:
     membership_waits: int  # waits for Slack to list an approver group (not failures)
 
 
+@dataclass(frozen=True)
+class NotFoundSpell:
+    """ThingSpace's 404s for one campaign, counted in a row."""
+
+    first: dt.datetime
+    last: dt.datetime
+    reads: int
+
+
 _NO_SUBMISSION_FACTS = SubmissionFacts(None, 0, None, False, False, 0, 0, 0)
 
 
@@ -895,6 +904,30 @@ class Store:
                 )
                 self._submission_fact(campaign_id, "approvals_required = ?", [needed])
             return campaign
+
+    # --- campaigns ThingSpace does not know -------------------------------------------------
+
+    def not_found_spell(self, campaign_id: int) -> NotFoundSpell | None:
+        row = self.db.execute(
+            "SELECT first_at, last_at, reads FROM not_found_spells WHERE campaign_id = ?", [campaign_id]
+        ).fetchone()
+        if row is None:
+            return None
+        return NotFoundSpell(dt.datetime.fromisoformat(row[0]), dt.datetime.fromisoformat(row[1]), int(row[2]))
+
+    def record_not_found(self, campaign_id: int, spell: NotFoundSpell) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                """INSERT INTO not_found_spells(campaign_id, first_at, last_at, reads) VALUES(?, ?, ?, ?)
+                   ON CONFLICT(campaign_id) DO UPDATE SET first_at = excluded.first_at,
+                   last_at = excluded.last_at, reads = excluded.reads""",
+                [campaign_id, spell.first.isoformat(), spell.last.isoformat(), spell.reads],
+            )
+
+    def end_not_found_spell(self, campaign_id: int) -> None:
+        """ThingSpace answered (or the campaign was marked lost): the count starts again."""
+        with self.db.atomic():
+            self.db.execute("DELETE FROM not_found_spells WHERE campaign_id = ?", [campaign_id])
 
     # --- submission facts ------------------------------------------------------------------
 

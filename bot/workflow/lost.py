@@ -17,17 +17,15 @@ nor repeats it.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError, ThingSpaceNotFound
 from storage.model import Campaign
 from storage.states import CampaignState, IllegalTransition
-from storage.store import Store
+from storage.store import NotFoundSpell, Store
 
 log = logging.getLogger("bot.rollout")
 
@@ -43,19 +41,6 @@ class LostEvents(Protocol):
 
 class ReReads(Protocol):
     def reconcile_soon(self, campaign_id: int, delay: float) -> None: ...
-
-
-def _key(campaign_id: int) -> str:
-    return f"not_found:{campaign_id}"
-
-
-@dataclass(frozen=True)
-class _Spell:
-    """404s counted in a row for one campaign."""
-
-    first: dt.datetime
-    last: dt.datetime
-    reads: int
 
 
 class LostCampaigns:
@@ -87,7 +72,7 @@ class LostCampaigns:
             log.warning("%s: re-read from ThingSpace failed: %s", campaign.ref, exc)
             return campaign
         now = self.clock()
-        spell = self._spell(campaign.id)
+        spell = self.store.not_found_spell(campaign.id)
         if spell is not None and now - spell.last < NOT_FOUND_SPACING:
             # Asked again within the spacing (callbacks, the watchdog): not counted, not logged
             # again (once a minute for twenty minutes says nothing new), but the next counted
@@ -118,10 +103,7 @@ class LostCampaigns:
         reads = 1 if spell is None else spell.reads + 1
         first = now if spell is None else spell.first
         if reads < NOT_FOUND_READS:
-            self.store.set_kv(
-                _key(campaign.id),
-                json.dumps({"first": first.isoformat(), "last": now.isoformat(), "reads": reads}),
-            )
+            self.store.record_not_found(campaign.id, NotFoundSpell(first, now, reads))
             log.warning(
                 "%s: ThingSpace does not know campaign %s (%s); re-read %d of %d before it is "
                 "marked lost",
@@ -148,7 +130,7 @@ class LostCampaigns:
                     error_code=exc.error_code,
                     error_message=exc.error_message,
                 )
-                self.store.set_kv(_key(campaign.id), "")
+                self.store.end_not_found_spell(campaign.id)
                 self.events.lost(lost)
         except IllegalTransition:
             # It ended meanwhile (a cancel, ThingSpace's own end): that outcome stands.
@@ -159,16 +141,5 @@ class LostCampaigns:
 
     def found(self, campaign: Campaign) -> None:
         """A re-read was answered: any spell of 404s is over."""
-        if self.store.get_kv(_key(campaign.id)):
-            self.store.set_kv(_key(campaign.id), "")
-
-    def _spell(self, campaign_id: int) -> _Spell | None:
-        value = self.store.get_kv(_key(campaign_id))
-        if not value:
-            return None
-        data = json.loads(value)
-        return _Spell(
-            dt.datetime.fromisoformat(data["first"]),
-            dt.datetime.fromisoformat(data["last"]),
-            int(data["reads"]),
-        )
+        if self.store.not_found_spell(campaign.id) is not None:
+            self.store.end_not_found_spell(campaign.id)

@@ -13,7 +13,7 @@ from sqlite_utils import Database
 
 from storage.migrations import migrations
 from storage.states import CampaignState as S
-from storage.store import Store, SubmissionFacts, read_only_summary
+from storage.store import NotFoundSpell, Store, SubmissionFacts, read_only_summary
 from tests.conftest import ManualClock
 from tests.storage.test_store import IMEIS, make_campaign
 
@@ -199,7 +199,7 @@ def test_submission_facts_kept_as_key_value_strings_move_into_their_table(db_pat
         "submit_open:2": "",
         "submit_retries:2": "1",
         "claimed_with:99": "1",  # names no campaign on record
-        "not_found:1": '{"reads": 1}',
+        "installation_id": "a1b2",
         "callback_token": "kept-token",
     }
     legacy.conn.executemany("INSERT INTO kv(key, value) VALUES(?, ?)", list(kept.items()))
@@ -223,7 +223,7 @@ def test_submission_facts_kept_as_key_value_strings_move_into_their_table(db_pat
         assert store.db.execute("SELECT count(*) FROM submission_facts").fetchone()[0] == 2
         # Out of kv: the table is the one place they are read from; other keys stay.
         left = {row[0] for row in store.db.execute("SELECT key FROM kv")}
-        assert left == {"not_found:1", "callback_token"}
+        assert left == {"installation_id", "callback_token"}
         assert store.callback_token() == "kept-token"
         # The resumed claim is checked against the number it was claimed with, read from the table.
         assert store.claim_for_submission(1, required=2).state is S.SUBMITTING
@@ -318,3 +318,49 @@ def test_a_wave_campaign_is_created_approved_with_its_own_devices_and_hash(store
     )
     assert store.campaign(parent.id).state is S.PENDING_APPROVAL  # the request's state is not the wave's
 
+
+
+# --- 404 spells --------------------------------------------------------------------------------
+
+
+def test_a_spell_of_404s_is_kept_per_campaign_until_it_ends(store: Store, clock: ManualClock) -> None:
+    campaign, other = make_campaign(store), make_campaign(store)
+    assert store.not_found_spell(campaign.id) is None
+    first = clock()
+    store.record_not_found(campaign.id, NotFoundSpell(first, first, 1))
+    clock.advance(minutes=10)
+    store.record_not_found(campaign.id, NotFoundSpell(first, clock(), 2))
+    assert store.not_found_spell(campaign.id) == NotFoundSpell(first, clock(), 2)
+    assert store.not_found_spell(other.id) is None
+    store.end_not_found_spell(campaign.id)
+    assert store.not_found_spell(campaign.id) is None
+
+
+def test_spells_kept_as_key_value_json_move_into_their_table(db_path: Path, clock: ManualClock) -> None:
+    legacy = Database(sqlite3.connect(db_path))
+    migrations.apply(legacy, stop_before="m017_not_found_spells")
+    for _ in range(3):
+        _campaign_row(legacy, "CampaignScheduled")
+    first, last = "2026-11-26T09:00:00+00:00", "2026-11-26T09:10:00+00:00"
+    legacy.conn.executemany(
+        "INSERT INTO kv(key, value) VALUES(?, ?)",
+        [
+            ("not_found:1", f'{{"first": "{first}", "last": "{last}", "reads": 2}}'),
+            ("not_found:2", ""),  # a spell that ended
+            ("not_found:3", "not json"),
+            ("not_found:77", f'{{"first": "{first}", "last": "{last}", "reads": 1}}'),  # no such campaign
+            ("callback_token", "kept-token"),
+        ],
+    )
+    legacy.conn.commit()
+    legacy.close()
+
+    store = Store.open(db_path, clock=clock)
+    try:
+        assert store.not_found_spell(1) == NotFoundSpell(
+            dt.datetime.fromisoformat(first), dt.datetime.fromisoformat(last), 2
+        )
+        assert [store.not_found_spell(i) for i in (2, 3, 77)] == [None, None, None]
+        assert {row[0] for row in store.db.execute("SELECT key FROM kv")} == {"callback_token"}
+    finally:
+        store.close()
