@@ -43,6 +43,7 @@ from bot.workflow.approvers import Directory
 from bot.workflow.campaigns import CampaignService
 from bot.workflow.operations import Operations
 from bot.workflow.preflight import PreflightRunner
+from bot.workflow.retries import Retries
 from bot.workflow.rollout import Rollout
 from bot.workflow.staged import StagedRollouts
 from bot.workflow.submission import Submitter
@@ -397,6 +398,7 @@ def build_runtime(
             download=SlackFiles(token=bot_token, api_url=settings.slack_api_url).download,
             preflight=preflight,
             response_urls=runtime.response_urls,
+            retries=Retries(store=store, campaigns=service, events=notifier, permalink=operations.permalink),
         ),
     )
     runtime.asgi = _http_app(runtime)

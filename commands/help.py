@@ -4,7 +4,7 @@ from __future__ import annotations
 
 USAGE_HINT = (
     "schedule key=value … | status ID | list [active|all|mine] | cancel ID | "
-    "firmware [account] | devices ID [failed] | history ID | help"
+    "firmware [account] | devices ID [failed] | history ID | retry ID [wN] | help"
 )
 
 # One mrkdwn text under Slack's 3,000-character limit for a section block, so it
@@ -38,6 +38,7 @@ Values with spaces go in double quotes. Dates and hours are UTC. Every problem i
 *`/fota firmware [account]`* firmware the account can install, with from/to versions
 *`/fota devices ID [failed]`* each device's state, or only the failed ones, e.g. `/fota devices FB-12 failed`
 *`/fota history ID`* who decided what and when, every state change, e.g. `/fota history FB-12`
+*`/fota retry ID [wN]`* request the failed devices of a finished campaign (or staged rollout, or its wave N) again: the form opens filled in from it; approval as for any request
 *`/fota help`* this text
 
 `ID` is the bot's reference, shown as `Ref FB-12` on every card (`FB-12`, `fb-12` and `12` all work), \

@@ -80,6 +80,7 @@ def _option(value: str) -> dict[str, Any]:
 # Slack's limits for a select (100 options; an option's text 75 characters, its value 150)
 # are bot/blockkit.py's, the checker's.
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_WINDOW = re.compile(r"^\d{1,2}-\d{1,2}$")
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,13 @@ def _window_select(given: Mapping[str, str]) -> dict[str, Any]:
     }
     offered = {o["value"]: o for group in element["option_groups"] for o in group["options"]}
     typed = [w.strip() for w in (given.get("window") or "").split(",") if w.strip()]
+    # Windows filled in from an earlier campaign (a retry) that no range above offers: offered
+    # too, so the form keeps them rather than open with "any time of day".
+    others = [w for w in typed if w not in offered and _WINDOW.match(w)]
+    if others and len(offered) + len(others) <= MAX_OPTIONS:
+        extra = [_option(w) for w in others]
+        element["option_groups"].append({"label": _plain("As before"), "options": extra})
+        offered.update((o["value"], o) for o in extra)
     if typed and all(w in offered for w in typed):
         element["initial_options"] = [offered[w] for w in typed]
     return {
@@ -194,8 +202,12 @@ def build_schedule_modal(
     prefill: Mapping[str, str] | None = None,
     private_metadata: str = "",
     firmware: Sequence[FirmwareChoice] | None = None,
+    devices_blocks: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The `/fota schedule` modal, optionally with fields filled in.
+
+    With `devices_blocks` (a retry of failed devices) those blocks stand in for the devices
+    inputs: the devices are fixed, and the submission brings them in by `private_metadata`.
 
     With `firmware` (the default account's list, when it fits a select) the firmware is
     picked from it; without, or when the list is empty or too long, it is typed. Dates are
@@ -365,10 +377,13 @@ def build_schedule_modal(
             prefill=given,
         ),
     ]
+    if devices_blocks is not None:
+        at = next(i for i, b in enumerate(blocks) if b.get("block_id") == "devices")
+        blocks[at : at + 2] = [dict(b) for b in devices_blocks]
     return {
         "type": "modal",
         "callback_id": SCHEDULE_CALLBACK_ID,
-        "title": _plain("Schedule firmware"),
+        "title": _plain("Schedule firmware" if devices_blocks is None else "Retry failed devices"),
         "submit": _plain("Request approval"),
         "close": _plain("Cancel"),
         "private_metadata": private_metadata,

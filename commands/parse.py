@@ -19,7 +19,7 @@ from commands.imei import parse_imeis
 from commands.plan import check_plan_fields
 from storage.model import PROTOCOLS, Problem, RequestError, ScheduleRequest, TimeWindow
 
-SUBCOMMANDS = ("help", "schedule", "status", "list", "cancel", "firmware", "devices", "history")
+SUBCOMMANDS = ("help", "schedule", "status", "list", "cancel", "firmware", "devices", "history", "retry")
 SCHEDULE_KEYS = (
     "firmware",
     "from",
@@ -160,12 +160,21 @@ class Firmware:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """Retry the failed devices of a finished campaign, of a staged request (every wave), or
+    of one wave of it (`wave`)."""
+
+    campaign: str
+    wave: int | None = None
+
+
+@dataclass(frozen=True)
 class Devices:
     campaign: str
     failed_only: bool = False
 
 
-Command = Help | OpenModal | Schedule | Status | ListCampaigns | Cancel | Firmware | Devices | History
+Command = Help | OpenModal | Schedule | Status | ListCampaigns | Cancel | Firmware | Devices | History | Retry
 
 
 def _nearest(word: str, choices: tuple[str, ...] | list[str]) -> str | None:
@@ -268,6 +277,8 @@ def parse_command(text: str) -> Command:
         return Firmware(_firmware_account(args))
     if sub == "devices":
         return _devices(args)
+    if sub == "retry":
+        return _retry(args)
     guess = _nearest(sub, SUBCOMMANDS)
     if guess:
         hint = f"did you mean `{guess}`?"
@@ -308,6 +319,31 @@ def _firmware_account(args: list[str]) -> str | None:
     if problem:
         raise RequestError([problem])
     return args[0]
+
+
+_WAVE_ARG = re.compile(r"^w(?:ave)?0*([1-9]\d{0,2})(?:/\d{1,3})?$", re.IGNORECASE)
+
+
+def _retry(args: list[str]) -> Retry:
+    """`retry FB-12`, `retry FB-12 w2` (or `wave2`, `w2/4`: the wave as its ref shows it)."""
+    if len(args) > 1 and args[0].lower() == "ref":  # pasted from a card: "Ref FB-12"
+        args = args[1:]
+    wave = None
+    if len(args) == 2:
+        m = _WAVE_ARG.match(args[1])
+        if m is None:
+            raise RequestError(
+                [
+                    Problem(
+                        "retry",
+                        args[1],
+                        "is not a wave: use `w2` for wave 2, e.g. `/fota retry FB-12 w2`",
+                        typed_as="words",
+                    )
+                ]
+            )
+        wave, args = int(m.group(1)), args[:1]
+    return Retry(_campaign_arg("retry", args, extra=" and optionally a wave (`w2`)"), wave)
 
 
 def _devices(args: list[str]) -> Devices:

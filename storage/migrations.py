@@ -511,6 +511,26 @@ def m017_not_found_spells(db: Database) -> None:
     db.conn.executemany("DELETE FROM kv WHERE key = ?", [(key,) for key in moved])
 
 
+@migrations()
+def m018_retries(db: Database) -> None:
+    """A request that retries the failed devices of another campaign (a wave, a staged
+    request): which one, as it was shown, how many devices, and a link to its thread."""
+    db.table("retries").create(
+        {
+            "campaign_id": int,
+            "origin_id": int,
+            "origin_ref": str,
+            "failed": int,
+            "origin_permalink": str,
+            "created_at": str,
+        },
+        pk="campaign_id",
+        not_null={"origin_id", "origin_ref", "failed", "created_at"},
+        foreign_keys=[("campaign_id", "campaigns", "id"), ("origin_id", "campaigns", "id")],
+    )
+    db.table("retries").create_index(["origin_id"])
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)
 

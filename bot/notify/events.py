@@ -67,6 +67,8 @@ class Event(StrEnum):
     PROMOTED_ANYWAY = "promoted_anyway"  # by, number, sentence (the wave before's figures), reason
     AUTO_PROMOTED = "auto_promoted"  # number, sentence (the wave before's figures)
     WAVE_CANCELLED = "wave_cancelled"  # by (a wave not started, cancelled at ThingSpace by a halt)
+    # retrying failed devices
+    RETRY_REQUESTED = "retry_requested"  # retry (the new request's id), by, failed (told in the original's thread)
     # Slack
     ROOT_REFUSED = "root_refused"  # error (Slack's answer to the approval card)
 

@@ -165,9 +165,13 @@ class ThreadNotifier:
         parent = self.store.campaign(parent_id)
         if not waves.rollout_over(self.store, parent):
             return
-        if self.outbox.last_sent_at(f"summary:{parent.id}") is not None:
+        # Once per end: a halted rollout resumed and then rolled out (or halted again) ends anew.
+        stored = waves.plan_of(self.store, parent.id)
+        halted_at = stored.halted_at.isoformat() if stored is not None and stored.halted_at else ""
+        end = f":{parent.state.value}:{halted_at}"
+        if self.outbox.last_sent_at(f"summary:{parent.id}{end}") is not None:
             return  # told already
-        self._final_report(parent)
+        self._final_report(parent, end=end)
         if parent.state is CampaignState.ROLLED_OUT:
             self.dm(parent, Event.FINISHED)
 
@@ -188,6 +192,8 @@ class ThreadNotifier:
         """Someone halted the rollout (*Halt*, `/fota cancel`): who and why, to the same people
         as a halt by threshold (but the one who halted it, who is answered)."""
         self._tell_everyone(parent, Event.HALTED_BY, but=user, by=user, reason=reason, kind=kind)
+        # Halted after its last started wave had ended: the rollout is over now.
+        self._rollout_over(parent.id)
 
     def resumed(self, parent: Campaign, user: str, reason: str, next_step: str) -> None:
         self._tell_everyone(parent, Event.RESUMED, but=user, by=user, reason=reason, next_step=next_step)
@@ -234,6 +240,7 @@ class ThreadNotifier:
             passed=passed,
             ready_at=f"{ready:%Y-%m-%d %H:%M} UTC" if ready is not None else None,
             halted=stored.halted,
+            failed=counts["failed"],
         )
 
     def lost(self, campaign: Campaign) -> None:
@@ -241,10 +248,12 @@ class ThreadNotifier:
         self.reply(campaign, Event.LOST)
         self.dm(campaign, Event.LOST)
 
-    def _final_report(self, campaign: Campaign) -> None:
+    def _final_report(self, campaign: Campaign, *, end: str = "") -> None:
         """The end of a campaign at ThingSpace: a summary reply, the per-device CSV, and one CSV
         of the failed devices per failure reason (the reasons past the summary's list in one)."""
-        self.outbox.enqueue(OutboxKind.SUMMARY, {}, campaign_id=campaign.id, coalesce_key=f"summary:{campaign.id}")
+        self.outbox.enqueue(
+            OutboxKind.SUMMARY, {}, campaign_id=campaign.id, coalesce_key=f"summary:{campaign.id}{end}"
+        )
         self.outbox.enqueue(OutboxKind.UPLOAD, {}, campaign_id=campaign.id, coalesce_key=f"upload:{campaign.id}")
         staged = waves.plan_of(self.store, campaign.id) is not None
         found = waves.rollout_failure_reasons(self.store, campaign.id) if staged else self.store.failure_reasons(campaign.id)
@@ -274,6 +283,12 @@ class ThreadNotifier:
 
     def cancel_refused(self, campaign: Campaign, code: str, message: str) -> None:
         self.reply(campaign, Event.CANCEL_REFUSED, error_code=code, error_message=message)
+
+    # --- retries (RetryEvents) ---------------------------------------------------------------
+
+    def retry_requested(self, origin: Campaign, campaign: Campaign, user: str, failed: int) -> None:
+        """The original's thread is told that its failed devices were asked for again."""
+        self.reply(origin, Event.RETRY_REQUESTED, retry=campaign.id, by=user, failed=failed)
 
     # --- pre-flight (PreflightEvents) --------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from bot.background import Background
@@ -16,6 +17,7 @@ from bot.workflow.errors import UserError
 from bot.workflow.preflight import PreflightRunner
 from bot.workflow.staged import StagedRollouts
 from bot.workflow.submission import Submitter
+from storage import retries
 from storage.findings import PreflightRecord
 from storage.model import (
     ApprovalOutcome,
@@ -108,8 +110,16 @@ class CampaignService:
                 "(FOTA_REQUESTERS). Nothing was created; ask the operator to add you."
             )
 
-    async def request(self, *, user: str, request: ScheduleRequest, response_url: str | None) -> Campaign:
-        """Store a validated request and post it for approval. Raises UserError / RequestError."""
+    async def request(
+        self,
+        *,
+        user: str,
+        request: ScheduleRequest,
+        response_url: str | None,
+        retry_of: retries.RetryLink | None = None,
+    ) -> Campaign:
+        """Store a validated request and post it for approval. Raises UserError / RequestError.
+        `retry_of`: it retries another campaign's failed devices, linked to it."""
         await self.check_may_request(user)
         account = request.account or self.settings.thingspace_account
         firmware_from, firmware_to = request.firmware_from, request.firmware_to
@@ -134,6 +144,10 @@ class CampaignService:
             licence_auto=request.licence_auto,
             plan=request.plan,
         )
+        if retry_of is not None:
+            # Linked before anything is told (nothing awaits in between): the card says it is a
+            # retry from the first time it is posted.
+            retries.record(self.store, replace(retry_of, campaign_id=campaign.id))
         log.info("%s requested by %s: %d devices", campaign.ref, user, campaign.device_count)
         if self.preflight is not None:
             # Marked "checking" before the card is posted, so no card ever offers Approve

@@ -251,3 +251,30 @@ __all__ += [
     "wave_cancelled_reply",
     "wave_title",
 ]
+
+
+from commands.blocks.retry import (  # noqa: E402
+    ACTION_RETRY_FAILED,
+    parse_retry_metadata,
+    parse_retry_value,
+    retry_button,
+    retry_form_blocks,
+    retry_metadata,
+    retry_of_line,
+    retry_prefill,
+    retry_requested_reply,
+    with_retry_button,
+)
+
+__all__ += [
+    "ACTION_RETRY_FAILED",
+    "parse_retry_metadata",
+    "retry_button",
+    "parse_retry_value",
+    "retry_form_blocks",
+    "retry_metadata",
+    "retry_of_line",
+    "retry_prefill",
+    "retry_requested_reply",
+    "with_retry_button",
+]

@@ -27,9 +27,9 @@ from bot.notify.reports import devices_csv_off_loop
 from bot.workflow.wave_figures import wave_states
 from commands import blocks
 from commands.blocks import replies
-from commands.blocks.kit import Message
-from storage import preflight, waves
-from storage.model import Campaign, Decision
+from commands.blocks.kit import Message, section
+from storage import preflight, retries, waves
+from storage.model import Campaign, Decision, ref_for
 from storage.states import CampaignState
 from storage.store import Store
 from storage.waves import StoredPlan
@@ -66,6 +66,7 @@ ReplyBuilder = Callable[[Campaign, Facts, Records], Message | None]
 
 def _wave_ended(wave: Campaign, facts: Facts, records: Records) -> Message:
     assert records.plan is not None, "a wave's end is told only for a request with a plan"
+    failed = int(facts.get("failed") or 0)
     return blocks.wave_ended_reply(
         wave,
         records.plan,
@@ -73,6 +74,10 @@ def _wave_ended(wave: Campaign, facts: Facts, records: Records) -> Message:
         bool(facts["passed"]),
         facts.get("ready_at"),
         records.parent,
+        # A wave that missed: its failed devices can be requested again, beside the decision.
+        [blocks.retry_button(wave.id, failed, label=f"Retry the wave's failed devices ({failed:,})…")]
+        if failed and not bool(facts["passed"])
+        else [],
         halted=bool(facts.get("halted")),
     )
 
@@ -153,6 +158,9 @@ REPLIES: dict[Event, ReplyBuilder] = {
         c, int(f["number"]), _total(r), _wave_title(c, int(f["number"]), r), str(f["sentence"])
     ),
     Event.WAVE_CANCELLED: lambda c, f, r: blocks.wave_cancelled_reply(c, str(f["by"])),
+    Event.RETRY_REQUESTED: lambda c, f, r: blocks.retry_requested_reply(
+        c.ref, ref_for(int(f["retry"])), str(f["by"]), int(f["failed"])
+    ),
 }
 
 
@@ -284,15 +292,17 @@ class Renderer:
             )
         record = preflight.load(self.store, campaign.id)
         overridden = record is not None and record.overridden
-        return blocks.final_summary_reply(
+        counts = self.store.device_counts(campaign.id)
+        summary = blocks.final_summary_reply(
             campaign,
-            self.store.device_counts(campaign.id),
+            counts,
             left_out=int(reads["left_out"]),
             left_out_reasons=dict(reads["left_out_reasons"]),
             included_by_override=(record.override_count or 0) if record and overridden else 0,
             override_by=record.override_by if record and overridden else None,
             failure_reasons=self.store.failure_reasons(campaign.id),
         )
+        return blocks.with_retry_button(summary, campaign.id, blocks.bucket_counts(counts)["failed"])
 
     async def csv(self, campaign: Campaign, facts: Facts) -> tuple[str, str]:
         """The file of an upload: every device, or (`reasons` given) the failed devices with
@@ -321,6 +331,9 @@ class Renderer:
     def card(self, campaign: Campaign) -> Message:
         decisions = self.store.decisions(campaign.id)
         sample = [d.imei for d in self.store.devices(campaign.id, limit=DEVICE_SAMPLE)]
+        # A retry says, on every card it has, whose failed devices it holds.
+        link = retries.link_of(self.store, campaign.id)
+        retry = [blocks.retry_of_line(link.origin_ref, link.failed, link.origin_permalink)] if link else []
         if campaign.state is S.PENDING_APPROVAL:
             # Pre-flight findings are part of what approvers decide on; the buttons follow
             # them: no Approve while checking or when a finding blocks.
@@ -332,6 +345,7 @@ class Renderer:
                 required_approvals=self.required_approvals,
                 sandbox=campaign.sandbox,
                 preflight_blocks=[
+                    *(section(line) for line in retry),
                     *blocks.preflight_blocks(campaign, checks, today=self.clock().astimezone(dt.UTC).date()),
                     *blocks.plan_blocks(waves.plan_of(self.store, campaign.id)),
                 ],
@@ -344,7 +358,9 @@ class Renderer:
                 outcome=campaign.state.value,
                 devices_sample=sample,
                 sandbox=campaign.sandbox,
-                scope_lines=[*blocks.scope_lines(preflight.load(self.store, campaign.id)), *self._waves_row(campaign)],
+                scope_lines=[
+                    *retry, *blocks.scope_lines(preflight.load(self.store, campaign.id)), *self._waves_row(campaign)
+                ],
             )
             stored = waves.plan_of(self.store, campaign.id)
             if stored is not None and campaign.state is not S.ROLLED_OUT:
@@ -361,7 +377,7 @@ class Renderer:
                 devices_sample=sample,
                 sandbox=campaign.sandbox,
                 by_user=by_user,
-                scope_lines=blocks.scope_lines(preflight.load(self.store, campaign.id)),
+                scope_lines=[*retry, *blocks.scope_lines(preflight.load(self.store, campaign.id))],
             )
         return blocks.campaign_card(
             campaign,
@@ -369,6 +385,6 @@ class Renderer:
             last_update=campaign.last_callback_at,
             sandbox=campaign.sandbox,
             decisions=decisions,
-            scope_lines=blocks.scope_lines(preflight.load(self.store, campaign.id)),
+            scope_lines=[*retry, *blocks.scope_lines(preflight.load(self.store, campaign.id))],
         )
 

@@ -10,6 +10,7 @@ from commands.blocks.actions import button
 from commands.blocks.cards import bucket_counts, percent, state_label
 from commands.blocks.kit import Block, clip, code, context, escape, plural, section, sections
 from commands.blocks.replies import final_summary_reply
+from commands.blocks.retry import with_retry_button
 from commands.blocks.wave_decisions import (
     actions,
     halt_button,
@@ -255,7 +256,7 @@ def rollout_summary_reply(
     halt_reason: str | None = None,
 ) -> dict[str, Any]:
     """The one summary when a staged rollout is over: the single-campaign summary's figures
-    summed over its waves, each wave's own line, and why it halted."""
+    summed over its waves, each wave's own line, why it halted, and *Retry failed (N)…*."""
     counts = rollout_counts(tallies)
     started = [w.campaign for w in tallies if w.campaign is not None]
     reply = final_summary_reply(
@@ -271,4 +272,5 @@ def rollout_summary_reply(
     if halt_reason:
         lines.append(f":octagonal_sign: *Halted:* {escape(clip(halt_reason, 500))}")
     waves_blocks = sections(lines, max_blocks=3)
-    return {**reply, "blocks": [*reply["blocks"][:1], *waves_blocks, *reply["blocks"][1:]]}
+    reply = {**reply, "blocks": [*reply["blocks"][:1], *waves_blocks, *reply["blocks"][1:]]}
+    return with_retry_button(reply, parent.id, bucket_counts(counts)["failed"])

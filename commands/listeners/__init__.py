@@ -8,6 +8,8 @@ template): module-level handlers taking Bolt's arguments plus the services, each
     approvals        approve, approve eligible only, include excluded (override), reject, withdraw
     preflight        the findings' buttons: excluded devices CSV, pre-flight again
     waves            a staged rollout's buttons: promote; halt, promote anyway, resume (and their forms)
+    retry            retrying failed devices: the button and the form it opens (its submission
+                     comes through schedule_modal, which hands it here)
     operator         the operator commands' answers and buttons (list paging, cancel, history, firmware)
     home             the App Home tab, and answers to clicks on it
     fallback         buttons and forms nothing else claims, and errors
@@ -24,6 +26,7 @@ from commands.listeners import (
     middleware,
     operator,
     preflight,
+    retry,
     schedule_modal,
     slash,
     waves,
@@ -43,5 +46,6 @@ def register_listeners(app: AsyncApp, services: Services) -> None:
     approvals.register(app, services)
     preflight.register(app, services)
     waves.register(app, services)
+    retry.register(app, services)
     operator.register(app, services)
     fallback.register(app, services)

@@ -25,6 +25,7 @@ from bot.workflow.campaigns import CampaignService
 from bot.workflow.errors import UserError
 from bot.workflow.operations import Operations
 from bot.workflow.preflight import PreflightRunner
+from bot.workflow.retries import Retries
 from commands import blocks
 from storage.model import RequestError
 
@@ -67,6 +68,7 @@ class Services:
     preflight: PreflightRunner | None = None
     # Answers on a response_url share one HTTP session (Bolt's respond() opens one per answer).
     response_urls: ResponseUrls | None = None
+    retries: Retries | None = None
 
     def today(self) -> dt.date:
         return self.clock().astimezone(dt.UTC).date()

@@ -14,6 +14,7 @@ from bot.workflow.errors import UserError
 from commands import blocks
 from commands.imei import devices_from_file
 from commands.listeners.common import NOT_RECORDED, Ack, Services
+from commands.listeners.retry import retry_submitted
 from commands.modal import (
     SCHEDULE_CALLBACK_ID,
     parse_schedule_submission,
@@ -31,6 +32,11 @@ MAX_DEVICE_FILE_BYTES = 8 * 1024 * 1024
 async def schedule_submitted(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient, *, services: Services
 ) -> None:
+    retry = blocks.parse_retry_metadata(view.get("private_metadata"))
+    if retry is not None:
+        # The form a *Retry failed* button or `/fota retry` opened: its devices are the failed ones.
+        await retry_submitted(ack, body, view, client, services=services, origin_id=retry[0], shown=retry[1])
+        return
     user = body["user"]["id"]
     values = view["state"]["values"]
     try:

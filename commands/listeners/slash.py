@@ -20,6 +20,7 @@ from commands.listeners.operator import (
     show_list,
     show_status,
 )
+from commands.listeners.retry import open_retry_form
 from commands.modal import FirmwareChoice, build_schedule_modal
 from commands.parse import (
     Cancel,
@@ -29,6 +30,7 @@ from commands.parse import (
     History,
     ListCampaigns,
     OpenModal,
+    Retry,
     Schedule,
     Status,
     parse_command,
@@ -77,6 +79,12 @@ async def fota(
             work, name = show_firmware(services, account, respond), "firmware"
         case Devices(campaign=ident, failed_only=failed_only):
             work, name = show_devices(services, ident, failed_only, respond, client, user), "devices"
+        case Retry(campaign=ident, wave=wave):
+            # A trigger_id dies 3 s after the command: the form opens right after the ack.
+            work = open_retry_form(
+                services, client, trigger_id=command["trigger_id"], user=user, ident=ident, wave=wave
+            )
+            name = "retry form"
     await ack_then_answer(ack, respond, services, work, name=name)
 
 

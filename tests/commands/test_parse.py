@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from hypothesis import given
@@ -19,6 +20,7 @@ from commands.parse import (
     Help,
     ListCampaigns,
     OpenModal,
+    Retry,
     Schedule,
     Status,
     normalize_campaign_id,
@@ -118,8 +120,39 @@ def test_subcommands(text: str, expected: object) -> None:
     assert parse_command(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("retry FB-12", Retry("FB-12")),
+        ("retry 12", Retry("FB-12")),
+        ("retry Ref FB-12", Retry("FB-12")),
+        ("retry FB-12 w2", Retry("FB-12", 2)),
+        ("retry FB-12 W2/4", Retry("FB-12", 2)),
+        ("retry fb-12 wave3", Retry("FB-12", 3)),
+    ],
+)
+def test_retry_names_a_campaign_and_maybe_a_wave(text: str, expected: Retry) -> None:
+    assert parse_command(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("retry", "needs a campaign ID"),
+        ("retry FB-12 2", "is not a wave: use `w2`"),
+        ("retry FB-12 w0", "is not a wave"),
+        ("retry FB-12 w2 w3", "takes one campaign ID and optionally a wave"),
+        ("retry nonsense!", "is not a campaign ID"),
+    ],
+)
+def test_retry_refuses_what_is_not_a_campaign_and_wave(text: str, said: str) -> None:
+    with pytest.raises(RequestError, match=re.escape(said)):
+        parse_command(text)
+
+
 def test_every_subcommand_is_routed() -> None:
-    args = {"status": " FB-1", "cancel": " FB-1", "devices": " FB-1", "history": " FB-1", "schedule": " firmware=x"}
+    args = {"status": " FB-1", "cancel": " FB-1", "devices": " FB-1", "history": " FB-1", "retry": " FB-1",
+            "schedule": " firmware=x"}
     for sub in SUBCOMMANDS:
         parse_command(sub + args.get(sub, ""))  # no RequestError
 
@@ -678,7 +711,7 @@ def test_help_documents_every_subcommand_and_key() -> None:
 def test_usage_hint() -> None:
     assert USAGE_HINT == (
         "schedule key=value … | status ID | list [active|all|mine] | cancel ID | "
-        "firmware [account] | devices ID [failed] | history ID | help"
+        "firmware [account] | devices ID [failed] | history ID | retry ID [wN] | help"
     )
 
 

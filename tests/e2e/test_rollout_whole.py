@@ -1,7 +1,7 @@
 """A staged rollout seen whole, end to end through the signed HTTP app, the Slack stand-in and
 the sandbox: one row per request in `/fota list` and the App Home (with its current wave),
 `/fota status` with the plan and the current wave, one direct message at the start and one at
-the end, and one summary across every wave (its CSVs)."""
+the end, and one summary across every wave (its CSVs, its *Retry failed* button)."""
 
 from __future__ import annotations
 
@@ -90,6 +90,8 @@ async def test_one_dm_per_rollout_and_one_summary_across_its_waves(tmp_path: Pat
         for number in (1, 2, 3):
             assert f"*w{number}/3*" in text
         assert "*Failed, by reason*" in text
+        [retry] = [e for b in summary.blocks for e in b.get("elements", []) if e.get("action_id") == blocks.ACTION_RETRY_FAILED]
+        assert retry["text"]["text"] == "Retry failed (2)…"
 
         # Its CSVs cover every wave: every device once; the failed ones in the reasons' CSVs.
         files = {f.name: f for f in stack.standin.uploads}
