@@ -10,6 +10,7 @@ import pytest
 
 from bot.notify.events import Event
 from bot.notify.thread import as_then
+from commands import blocks
 from commands.blocks import render
 from commands.blocks.render import Records
 from storage.plan import WHOLE, RolloutPlan
@@ -63,6 +64,7 @@ FACTS: dict[Event, dict[str, Any]] = {
     Event.WAVE_CANCELLED: {"by": "U2"},
     Event.FINISHED: {},
     Event.ROOT_REFUSED: {"error": "not_in_channel"},
+    Event.RETRY_REQUESTED: {"retry": 15, "by": "U2", "failed": 3},
 }
 RECORDS = Records(
     decisions=[approve("U2"), approve("U3"), reject("U4", "no")],
@@ -194,3 +196,17 @@ def test_a_wave_that_missed_carries_its_decision_buttons_when_its_request_is_kno
 def test_an_automatic_promotion_names_the_wave_it_sent() -> None:
     msg = render.reply(Event.AUTO_PROMOTED, make_campaign(id=12), stored(FACTS[Event.AUTO_PROMOTED]), Records(plan=PLAN))
     assert "promoted itself to wave 2/3" in msg["text"] and "2 of 2 succeeded" in msg["text"]
+
+
+def test_a_held_wave_offers_to_retry_its_failed_devices_and_the_original_hears_of_a_retry() -> None:
+    facts = {"sentence": "1 of 3 succeeded, 2 failed", "passed": False, "ready_at": None, "halted": False, "failed": 2}
+    parent = make_campaign(id=12, state=S.ROLLING_OUT)
+    held = render.reply(Event.WAVE_ENDED, WAVE, stored(facts), Records(plan=PLAN, parent=parent))
+    check_message(held)
+    ids = [e["action_id"] for b in held["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert ids == ["fota_promote_anyway", "fota_retry_failed", "fota_halt"]  # beside the decision
+    assert "Retry the wave's failed devices (2)…" in json.dumps(held, ensure_ascii=False)
+    [button] = [e for b in held["blocks"] for e in b.get("elements", []) if e.get("action_id") == "fota_retry_failed"]
+    assert blocks.parse_retry_value(button["value"]) == WAVE.id  # the wave's own campaign
+    told = render.reply(Event.RETRY_REQUESTED, WAVE, stored(FACTS[Event.RETRY_REQUESTED]), RECORDS)
+    assert "retry the 3 failed devices of FB-12 w1/3 as Ref FB-15" in told["text"]
