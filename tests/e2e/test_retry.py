@@ -15,9 +15,9 @@ from commands import blocks
 from commands.modal import SCHEDULE_CALLBACK_ID
 from storage import retries
 from storage.states import CampaignState
+from tests.e2e.test_rollout import schedule_text
+from tests.e2e.test_staged import _promote_messages, _run_wave_to_its_end
 from tests.support.stack import ANN, BOB, CHANNEL, EVE, FIRMWARE, REQUESTER, Stack, running_stack
-from tests.test_e2e_rollout import schedule_text
-from tests.test_e2e_staged import _promote_messages, _run_wave_to_its_end
 
 S = CampaignState
 
