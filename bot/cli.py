@@ -72,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="one whole rollout with no credentials, printed as it unfolds")
     demo.add_argument("--devices", type=_demo_devices, default=25, help="how many devices (1 to 1000)")
     demo.add_argument("--speed", type=_speed, default=4.0, help="simulated seconds per real second")
+    demo.add_argument(
+        "--waves", action="store_true",
+        help="a staged rollout instead: the canary passes, an approver promotes, a bad build halts the next wave",
+    )
     check = sub.add_parser("check", help="validate the configuration and reach Slack and ThingSpace; writes nothing")
     check.add_argument("--thingspace", action="store_true",
                        help="try every ThingSpace call the bot depends on (read calls only)")
@@ -186,7 +190,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from bot.server import AlreadyRunning
 
         try:
-            return asyncio.run(run_demo(devices=args.devices, speed=args.speed, db_path=args.demo_db))
+            return asyncio.run(run_demo(devices=args.devices, speed=args.speed, db_path=args.demo_db, waves=args.waves))
         except (DemoRefused, AlreadyRunning) as exc:
             raise OperatorError(str(exc)) from exc
     if args.command == "check":

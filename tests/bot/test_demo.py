@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.demo import APPROVER, DemoRefused, run_demo
+from bot.demo import APPROVER, FAULT_SHARE, DemoRefused, run_demo, waves_devices
 from bot.server import exclusive_lock
+from bot.standins.thingspace import device_facts
 from tests.e2e.test_flow import request_campaign
 from tests.support.stack import running_stack
 
@@ -77,3 +78,31 @@ def test_fota_bot_demo_refuses_a_database_another_bot_is_serving(
         assert main(["demo", "--devices", "2"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("fota-bot: another fota-bot is already serving FOTA_DB=") and "Traceback" not in err
+
+
+async def test_the_waves_demo_passes_the_canary_promotes_and_halts_itself_on_the_bad_build() -> None:
+    imeis, planned = waves_devices()
+    doomed = [i for i in imeis if device_facts(i).lot < FAULT_SHARE]
+    # The chosen fleet: a clean canary, the bad build's device in wave 2, none in wave 3.
+    assert doomed and set(doomed) <= set(planned[1].devices)
+    assert not set(doomed) & (set(planned[0].devices) | set(planned[2].devices))
+    lines: list[str] = []
+    assert await run_demo(speed=40.0, write=lines.append, waves=True) == 0
+    output = "\n".join(lines)
+    canary_passed = output.index("*FB-1 w1/3 passed:* 2 of 2 succeeded, 0 failed")
+    promoted = output.index(f"<@{APPROVER}> reads the canary's result and clicks Promote to wave 2/3")
+    halted = output.index("*FB-1 halted itself:* FB-1 w2/3 crossed its halt threshold")
+    assert canary_passed < promoted < halted
+    assert f"`{doomed[0]}` — Firmware image rejected by the device (signature check failed)" in output
+    assert "*w3/3* (up to 100%): never sent (2 devices)" in output
+    assert "ThingSpace sandbox accepted Ref FB-1 w3/3" not in output
+    for check in ("the canary (2 devices) passed", f"wave 2 was promoted by <@{APPROVER}>",
+                  "wave 2 halted the rollout", "wave 3 (2 devices) never reached ThingSpace"):
+        assert f"✓ {check}" in output, check
+    assert lines[-1] == "\nDone: FB-1 went as planned: canary passed, promoted, halted itself."
+
+
+def test_fota_bot_demo_help_offers_the_waves(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "--waves" in capsys.readouterr().out
