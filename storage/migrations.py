@@ -531,6 +531,30 @@ def m018_retries(db: Database) -> None:
     db.table("retries").create_index(["origin_id"])
 
 
+@migrations()
+def m019_cancel_refusals(db: Database) -> None:
+    """ThingSpace's refusal to cancel a wave of a halted rollout (so it is not asked again) in a
+    table of its own; it was a string under `halt_cancel_refused:N` in `kv`."""
+    db.table("cancel_refusals").create(
+        {"campaign_id": int, "refusal": str},
+        pk="campaign_id",
+        not_null={"refusal"},
+        foreign_keys=[("campaign_id", "campaigns", "id")],
+    )
+    rows = db.execute("SELECT key, value FROM kv WHERE key LIKE 'halt_cancel_refused:%'").fetchall()
+    refusals: list[tuple[int, str, int]] = []
+    for key, value in rows:
+        ident = key.partition(":")[2]
+        if ident.isdigit() and value:
+            refusals.append((int(ident), value, int(ident)))
+    db.conn.executemany(
+        """INSERT INTO cancel_refusals(campaign_id, refusal)
+           SELECT ?, ? WHERE EXISTS (SELECT 1 FROM campaigns WHERE id = ?)""",
+        refusals,
+    )
+    db.conn.executemany("DELETE FROM kv WHERE key = ?", [(key,) for key, _ in rows])
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)
 

@@ -932,6 +932,23 @@ class Store:
         with self.db.atomic():
             self.db.execute("DELETE FROM not_found_spells WHERE campaign_id = ?", [campaign_id])
 
+    # --- a halted rollout's waves ThingSpace would not cancel ------------------------------
+
+    def cancel_refusal(self, campaign_id: int) -> str | None:
+        """ThingSpace's words when it refused to cancel this wave after a halt, if it did."""
+        row = self.db.execute(
+            "SELECT refusal FROM cancel_refusals WHERE campaign_id = ?", [campaign_id]
+        ).fetchone()
+        return row[0] if row else None
+
+    def record_cancel_refusal(self, campaign_id: int, refusal: str) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                """INSERT INTO cancel_refusals(campaign_id, refusal) VALUES(?, ?)
+                   ON CONFLICT(campaign_id) DO UPDATE SET refusal = excluded.refusal""",
+                [campaign_id, refusal],
+            )
+
     # --- submission facts ------------------------------------------------------------------
 
     def submission_facts(self, campaign_id: int) -> SubmissionFacts:

@@ -333,8 +333,7 @@ class StagedRollouts:
         said: list[str] = []
         for wave_id in waves.live_waves(self.store, parent_id, states):
             wave = self.store.campaign(wave_id)
-            key = f"halt_cancel_refused:{wave.id}"
-            if self.store.get_kv(key) and not started_too:
+            if self.store.cancel_refusal(wave.id) is not None and not started_too:
                 continue
             assert wave.thingspace_id is not None
             try:
@@ -344,7 +343,7 @@ class StagedRollouts:
                     raise ThingSpaceRejected(200, "CANCEL_NOT_CONFIRMED", f"ThingSpace answered {answer}")
             except ThingSpaceRejected as exc:
                 with self.store.atomic():
-                    self.store.set_kv(key, f"{exc.error_code}: {exc.error_message}")
+                    self.store.record_cancel_refusal(wave.id, f"{exc.error_code}: {exc.error_message}")
                     self.events.cancel_refused(wave, exc.error_code, exc.error_message)
                 said.append(f"ThingSpace refused to cancel {wave.ref}: {exc.error_code}: {exc.error_message}.")
                 continue

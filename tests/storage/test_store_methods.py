@@ -364,3 +364,39 @@ def test_spells_kept_as_key_value_json_move_into_their_table(db_path: Path, cloc
         assert {row[0] for row in store.db.execute("SELECT key FROM kv")} == {"callback_token"}
     finally:
         store.close()
+
+
+# --- a halted rollout's waves ThingSpace would not cancel ----------------------------------------
+
+
+def test_a_refusal_to_cancel_is_kept_per_campaign(store: Store) -> None:
+    wave, other = make_campaign(store), make_campaign(store)
+    assert store.cancel_refusal(wave.id) is None
+    store.record_cancel_refusal(wave.id, "CAMPAIGN_ALREADY_STARTED: has already started")
+    assert store.cancel_refusal(wave.id) == "CAMPAIGN_ALREADY_STARTED: has already started"
+    assert store.cancel_refusal(other.id) is None
+
+
+def test_refusals_kept_as_key_value_strings_move_into_their_table(db_path: Path, clock: ManualClock) -> None:
+    legacy = Database(sqlite3.connect(db_path))
+    migrations.apply(legacy, stop_before="m019_cancel_refusals")
+    for _ in range(2):
+        _campaign_row(legacy, "CampaignScheduled")
+    legacy.conn.executemany(
+        "INSERT INTO kv(key, value) VALUES(?, ?)",
+        [
+            ("halt_cancel_refused:2", "CAMPAIGN_ALREADY_STARTED: has already started"),
+            ("halt_cancel_refused:77", "CAMPAIGN_ALREADY_STARTED: no such campaign here"),
+            ("callback_token", "kept-token"),
+        ],
+    )
+    legacy.conn.commit()
+    legacy.close()
+
+    store = Store.open(db_path, clock=clock)
+    try:
+        assert store.cancel_refusal(2) == "CAMPAIGN_ALREADY_STARTED: has already started"
+        assert [store.cancel_refusal(i) for i in (1, 77)] == [None, None]
+        assert {row[0] for row in store.db.execute("SELECT key FROM kv")} == {"callback_token"}
+    finally:
+        store.close()
