@@ -88,7 +88,9 @@ class _Printer:
         stamp = f"[{time.monotonic() - self.started:5.1f}s]"
         lines = render_message(message)
         if message.channel != CHANNEL:
-            self.write(f"{stamp} direct message to the requester: {lines[0] if lines else ''}")
+            # The stand-in's DM channel is "D" + the user's ID: name whom the bot told.
+            who = {f"D{REQUESTER}": "the requester", f"D{APPROVER}": "the approver"}.get(message.channel, message.channel)
+            self.write(f"{stamp} direct message to {who}: {lines[0] if lines else ''}")
         elif call.method == "chat.update" or (message.thread_ts in (None, message.ts) and call.method != "files.completeUploadExternal"):
             if lines != self.last_card:
                 self.last_card = lines

@@ -94,6 +94,9 @@ async def test_the_waves_demo_passes_the_canary_promotes_and_halts_itself_on_the
     halted = output.index("*FB-1 halted itself:* FB-1 w2/3 crossed its halt threshold")
     assert canary_passed < promoted < halted
     assert f"`{doomed[0]}` — Firmware image rejected by the device (signature check failed)" in output
+    # Both the requester and the approver are told of the halt, each in their own DM.
+    for who in ("requester", "approver"):
+        assert f"direct message to the {who}: :octagonal_sign: *FB-1 halted itself:*" in output, who
     assert "*w3/3* (up to 100%): never sent (2 devices)" in output
     assert "ThingSpace sandbox accepted Ref FB-1 w3/3" not in output
     for check in ("the canary (2 devices) passed", f"wave 2 was promoted by <@{APPROVER}>",
