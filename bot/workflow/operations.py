@@ -290,7 +290,7 @@ class Operations:
             )
         if campaign.state.is_terminal:
             raise UserError(f"{campaign.ref} is {describe(campaign.state)} already; there is nothing to cancel.")
-        if campaign.state is S.HALTED:
+        if campaign.state is S.HALTED and not self._waves_at_thingspace(campaign):
             raise UserError(
                 f"{campaign.ref} is halted already: no further wave is sent. An approver can resume it; "
                 "`/fota status` shows its waves."
@@ -302,11 +302,16 @@ class Operations:
             )
         return campaign
 
+    def _waves_at_thingspace(self, campaign: Campaign) -> list[int]:
+        """A halted rollout's waves ThingSpace still holds: a halt by hand cancels only the waves
+        that had not started, so a started one goes on until someone asks ThingSpace to stop it."""
+        return waves.live_waves(self.store, campaign.id, tuple(CANCELLABLE_AT_THINGSPACE))
+
     @staticmethod
     def cancel_kind(campaign: Campaign) -> CancelKind:
         if campaign.state is S.PENDING_APPROVAL:
             return "withdraw"
-        return "halt" if campaign.state is S.ROLLING_OUT else "thingspace"
+        return "halt" if campaign.state in (S.ROLLING_OUT, S.HALTED) else "thingspace"
 
     async def cancel(self, ident: str, *, user: str, shown: CancelKind | None = None) -> CancelOutcome:
         """Withdraw a request, or ask ThingSpace to cancel a campaign.
@@ -340,6 +345,11 @@ class Operations:
         if kind == "halt":
             if self.staged is None:
                 raise UserError(f"{campaign.ref} is a staged rollout, which cannot be halted here. Nothing changed.")
+            if campaign.state is S.HALTED:
+                # Halted already: what is left is asking ThingSpace to cancel each wave it still holds.
+                outcomes = await self.staged.cancel_unstarted(campaign.id, by=user, started_too=True)
+                said = " ".join(outcomes) or f"{campaign.ref} is halted; ThingSpace holds none of its waves now."
+                return CancelOutcome(self.store.campaign(campaign.id), "halted", said=said)
             said = await self.staged.halt(
                 campaign.id, user=user, reason="cancelled with /fota cancel", kind="cancel", wait=True
             )

@@ -298,9 +298,13 @@ def cancel_prompt(campaign: Campaign, *, kind: CancelKind) -> Message:
         dialog_text = f"Ref {campaign.ref} is closed; nothing was or will be sent to ThingSpace."
     elif kind == "halt":
         head = f"*Cancel the rollout Ref {campaign.ref}?*"
+        now = (
+            f"Ref {campaign.ref} is halted: no further wave is sent. Cancelling"
+            if campaign.state is CampaignState.HALTED
+            else f"Ref {campaign.ref} is rolling out in waves. Cancelling halts it: no further wave is sent,"
+        )
         body = (
-            f"Ref {campaign.ref} is rolling out in waves. Cancelling halts it: no further wave is sent, "
-            "and fota-bot asks ThingSpace to cancel each wave it holds. ThingSpace cancels a campaign "
+            f"{now} and fota-bot asks ThingSpace to cancel each wave it holds. ThingSpace cancels a campaign "
             "only *before it starts*; a started wave may be refused (it goes on) or aborted part-way. "
             "Its answers are shown in the thread, word for word. An approver can resume the rollout later."
         )

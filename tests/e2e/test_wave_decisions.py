@@ -434,3 +434,32 @@ async def test_fota_cancel_on_a_rollout_halts_it_and_cancels_its_waves_at_things
         await stack.settle()
         assert "halted already" in json.dumps(stack.answers(again))
         assert len(_deletes(stack)) == 1 and len(_names(stack)) == 2
+
+
+async def test_fota_cancel_on_a_halted_rollout_asks_thingspace_again_for_the_wave_it_still_holds(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        await _requested(stack, sandbox_imeis(8), "canary=2 waves=50%,100%")
+        await _run_wave_to_its_end(stack)
+        [passed] = _thread_with(stack, blocks.ACTION_PROMOTE)
+        await stack.click(blocks.ACTION_PROMOTE, user=ANN, message=passed)
+        await stack.settle()
+        second = _wave_campaign(stack, 2)
+        # ThingSpace starts the wave; the halt by hand asks to cancel it and ThingSpace refuses.
+        stack.sandbox_clock.advance(10)
+        await _decide(stack, blocks.ACTION_HALT, blocks.HALT_MODAL_CALLBACK_ID, user=BOB, reason="stop it")
+        assert stack.rt.store.campaign(1).state is S.HALTED and len(_deletes(stack)) == 1
+
+        # Halted, but ThingSpace still holds a wave: /fota cancel offers to ask again, not "halted already".
+        _, url = await stack.slash("cancel FB-1", user=REQUESTER)
+        await stack.settle()
+        [prompt] = stack.answers(url)
+        assert "is halted: no further wave is sent" in json.dumps(prompt)
+        confirm = {"ts": "1.1", "blocks": prompt["blocks"]}
+        _, done = await stack.click(blocks.ACTION_CANCEL_CONFIRM, user=REQUESTER, message=confirm)
+        await stack.settle()
+        answer = json.dumps(stack.answers(done))
+        assert f"ThingSpace refused to cancel {second.ref}: CAMPAIGN_ALREADY_STARTED" in answer
+        assert _deletes(stack) == [f"/api/fota/v3/campaigns/{second.account}/{second.thingspace_id}"] * 2
+        assert stack.rt.store.campaign(1).state is S.HALTED and len(_names(stack)) == 2
