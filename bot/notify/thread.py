@@ -120,7 +120,7 @@ class ThreadNotifier:
         if campaign.wave in (None, 1):
             # One direct message per rollout: the requester hears of its first wave; the waves
             # after it are told in the thread only.
-            self.dm(campaign, Event.SUBMITTED)
+            self.dm(campaign, Event.SUBMITTED, then=as_then(campaign, "thingspace_status"))
 
     def submit_failed(self, campaign: Campaign) -> None:
         self.refresh_root(campaign, now=True)

@@ -189,7 +189,7 @@ DIRECT_MESSAGES: dict[Event, DmBuilder] = {
     Event.REJECTED: lambda c, f, r, link: replies.dm_rejected(c, f.get("by"), f.get("reason"), link),
     Event.WITHDRAWN: lambda c, f, r, link: replies.dm_withdrawn(c, f.get("by"), link),
     Event.EXPIRED: lambda c, f, r, link: replies.dm_expired(c, link),
-    Event.SUBMITTED: lambda c, f, r, link: replies.dm_submitted(c, link),
+    Event.SUBMITTED: lambda c, f, r, link: replies.dm_submitted(as_then(c, f), link),
     Event.SUBMIT_FAILED: lambda c, f, r, link: replies.dm_submit_failed(c, link),
     Event.FINISHED: lambda c, f, r, link: replies.dm_finished(c, r.counts, link),
     Event.CANCELLED: lambda c, f, r, link: replies.dm_cancelled(c, f.get("by"), link),

@@ -131,6 +131,9 @@ def test_a_reply_says_what_was_true_at_the_event_not_what_is_true_when_sent() ->
     now = make_campaign(state=S.ENDED, thingspace_id="ts-1", thingspace_status="CampaignEnded")
     text = render.reply(Event.SUBMITTED, now, facts, Records())["text"]
     assert "CampaignRequestPending" in text and "CampaignEnded" not in text
+    # The requester's direct message too: a short wave can end before the message goes out.
+    text = render.dm(Event.SUBMITTED, now, facts, Records(), PERMALINK)["text"]
+    assert "CampaignRequestPending" in text and "CampaignEnded" not in text
 
 
 def test_a_halt_names_the_failures_as_they_were_at_the_halt() -> None:
