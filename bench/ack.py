@@ -30,6 +30,7 @@ from bench.common import (
     FIRMWARE_TO,
     HISTORY,
     SIGNING_SECRET,
+    CpuWatch,
     Figure,
     Load,
     Request,
@@ -176,9 +177,9 @@ async def _at(section: Section, campaigns: int, devices: int, *, seconds: float,
             async with running(bot):
                 cards = await _post_cards(bot.url, slack_url, db, after=first)
                 bodies = Bodies(slack_url, cards)
-                async with running(bare), StallWatch(bare.url) as bare_watch:
+                async with running(bare), StallWatch(bare.url) as bare_watch, CpuWatch(bare.pid) as bare_cpu:
                     baseline = await _measure(bare.url, bodies, clients=clients, seconds=seconds)
-                async with StallWatch(bot.url) as watch:
+                async with StallWatch(bot.url) as watch, CpuWatch(bot.pid) as bot_cpu:
                     measured = await _measure(bot.url, bodies, clients=clients, seconds=seconds)
                 approved = db_query(
                     db, "SELECT count(*) FROM campaigns WHERE id > ? AND state != 'pending_approval'", [first]
@@ -213,6 +214,13 @@ async def _at(section: Section, campaigns: int, devices: int, *, seconds: float,
         Figure(f"{label}: all acks max", measured.ms(100), "ms", baseline.ms(100)),
         stall_figure(f"{label}: loop stall max", watch, bare_watch),
         Figure(f"{label}: acks per second", measured.rate, "/s", baseline.rate, digits=0),
+        Figure(
+            f"{label}: CPU per ack (process, warm-up included)",
+            bot_cpu.per(measured.count + clients * 15) or 0.0,
+            "ms",
+            bare_cpu.per(baseline.count + clients * 15),
+            digits=2,
+        ),
         Figure(
             f"{label}: answers other than 200",
             measured.count - measured.statuses[200],

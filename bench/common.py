@@ -456,6 +456,42 @@ async def register_callback(env: dict[str, str], work: Path) -> None:
         raise RuntimeError(f"register-callback failed: {output.decode(errors='replace')}")
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far; None where /proc is not there.
+
+    On a shared 2-core machine wall-clock figures move with whatever else runs; CPU per request
+    is the bot's own cost, so it is shown beside them.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # Fields 14 and 15 of /proc/PID/stat (utime, stime), counted after the command's ")".
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWatch:
+    """CPU seconds a process spends inside an `async with` block (`used` after it)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.used: float | None = None
+        self._start: float | None = None
+
+    async def __aenter__(self) -> CpuWatch:
+        self._start = cpu_seconds(self.pid)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        end = cpu_seconds(self.pid)
+        if self._start is not None and end is not None:
+            self.used = end - self._start
+
+    def per(self, count: int) -> float | None:
+        """Milliseconds of CPU per request, for `count` requests."""
+        return self.used * 1000 / count if self.used is not None and count else None
+
+
 class StallWatch:
     """Reads the bot's loop-stall monitor from /metrics every `every` seconds while a run lasts;
     `longest` is the longest stall seen (the monitor's 5-second window covers the gaps)."""

@@ -32,6 +32,7 @@ from bench.common import (
     FIRMWARE_TO,
     HISTORY,
     SIGNING_SECRET,
+    CpuWatch,
     Figure,
     Request,
     Section,
@@ -143,7 +144,7 @@ async def _at(section: Section, campaigns: int, devices: int, *, total: int, sen
                 port=bare_port,
                 workdir=work,
             )
-            async with running(bare), StallWatch(bare.url) as bare_watch:
+            async with running(bare), StallWatch(bare.url) as bare_watch, CpuWatch(bare.pid) as bare_cpu:
                 baseline = await closed_loop(
                     callbacks(bare.url, "not-a-campaign", imeis), concurrency=senders, total=total
                 )
@@ -151,17 +152,18 @@ async def _at(section: Section, campaigns: int, devices: int, *, total: int, sen
             async with running(bot):
                 thingspace_id = await submitted_campaign(bot.url, standin.url, db, imeis, after=first)
                 before = _ours(db)
-                async with StallWatch(bot.url) as watch:
-                    measured = await closed_loop(
-                        callbacks(bot.url, thingspace_id, imeis), concurrency=senders, total=total
+                async with CpuWatch(bot.pid) as bot_cpu:
+                    async with StallWatch(bot.url) as watch:
+                        measured = await closed_loop(
+                            callbacks(bot.url, thingspace_id, imeis), concurrency=senders, total=total
+                        )
+                    stored, distinct = _ours(db)
+                    applied_in = await wait_for(
+                        lambda: _unapplied(db) == 0,
+                        "the bot to apply every callback",
+                        within=300,
+                        step=0.2,
                     )
-                stored, distinct = _ours(db)
-                applied_in = await wait_for(
-                    lambda: _unapplied(db) == 0,
-                    "the bot to apply every callback",
-                    within=300,
-                    step=0.2,
-                )
                 if bot.process.poll() is not None:
                     raise RuntimeError(f"the bot died during the run:\n{bot.tail()}")
     assert before == (0, 0)
@@ -196,6 +198,13 @@ async def _at(section: Section, campaigns: int, devices: int, *, total: int, sen
             target=f"≥ {TARGET_SHARE:.0%}",
             ok=share >= TARGET_SHARE,
             digits=0,
+        ),
+        Figure(
+            f"{label}: CPU per callback (process, until all applied)",
+            bot_cpu.per(total) or 0.0,
+            "ms",
+            bare_cpu.per(total),
+            digits=3,
         ),
         Figure(f"{label}: latency p50", measured.ms(50), "ms", baseline.ms(50)),
         Figure(
