@@ -49,9 +49,13 @@ from storage.model import (
 )
 from storage.refusals import checks_refusal
 from storage.states import CampaignState
-from storage.store import Store
+from storage.store import DEVICE_CHUNK, Store
 
 S = CampaignState
+
+# Per-device findings written (or cleared) per transaction: as many as a chunk of a large
+# request's devices (`Store.store_request`), a few ms each.
+FINDINGS_CHUNK = DEVICE_CHUNK
 
 
 # Non-terminal states: a campaign in one of them may still touch its devices.
@@ -267,25 +271,42 @@ def _insert_device_findings(
     )
 
 
+def clear_device_findings(store: Store, campaign_id: int, attempt: int) -> int | None:
+    """Delete up to FINDINGS_CHUNK per-device findings an earlier run of this request left
+    (a run cut short, or one that failed), in one transaction; how many went. Called until it
+    answers fewer than FINDINGS_CHUNK. None when run `attempt` was superseded."""
+    with store.db.atomic():
+        if _current(store, campaign_id, attempt) is None:
+            return None
+        return int(
+            store.db.execute(
+                """DELETE FROM preflight_devices WHERE rowid IN
+                   (SELECT rowid FROM preflight_devices WHERE campaign_id = ? LIMIT ?)""",
+                [campaign_id, FINDINGS_CHUNK],
+            ).rowcount
+        )
+
+
 def write_device_findings(
     store: Store,
     campaign_id: int,
     attempt: int,
     items: Sequence[tuple[str, Sequence[Finding]]],
-    *,
-    first: bool,
 ) -> bool:
-    """One batch of per-device findings of run `attempt` (`first`: clear older ones first).
+    """One chunk (at most FINDINGS_CHUNK) of per-device findings of run `attempt`, in one
+    transaction; False when superseded.
 
-    Large requests write in batches, each its own short transaction, so the event loop
-    (Slack acks, callbacks) is never held for the whole list; `finish` then publishes them.
-    Until then the row stays `checking` and nothing reads these rows. False when superseded.
+    Large requests write a chunk per transaction, so the event loop (Slack acks, callbacks) is
+    never held for the whole list; `finish` then publishes them. Until then the row stays
+    `checking`: the guard refuses the request, the card offers nothing to click, and nothing
+    reads these rows, so a run that stops half-way (a crash, an error) is never read as done;
+    the next run clears what it left (`clear_device_findings`).
     """
+    if len(items) > FINDINGS_CHUNK:
+        raise ValueError(f"at most {FINDINGS_CHUNK} device findings to a transaction, not {len(items)}")
     with store.db.atomic():
         if _current(store, campaign_id, attempt) is None:
             return False
-        if first:
-            store.db.execute("DELETE FROM preflight_devices WHERE campaign_id = ?", [campaign_id])
         _insert_device_findings(store, campaign_id, items)
     return True
 

@@ -78,8 +78,8 @@ PARALLEL_CHECKS = 2
 # A pre-flight that takes longer is recorded as failed (retry from the card), never left hanging:
 # 100,000 devices are 100 requests, 25 rounds of 4; the client's own retries fit well inside.
 DEADLINE_SECONDS = 300.0
-# Per-device findings written per transaction: a few ms each, so the loop is never held long.
-WRITE_BATCH = 2000
+# Device ids read per query (from the request's own rows, by rowid): a few ms each.
+ID_PAGE = 10_000
 # Devices per slice of the findings digest.
 DIGEST_SLICE = 2000
 # Lines of the blast radius kept (the card has 50 blocks and approvers have little time).
@@ -559,14 +559,8 @@ class PreflightRunner:
         findings = await asyncio.to_thread(
             evaluate, facts, catalogue, infos, subscription, conflicts
         )
-        items = list(findings.devices.items())
-        for start in range(0, max(len(items), 1), WRITE_BATCH):
-            batch = items[start : start + WRITE_BATCH]
-            if not stored.write_device_findings(
-                self.store, campaign_id, attempt, batch, first=start == 0
-            ):
-                return None  # a newer run took over
-            await asyncio.sleep(0)  # let acks and callbacks through between batches
+        if not await self._write_findings(campaign_id, attempt, findings):
+            return None  # a newer run took over
         # The findings and a staged request's waves (planned over its eligible devices) are
         # bound into the content hash together: no card ever offers Approve for one without
         # the other.
@@ -587,6 +581,25 @@ class PreflightRunner:
         self.events.preflight_updated(updated)
         return stored.load(self.store, campaign_id)
 
+    async def _write_findings(self, campaign_id: int, attempt: int, findings: Findings) -> bool:
+        """The per-device findings, a chunk per transaction with a turn of the loop between
+        (acks and callbacks go through), after clearing what an earlier run left the same way.
+        The run stays `checking` throughout; `finish` publishes them. False when superseded."""
+        while True:
+            cleared = stored.clear_device_findings(self.store, campaign_id, attempt)
+            if cleared is None:
+                return False
+            if cleared < stored.FINDINGS_CHUNK:
+                break
+            await asyncio.sleep(0)
+        items = list(findings.devices.items())
+        for start in range(0, len(items), stored.FINDINGS_CHUNK):
+            chunk = items[start : start + stored.FINDINGS_CHUNK]
+            if not stored.write_device_findings(self.store, campaign_id, attempt, chunk):
+                return False
+            await asyncio.sleep(0)
+        return True
+
     def _plan_waves(
         self, campaign: Campaign, devices: Sequence[str], infos: Sequence[DeviceInfo], findings: Findings
     ) -> Campaign:
@@ -604,7 +617,7 @@ class PreflightRunner:
     async def _device_ids(self, campaign_id: int) -> list[str]:
         devices: list[str] = []
         after = 0
-        while page := stored.device_page(self.store, campaign_id, after, WRITE_BATCH * 5):
+        while page := stored.device_page(self.store, campaign_id, after, ID_PAGE):
             devices.extend(imei for _, imei in page)
             after = page[-1][0]
             await asyncio.sleep(0)  # 100,000 rows in one read would hold the loop ~0.1 s

@@ -17,6 +17,7 @@ from storage.model import CampaignNotFound, TimeWindow, request_hash
 from storage.preflight import active_conflicts
 from storage.store import DEVICE_CHUNK, Store
 from tests.conftest import ManualClock
+from tests.support.sqlite import Transactions
 
 DEVICES = [f"35465809{n:07d}" for n in range(2 * DEVICE_CHUNK + 500)]  # three chunks
 # SQLite's change counter counts a device row and its trigger's update of the status counts.
@@ -40,26 +41,6 @@ def request(devices: list[str], **overrides: Any) -> dict[str, Any]:
         "expires_at": dt.datetime(2026, 11, 27, 9, tzinfo=dt.UTC),
         **overrides,
     }
-
-
-class Transactions:
-    """Rows changed per committed transaction on one connection, from SQLite's own counter."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.sizes: list[int] = []
-        self._at_begin = 0
-        conn.set_trace_callback(self._statement)
-
-    def _statement(self, sql: str) -> None:
-        word = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
-        if word == "BEGIN":
-            self._at_begin = self.conn.total_changes
-        elif word == "COMMIT":
-            self.sizes.append(self.conn.total_changes - self._at_begin)
-
-    def stop(self) -> None:
-        self.conn.set_trace_callback(None)
 
 
 def device_rows(store: Store, campaign_id: int) -> int:

@@ -53,6 +53,7 @@ from storage.states import CampaignState
 from storage.store import Store
 from tests.conftest import ManualClock
 from tests.support.blocks import check_blocks, check_escaped
+from tests.support.sqlite import Transactions
 
 ACCOUNT = "0000000000-00001"
 FIRMWARE = "SEQUANSCommunications_GM01Q_SR1.2.0.0-10512_SR1.2.0.0-10657"
@@ -826,6 +827,95 @@ async def test_interrupted_checks_are_run_again(
     for campaign_id in (campaign.id, legacy.id):
         record = stored.load(store, campaign_id)
         assert record is not None and record.status == DONE
+
+
+async def test_findings_are_written_a_chunk_per_transaction_with_the_loop_turning_between(
+    store: Store,
+    clock: ManualClock,
+    client: ThingSpaceClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stored, "FINDINGS_CHUNK", 10)
+    campaign = make_campaign(store, clock, sandbox_imeis(25, kind="unknown"))  # 25 findings
+    turns = 0
+    running = True
+
+    async def other_work() -> None:
+        nonlocal turns
+        while running:
+            turns += 1
+            await asyncio.sleep(0)
+
+    # What the rest of the bot could see after each chunk: still checking, still refused.
+    seen: list[tuple[int, str, bool]] = []
+    write = stored.write_device_findings
+
+    def watched(*args: Any) -> bool:
+        written = write(*args)
+        record = stored.load(store, campaign.id)
+        assert record is not None
+        seen.append((turns, record.status, preflight_refusal(store.db, campaign.id) is not None))
+        return written
+
+    monkeypatch.setattr(stored, "write_device_findings", watched)
+    other = asyncio.create_task(other_work())
+    runner = runner_for(store, client, Events())
+    stored.begin(store, campaign.id)
+    transactions = Transactions(store.db.conn)
+    try:
+        await runner.run(campaign.id, 1)
+    finally:
+        transactions.stop()
+        running = False
+        await other
+
+    # The clearing (nothing left by an earlier run), three chunks, then `finish`: the row's
+    # status, summary and digest, and the content hash it binds.
+    assert transactions.sizes == [0, 10, 10, 5, 2]
+    assert [status for _, status, _ in seen] == [CHECKING] * 3 and all(refused for *_, refused in seen)
+    assert all(later > earlier for (earlier, *_), (later, *_) in zip(seen, seen[1:], strict=False))
+    record = stored.load(store, campaign.id)
+    assert record is not None and record.status == DONE
+    assert len(stored.device_findings(store, campaign.id)) == 25
+
+
+async def test_a_run_cut_short_half_way_is_never_read_as_done_and_its_rows_are_cleared(
+    store: Store,
+    clock: ManualClock,
+    client: ThingSpaceClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stored, "FINDINGS_CHUNK", 10)
+    devices = sandbox_imeis(25, kind="unknown")
+    campaign = make_campaign(store, clock, devices)
+    attempt = stored.begin(store, campaign.id)
+    assert attempt == 1
+    # Two chunks of an older run's findings committed, then the process stopped.
+    left = [(imei, (Finding.INELIGIBLE,)) for imei in devices[:20]]
+    assert stored.write_device_findings(store, campaign.id, 1, left[:10])
+    assert stored.write_device_findings(store, campaign.id, 1, left[10:])
+    record = stored.load(store, campaign.id)
+    assert record is not None and record.status == CHECKING and record.summary is None
+    assert "still being checked" in (preflight_refusal(store.db, campaign.id) or "")
+    assert stored.interrupted(store) == [campaign.id]
+    with pytest.raises(ValueError, match="at most 10"):
+        stored.write_device_findings(store, campaign.id, 1, left[:11])
+
+    # The next start runs it again: the old rows go a chunk per transaction, the new run's
+    # findings alone remain.
+    transactions = Transactions(store.db.conn)
+    runner = runner_for(store, client, Events())
+    runner.resume_interrupted()
+    await runner.background.idle()
+    transactions.stop()
+    assert max(transactions.sizes) == 10
+    record = stored.load(store, campaign.id)
+    assert record is not None and record.status == DONE and record.attempts == 2
+    found = stored.device_findings(store, campaign.id)
+    assert sorted(found) == sorted(devices) and set(found.values()) == {("unknown",)}
+    # The superseded run can write nothing more.
+    assert not stored.write_device_findings(store, campaign.id, 1, left[:1])
+    assert stored.clear_device_findings(store, campaign.id, 1) is None
 
 
 # --- The card ------------------------------------------------------------------------------
