@@ -297,6 +297,37 @@ def request_hash(campaign: Campaign, devices: Sequence[str]) -> str:
     return content_hash({"account": campaign.account, **campaign.schedule_body(list(devices))})
 
 
+def device_list_json(devices: Sequence[str]) -> bytes:
+    """A device list serialised as `canonical` serialises it inside a request's hash."""
+    return canonical(list(devices))
+
+
+def joined_device_lists(parts: Sequence[bytes]) -> bytes:
+    """`device_list_json` of several lists one after another, from each one's own: a large
+    request's list is serialised a chunk at a time, between its chunks' transactions."""
+    return b"[" + b",".join(part[1:-1] for part in parts if part != b"[]") + b"]"
+
+
+_NO_DEVICES = b'"deviceList":[]'
+
+
+def request_hash_of_list(campaign: Campaign, device_list: bytes) -> str:
+    """`request_hash` with the device list already serialised (`device_list_json`): the same
+    bytes are hashed, the campaign's fields around the list's. Serialising 100,000 devices is
+    the costly part (tens of ms); hashing the result takes about one.
+    """
+    outline = canonical({"account": campaign.account, **campaign.schedule_body([])})
+    # Inside a JSON string every '"' is escaped, so only the key itself can read like this.
+    if outline.count(_NO_DEVICES) != 1:
+        raise ValueError("a schedule body holds exactly one device list")
+    head, _, tail = outline.partition(_NO_DEVICES)
+    digest = hashlib.sha256(head)
+    digest.update(b'"deviceList":')
+    digest.update(device_list)
+    digest.update(tail)
+    return digest.hexdigest()
+
+
 def bound_hash(request_hash: str, digest: str) -> str:
     """The content hash approvals are bound to once findings exist: request and findings."""
     return content_hash({"request": request_hash, "preflight": digest})

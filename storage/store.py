@@ -37,8 +37,11 @@ from storage.model import (
     Device,
     NotApproved,
     TimeWindow,
+    device_list_json,
+    joined_device_lists,
     ref_for,
     request_hash,
+    request_hash_of_list,
 )
 from storage.plan import RolloutPlan
 from storage.readers import Readers
@@ -337,6 +340,7 @@ class Store:
         licence_auto: bool = False,
         plan: RolloutPlan | None = None,
         reserved_id: int | None = None,
+        device_list: bytes | None = None,
     ) -> Campaign:
         """Store a new request (state pending_approval) with its devices, in one transaction.
 
@@ -344,7 +348,8 @@ class Store:
         devices are eligible; until then the request cannot be approved, and it is never sent
         whole (storage.waves). With `reserved_id` (`store_request`) the devices are already
         written under that id: this transaction checks they are all there and makes the
-        request exist.
+        request exist. `device_list`: the devices already serialised for the hash
+        (`device_list_json`), so that this transaction only hashes them.
         """
         now = self.now()
         with self.db.atomic():
@@ -393,7 +398,11 @@ class Store:
                 )
             campaign = self.campaign(campaign_id)
             # The hash covers exactly what will be sent, including the name with its ref.
-            digest = request_hash(campaign, devices)
+            digest = (
+                request_hash(campaign, devices)
+                if device_list is None
+                else request_hash_of_list(campaign, device_list)
+            )
             self.db.execute("UPDATE campaigns SET content_hash = ? WHERE id = ?", [digest, campaign_id])
             if plan is not None:
                 self.db.execute(
@@ -485,10 +494,17 @@ class Store:
             return self.create_campaign(**request)
         campaign_id = self.reserve_campaign_id()
         try:
+            # The list is serialised for the request's hash a chunk at a time too: at 100,000
+            # devices that is ~30 ms, which the last transaction would otherwise spend.
+            serialised: list[bytes] = []
             for start in range(0, len(devices), DEVICE_CHUNK):
-                self.store_device_chunk(campaign_id, devices[start : start + DEVICE_CHUNK])
+                chunk = devices[start : start + DEVICE_CHUNK]
+                self.store_device_chunk(campaign_id, chunk)
+                serialised.append(device_list_json(chunk))
                 await asyncio.sleep(0)
-            return self.create_campaign(**request, reserved_id=campaign_id)
+            return self.create_campaign(
+                **request, reserved_id=campaign_id, device_list=joined_device_lists(serialised)
+            )
         except BaseException:
             try:
                 self.discard_request(campaign_id)

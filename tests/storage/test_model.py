@@ -3,8 +3,12 @@ of ThingSpace's campaign statuses."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.thingspace.client import (
     ACTIVE_CAMPAIGN_STATUSES,
@@ -13,7 +17,15 @@ from bot.thingspace.client import (
 )
 from bot.workflow.campaigns import describe
 from commands.blocks.cards import STATE_LABELS, state_parts
-from storage.model import TimeWindow, content_hash, request_hash
+from storage.model import (
+    Campaign,
+    TimeWindow,
+    content_hash,
+    device_list_json,
+    joined_device_lists,
+    request_hash,
+    request_hash_of_list,
+)
 from storage.states import STATE_WORDS, THINGSPACE_ENDED, THINGSPACE_LIVE, CampaignState
 from storage.store import Store
 
@@ -51,6 +63,69 @@ def test_a_stored_request_is_hashed_as_what_it_sends(store: Store, clock) -> Non
     )
     # Another device list, another hash.
     assert request_hash(campaign, devices[:1]) != campaign.content_hash
+
+
+WINDOWS = st.lists(
+    st.tuples(st.integers(0, 23), st.integers(1, 24)).map(lambda w: TimeWindow(*w)), max_size=3
+).map(tuple)
+# Any text a requester could put in a name or a device list, quotes and the key itself included.
+TEXT = st.text(max_size=30) | st.sampled_from(['"deviceList":[]', '\\"deviceList\\":[]', "é\u2028"])
+
+
+@settings(max_examples=200)
+@given(
+    name=st.none() | TEXT,
+    account=TEXT,
+    windows=WINDOWS,
+    licence_auto=st.booleans(),
+    installation=st.sampled_from(["", "3f2a"]),
+    devices=st.lists(TEXT, max_size=12),
+    cuts=st.lists(st.integers(0, 12), max_size=4),
+)
+def test_a_list_serialised_beforehand_hashes_as_the_request_does(
+    name: str | None,
+    account: str,
+    windows: tuple[TimeWindow, ...],
+    licence_auto: bool,
+    installation: str,
+    devices: list[str],
+    cuts: list[int],
+) -> None:
+    """A large request serialises its device list a chunk at a time before its last
+    transaction; the hash must be the very one `request_hash` takes (approvals are bound to it)."""
+    campaign = dataclasses.replace(
+        REQUEST,
+        name=name,
+        account=account,
+        windows=windows,
+        licence_auto=licence_auto,
+        installation=installation,
+    )
+    bounds = [0, *sorted(min(c, len(devices)) for c in cuts), len(devices)]
+    parts = [device_list_json(devices[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    assert joined_device_lists(parts) == device_list_json(devices)
+    assert request_hash_of_list(campaign, joined_device_lists(parts)) == request_hash(campaign, devices)
+
+
+REQUEST = Campaign(
+    id=12,
+    state=S.PENDING_APPROVAL,
+    requester="U_REQ",
+    account="0000000000-00001",
+    firmware_name="FW",
+    firmware_from="A",
+    firmware_to="B",
+    protocol="LWM2M",
+    start_date=dt.date(2026, 11, 27),
+    end_date=dt.date(2026, 11, 30),
+    windows=(),
+    name=None,
+    device_count=0,
+    content_hash="",
+    sandbox=True,
+    created_at=dt.datetime(2026, 11, 26, 9, tzinfo=dt.UTC),
+    expires_at=dt.datetime(2026, 11, 27, 9, tzinfo=dt.UTC),
+)
 
 
 def test_every_state_has_words_and_an_emoji() -> None:
