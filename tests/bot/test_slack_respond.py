@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    async_default_handlers,
+)
+from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
+from slack_sdk.webhook.async_client import AsyncWebhookClient, WebhookResponse
 
 from bot.slack_respond import ResponseUrls
 
@@ -19,6 +29,7 @@ class Hooks:
     url: str
     peers: list[tuple[str, int]] = field(default_factory=list)
     bodies: list[dict[str, object]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def connections(self) -> int:
@@ -33,6 +44,7 @@ async def hooks() -> AsyncIterator[Hooks]:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         found[0].peers.append(tuple(peer[:2]))
         found[0].bodies.append(await request.json())
+        found[0].headers.append(dict(request.headers))
         return web.Response(text="ok")
 
     app = web.Application()
@@ -97,3 +109,96 @@ async def test_closed_at_shutdown_and_made_again_if_used_after(hooks: Hooks) -> 
 def test_a_respond_is_bolt_s_respond() -> None:
     # Listeners and Bolt's argument injection see the same type either way.
     assert isinstance(ResponseUrls().respond("https://hooks.slack.com/x"), AsyncRespond)
+
+
+async def test_the_request_is_the_one_bolt_would_send(hooks: Hooks) -> None:
+    # Posted without slack_sdk's webhook client, but byte for byte its request: body and headers.
+    urls = ResponseUrls()
+    try:
+        await urls.respond(hooks.url)(text="plain", response_type="ephemeral", replace_original=False)
+    finally:
+        await urls.aclose()
+    await AsyncRespond(response_url=hooks.url)(text="plain", response_type="ephemeral", replace_original=False)
+    ours, bolts = hooks.headers
+    for name in ("Content-Type", "User-Agent", "Content-Length"):
+        assert ours[name] == bolts[name], name
+    assert hooks.bodies[0] == hooks.bodies[1]
+
+
+@dataclass
+class Flaky:
+    """A response_url endpoint that drops the first `drops` requests' connections unanswered
+    (as a keep-alive connection Slack closed while it sat in the pool), then answers 200."""
+
+    url: str
+    drops: int
+    requests: int = 0
+
+
+@pytest.fixture
+async def flaky() -> AsyncIterator[Flaky]:
+    holder: list[Flaky] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await _request_head(reader):
+            await reader.readexactly(int(head.split(b"content-length:")[1].split(b"\r\n")[0]))
+            holder[0].requests += 1
+            if holder[0].requests <= holder[0].drops:
+                break
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    holder.append(Flaky(url=f"http://127.0.0.1:{port}/commands/T1/1/abc", drops=0))
+    try:
+        yield holder[0]
+    finally:
+        server.close()
+
+
+async def _request_head(reader: asyncio.StreamReader) -> bytes:
+    """One request's head, lower-cased; b"" when the client closed the connection."""
+    try:
+        return (await reader.readuntil(b"\r\n\r\n")).lower()
+    except asyncio.IncompleteReadError:
+        return b""
+
+
+def _no_wait() -> list[AsyncRetryHandler]:
+    return [AsyncConnectionErrorRetryHandler(interval_calculator=FixedValueRetryIntervalCalculator(0))]
+
+
+async def _webhook_client(url: str, handlers: list[AsyncRetryHandler]) -> WebhookResponse:
+    async with aiohttp.ClientSession() as session:
+        return await AsyncWebhookClient(url, session=session, retry_handlers=handlers).send_dict({"text": "x"})
+
+
+async def _ours(url: str, handlers: list[AsyncRetryHandler]) -> WebhookResponse:
+    urls = ResponseUrls(retry_handlers=handlers)
+    try:
+        return await urls.respond(url)(text="x")
+    finally:
+        await urls.aclose()
+
+
+@pytest.mark.parametrize("send", [_webhook_client, _ours], ids=["slack_sdk's client", "the shared session"])
+async def test_a_dropped_connection_is_tried_once_more_as_slack_sdk_does(flaky: Flaky, send: Any) -> None:
+    flaky.drops = 1
+    response = await send(flaky.url, _no_wait())
+    assert response.status_code == 200 and response.body == "ok"
+    assert flaky.requests == 2
+
+
+@pytest.mark.parametrize("send", [_webhook_client, _ours], ids=["slack_sdk's client", "the shared session"])
+async def test_a_second_drop_is_raised_as_slack_sdk_raises_it(flaky: Flaky, send: Any) -> None:
+    flaky.drops = 2
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await send(flaky.url, _no_wait())
+    assert flaky.requests == 2
+
+
+def test_the_retries_are_slack_sdk_s_defaults() -> None:
+    # Only the wait is shortened in the tests above; the handlers in use are the client's own.
+    assert [type(h) for h in ResponseUrls().retry_handlers] == [type(h) for h in async_default_handlers()]
