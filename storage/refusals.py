@@ -11,6 +11,7 @@ Plain reads of a connection, below `Store`: the store asks them, and `storage.pr
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from sqlite_utils import Database
 
@@ -30,16 +31,23 @@ def preflight_refusal(db: Database, campaign_id: int) -> str | None:
     is refused until an approver either narrows it to the eligible devices or includes them
     explicitly: the excluded devices never go out by default.
     """
-    why = checks_refusal(db, campaign_id)
-    if why:
-        return why
+    # One read of the row for both questions (the checks, then the excluded devices).
     row = db.execute(
-        """SELECT summary, narrowed_at, override_at FROM preflight WHERE campaign_id = ?""",
+        "SELECT status, summary, error, narrowed_at, override_at FROM preflight WHERE campaign_id = ?",
         [campaign_id],
     ).fetchone()
-    if row is None or not row[0] or row[1] or row[2]:
+    if row is None:
         return None
-    data = json.loads(row[0])
+    status, summary, error, narrowed_at, override_at = row
+    why = _status_refusal(campaign_id, status, error)
+    if why:
+        return why
+    data = json.loads(summary) if summary else None
+    why = _blocking_refusal(campaign_id, data)
+    if why:
+        return why
+    if data is None or narrowed_at or override_at:
+        return None
     excluded = int(data["requested"]) - int(data["eligible"])
     if excluded > 0:
         return (
@@ -58,6 +66,12 @@ def checks_refusal(db: Database, campaign_id: int) -> str | None:
     if row is None:
         return None
     status, summary, error = row
+    return _status_refusal(campaign_id, status, error) or _blocking_refusal(
+        campaign_id, json.loads(summary) if summary else None
+    )
+
+
+def _status_refusal(campaign_id: int, status: str, error: str | None) -> str | None:
     ref = ref_for(campaign_id)
     if status == CHECKING:
         return (
@@ -69,9 +83,13 @@ def checks_refusal(db: Database, campaign_id: int) -> str | None:
             f"the pre-flight checks of {ref} could not finish ({error or 'no reason given'}); "
             "they must pass before it can be approved"
         )
-    blocking = json.loads(summary)["blocking"] if summary else []
+    return None
+
+
+def _blocking_refusal(campaign_id: int, summary: dict[str, Any] | None) -> str | None:
+    blocking = summary["blocking"] if summary is not None else []
     if blocking:
-        return f"{ref} cannot be approved: " + " ".join(blocking)
+        return f"{ref_for(campaign_id)} cannot be approved: " + " ".join(blocking)
     return None
 
 

@@ -781,6 +781,13 @@ class Store:
             for r in rows
         ]
 
+    def approval_authors(self, campaign_id: int) -> list[str]:
+        """Who approved `campaign_id` (lapsed or not): the users of its 'approve' decisions."""
+        rows = self.db.execute(
+            "SELECT user FROM decisions WHERE campaign_id = ? AND decision = 'approve' ORDER BY id", [campaign_id]
+        ).fetchall()
+        return [r[0] for r in rows]
+
     def _mark_lapsed(self, campaign_id: int, current: frozenset[str]) -> None:
         """Approvals by anyone not in `current` (the approvers now) stop counting; those by
         someone who is one again count again."""

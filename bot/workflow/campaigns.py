@@ -188,16 +188,20 @@ class CampaignService:
 
     async def current_approvers(self, campaign_id: int) -> frozenset[str] | None:
         """Who of those who approved `campaign_id` (a wave: its request) are approvers now."""
-        campaign = self.store.campaign(campaign_id)
-        root = campaign.parent_id if campaign.parent_id is not None else campaign_id
-        authors = [d.user for d in self.store.decisions(root) if d.decision == "approve"]
-        return await self.directory.still_approvers(authors)
+        return await self._approvers_now(self.store.campaign(campaign_id))
 
-    async def _counted_approvers(self, campaign_id: int) -> frozenset[str] | None:
+    async def _approvers_now(self, campaign: Campaign) -> frozenset[str] | None:
+        if not self.directory.approvers:
+            return None  # FOTA_APPROVERS unset: anyone may approve, whoever approved counts
+        # A campaign's parent never changes, so a campaign read before an await still names it.
+        root = campaign.parent_id if campaign.parent_id is not None else campaign.id
+        return await self.directory.still_approvers(self.store.approval_authors(root))
+
+    async def _counted_approvers(self, campaign: Campaign) -> frozenset[str] | None:
         """`current_approvers` for a click: when Slack cannot list a group, nothing is recorded
         (an approval lapsed for a Slack hiccup would blame a removal that never happened)."""
         try:
-            return await self.current_approvers(campaign_id)
+            return await self._approvers_now(campaign)
         except MembershipUnknown as exc:
             raise UserError(_membership_unknown(exc)) from exc
 
@@ -236,7 +240,7 @@ class CampaignService:
         scope = ""
         # Approvals count only while their authors are approvers (someone removed from
         # FOTA_APPROVERS since, or from its group, no longer counts).
-        current = await self._counted_approvers(campaign_id)
+        current = await self._counted_approvers(campaign)
         # The decision and the thread's news of it are one transaction.
         with self.store.atomic():
             try:
@@ -336,7 +340,7 @@ class CampaignService:
             raise RequestError(problems)
         required = self.settings.required_approvals
         # As for a plain approval: only approvals by people who are approvers now count.
-        current = await self._counted_approvers(campaign_id)
+        current = await self._counted_approvers(campaign)
         with self.store.atomic():
             try:
                 overridden = self.preflight.override_and_approve(

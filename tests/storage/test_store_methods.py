@@ -400,3 +400,20 @@ def test_refusals_kept_as_key_value_strings_move_into_their_table(db_path: Path,
         assert {row[0] for row in store.db.execute("SELECT key FROM kv")} == {"callback_token"}
     finally:
         store.close()
+
+
+def test_approval_authors_are_the_users_of_approve_decisions_lapsed_or_not(store: Store) -> None:
+    # What `CampaignService.current_approvers` asks the directory about: the decisions' own rows.
+    campaign = make_campaign(store)
+    for user in ("U_A", "U_B"):
+        store.record_approval(campaign.id, user=user, shown_hash=campaign.content_hash, required=3)
+    # U_A is no approver any more: the next approval marks theirs lapsed; they still authored it.
+    store.record_approval(
+        campaign.id, user="U_C", shown_hash=campaign.content_hash, required=3, current_approvers=frozenset({"U_B"})
+    )
+    other = make_campaign(store)
+    store.record_rejection(other.id, user="U_D", shown_hash=other.content_hash, reason="no")
+    assert store.approval_authors(campaign.id) == ["U_A", "U_B", "U_C"]
+    assert [d.user for d in store.decisions(campaign.id) if d.decision == "approve"] == ["U_A", "U_B", "U_C"]
+    assert [d.lapsed for d in store.decisions(campaign.id)] == [True, False, False]
+    assert store.approval_authors(other.id) == []
