@@ -20,7 +20,7 @@ import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -293,11 +293,19 @@ class Store:
         """Four hex digits, generated once per database, that tell this installation's
         campaign names from another's on the same ThingSpace account (FB-1 of a fresh
         database is not FB-1 of the old one)."""
+        known: str | None = getattr(self, "_installation", None)
+        if known is not None:
+            return known
         with self.db.atomic():
             value = self.get_kv("installation_id")
             if value is None:
                 value = secrets.token_hex(2)
                 self.db.execute("INSERT INTO kv(key, value) VALUES('installation_id', ?)", [value])
+            else:
+                # Read back from the database, so committed: it never changes, and every new
+                # campaign carries it. (One generated just now may yet be rolled back with
+                # the transaction around it, so it is not kept until it is read back.)
+                self._installation = value
         return value
 
     def callback_token(self) -> str:
@@ -359,8 +367,8 @@ class Store:
                 """INSERT INTO campaigns(id, state, requester, account, firmware_name, firmware_from,
                    firmware_to, protocol, start_date, end_date, windows, name, device_count,
                    content_hash, sandbox, created_at, updated_at, expires_at, notes, response_url,
-                   licence_auto)
-                   VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?)""",
+                   licence_auto, installation)
+                   VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [
                     # A request of a chunk takes its own reserved id; any other steps past every
                     # reserved one (the next rowid may be the id of a request being stored).
@@ -384,13 +392,11 @@ class Store:
                     json.dumps(list(notes)),
                     response_url,
                     int(licence_auto),
+                    self.installation_id(),
                 ],
             )
             campaign_id = cursor.lastrowid
             assert campaign_id is not None
-            self.db.execute(
-                "UPDATE campaigns SET installation = ? WHERE id = ?", [self.installation_id(), campaign_id]
-            )
             if reserved_id is None:
                 self.db.conn.executemany(
                     "INSERT INTO devices(campaign_id, imei) VALUES(?, ?)",
@@ -411,7 +417,8 @@ class Store:
                     [campaign_id, json.dumps(plan.to_json()), digest, now],
                 )
             self._audit(campaign_id, None, CampaignState.PENDING_APPROVAL, requester, "requested", now)
-        return self.campaign(campaign_id)
+        # The row as read above, with the one column written since.
+        return replace(campaign, content_hash=digest)
 
     def create_wave_campaign(
         self,

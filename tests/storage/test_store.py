@@ -75,6 +75,24 @@ def test_create_keeps_devices_hash_and_an_audit_row(store: Store) -> None:
     assert (row["from_state"], row["to_state"], row["actor"]) == (None, "pending_approval", "U_REQ")
 
 
+def test_a_new_campaign_is_returned_as_stored(store: Store) -> None:
+    first = make_campaign(store)
+    second = make_campaign(store)
+    # What create_campaign returns is the row on record, hash included.
+    assert first == store.campaign(first.id) and second == store.campaign(second.id)
+    assert first.installation == second.installation == store.get_kv("installation_id")
+
+
+def test_the_installation_id_of_a_request_rolled_back_is_not_kept(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.atomic():
+        make_campaign(store)
+        raise RuntimeError("the request's transaction fails")
+    assert store.get_kv("installation_id") is None
+    campaign = make_campaign(store)
+    assert len(campaign.installation) == 4 and campaign.installation == store.get_kv("installation_id")
+    assert make_campaign(store).installation == campaign.installation
+
+
 def test_the_hash_changes_with_anything_that_would_be_sent(store: Store) -> None:
     a = make_campaign(store)
     b = make_campaign(store, devices=IMEIS[:2])
