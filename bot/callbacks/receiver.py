@@ -7,12 +7,18 @@ row is on disk; the processor is woken after the answer has gone out. Nothing he
 calls the network or applies the update: ThingSpace's delivery retries are not
 documented, so answering fast and never losing an acknowledged payload is the job.
 
+Callbacks that arrive together are committed together (`GroupCommit`): each handler
+waits for the commit that holds its row, and one commit serves every callback read in the
+same turn of the event loop. A lone callback is committed on the very next turn, so light
+traffic waits for nothing; a burst costs one commit instead of one each.
+
 v3 callbacks carry no signature (docs/thingspace.md): the secret path token and
 Verizon's published source addresses are all there is to check.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -20,7 +26,6 @@ import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 
-from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -45,6 +50,60 @@ _UNAVAILABLE = b'{"error":"storage unavailable"}'
 _INTERNAL = b'{"error":"internal error"}'
 
 
+class GroupCommit:
+    """Stores callbacks that arrive in the same turn of the event loop in one transaction.
+
+    `store(body, remote)` returns once the transaction holding the row has committed (None)
+    or failed (the error, the same for every callback of that transaction: none of them is
+    on disk). The write runs on the loop's next turn, where every handler that read its body
+    meanwhile has queued its row too; it never waits for a timer.
+
+    SQLite spends most of a lone callback's insert on the commit (writing the WAL frame):
+    ~50 µs, where a callback in a batch of four costs ~13 µs.
+    """
+
+    def __init__(self, store: Store, on_stored: Callable[[], None]):
+        self.store = store
+        self.on_stored = on_stored
+        self._queued: list[tuple[str, str | None, asyncio.Future[BaseException | None]]] = []
+
+    async def store_callback(self, body: str, remote: str | None) -> BaseException | None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[BaseException | None] = loop.create_future()
+        self._queued.append((body, remote, done))
+        if len(self._queued) == 1:
+            loop.call_soon(self._commit)
+        return await done
+
+    def _commit(self) -> None:
+        batch, self._queued = self._queued, []
+        outcome: BaseException | None = None
+        try:
+            # On the event loop, not in a thread: the store's one SQLite connection is shared
+            # with the rest of the app, and a transaction from another thread could take these
+            # inserts with it on rollback after we answered 200.
+            self.store.store_callbacks([(body, remote) for body, remote, _ in batch])
+        except sqlite3.Error as exc:
+            # 503, not 200, for each of them: ThingSpace may retry, and we must not
+            # acknowledge what we lost.
+            log.error("%d callback(s) not stored: the database is unusable", len(batch), exc_info=exc)
+            outcome = exc
+        except Exception as exc:
+            log.error("%d callback(s) not stored: unexpected error", len(batch), exc_info=exc)
+            outcome = exc
+        for _, _, done in batch:
+            if not done.done():  # a handler cancelled meanwhile (server shutting down)
+                done.set_result(outcome)
+        if outcome is None:
+            # After the handlers' wake-ups were queued: their answers go out on the next
+            # turn, before the processor (queued behind them) starts applying.
+            try:
+                self.on_stored()
+            except Exception:
+                # The rows are committed and acknowledged; the processor's own timer finds them.
+                log.exception("waking the callback processor failed")
+
+
 def callback_route(
     *,
     token: str,
@@ -56,19 +115,13 @@ def callback_route(
 ) -> Route:
     """The callback endpoint, ready to mount.
 
-    `on_stored` is called once per stored callback, after the answer was sent, on the
-    event loop: it must be cheap (an `asyncio.Event.set()`).
+    `on_stored` is called once per commit of stored callbacks (one or more), on the event
+    loop: it must be cheap (an `asyncio.Event.set()`).
     """
     if not token:
         raise ValueError("the callback token must not be empty")
     expected = token.encode("utf-8")
-
-    async def wake() -> None:
-        try:
-            on_stored()
-        except Exception:
-            # The row is committed and acknowledged; the processor's own timer finds it.
-            log.exception("waking the callback processor failed")
+    writer = GroupCommit(store, on_stored)
 
     async def receive_callback(request: Request) -> Response:
         given = request.path_params.get("token", "")
@@ -107,21 +160,15 @@ def callback_route(
             log.info("callback refused: %d bytes from %s are not JSON", len(body), remote)
             return Response(_NOT_JSON, status_code=400, media_type=_JSON)
 
-        try:
-            # On the event loop, not in a thread: the store's one SQLite connection is shared
-            # with the rest of the app, and a transaction from another thread could take this
-            # insert with it on rollback after we answered 200. The commit takes ~50 µs (WAL).
-            store.store_callbacks([(text, remote or None)])
-        except sqlite3.Error:
-            # 503, not 200: ThingSpace may retry, and we must not acknowledge what we lost.
-            log.exception("callback not stored: the database is unusable")
-            return Response(_UNAVAILABLE, status_code=503, media_type=_JSON)
-        except Exception:
-            log.exception("callback not stored: unexpected error")
+        failure = await writer.store_callback(text, remote or None)
+        if failure is not None:
+            # Logged once for the whole transaction, by the writer.
+            if isinstance(failure, sqlite3.Error):
+                return Response(_UNAVAILABLE, status_code=503, media_type=_JSON)
             return Response(_INTERNAL, status_code=500, media_type=_JSON)
 
         log.debug("callback stored: %d bytes from %s", len(body), remote)
-        return Response(_OK, status_code=200, media_type=_JSON, background=BackgroundTask(wake))
+        return Response(_OK, status_code=200, media_type=_JSON)
 
     return Route(CALLBACK_PATH, receive_callback, methods=["POST"], name="thingspace_callbacks")
 

@@ -3,6 +3,7 @@ size, JSON), a 200 only once the row is committed."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -17,7 +18,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from bot.callbacks.receiver import MAX_BODY, callback_route, client_address
+from bot.callbacks.receiver import MAX_BODY, GroupCommit, callback_route, client_address
 from bot.settings import IPNetwork
 from storage.store import Store
 
@@ -123,10 +124,10 @@ async def test_a_200_means_committed(client: httpx.AsyncClient, db_path: Path) -
         other.close()
 
 
-async def test_on_stored_is_called_once_per_stored_callback(
+async def test_on_stored_is_called_once_per_commit(
     client: httpx.AsyncClient, wakes: Wakes
 ) -> None:
-    for _ in range(3):
+    for _ in range(3):  # one after the other: a commit each
         await client.post(PATH, content=b"{}")
     assert wakes.count == 3
     await client.post(PATH, content=b"not json")
@@ -582,3 +583,110 @@ async def test_many_callbacks_each_get_their_own_row(
     assert [b for b, _ in stored(store)] == bodies
     assert store.unapplied_callbacks() == [(i + 1, b) for i, b in enumerate(bodies)]
     assert wakes.count == 50
+
+
+# --- callbacks arriving together (group commit) ---------------------------------------------------
+
+
+def commits(store: Store) -> list[str]:
+    """The COMMIT statements the store's connection runs from now on."""
+    seen: list[str] = []
+    store.db.conn.set_trace_callback(lambda sql: seen.append(sql) if sql == "COMMIT" else None)
+    return seen
+
+
+def device_changes(n: int, tag: str = "") -> list[str]:
+    return [
+        json.dumps({"campaignId": "c", "deviceId": f"99001390783{i:04d}", "status": "UpgradeSuccess", "tag": tag})
+        for i in range(n)
+    ]
+
+
+async def test_callbacks_arriving_together_share_one_commit(
+    client: httpx.AsyncClient, store: Store, wakes: Wakes
+) -> None:
+    seen = commits(store)
+    bodies = device_changes(20)
+    answers = await asyncio.gather(*(client.post(PATH, content=body) for body in bodies))
+    assert [a.status_code for a in answers] == [200] * 20
+    assert len(seen) < len(bodies)  # one for all of them, as they arrive in one turn of the loop
+    assert wakes.count == len(seen)
+    # Each its own row, in the order they arrived.
+    assert [b for b, _ in stored(store)] == bodies
+
+
+async def test_each_callback_of_a_shared_commit_is_on_disk_before_its_200(
+    store: Store, db_path: Path
+) -> None:
+    seen = commits(store)
+    app = app_for(store)
+    other = sqlite3.connect(db_path)
+    checked: list[str] = []
+
+    async def watching(scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+
+        async def receive_body() -> Any:
+            nonlocal body
+            message = await receive()
+            body += message.get("body", b"")
+            return message
+
+        async def send_checked(message: Any) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                # Another connection sees the row already: it is committed, not pending.
+                rows = other.execute("SELECT count(*) FROM callbacks WHERE body = ?", [body.decode()])
+                assert rows.fetchone()[0] == 1
+                checked.append(body.decode())
+            await send(message)
+
+        await app(scope, receive_body, send_checked)
+
+    bodies = device_changes(12)
+    try:
+        transport = httpx.ASGITransport(app=watching, client=(VERIZON, 40123))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            answers = await asyncio.gather(*(c.post(PATH, content=body) for body in bodies))
+    finally:
+        other.close()
+    assert [a.status_code for a in answers] == [200] * 12
+    assert sorted(checked) == sorted(bodies)
+    assert len(seen) < len(bodies)
+
+
+async def test_a_failed_shared_commit_answers_each_of_its_callbacks_503_and_keeps_none(
+    client: httpx.AsyncClient, store: Store, wakes: Wakes, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One row the database refuses takes down the transaction it shares with the others:
+    # none of them is on disk, so none of them may be answered 200.
+    store.db.execute(
+        "CREATE TRIGGER disk_full BEFORE INSERT ON callbacks WHEN NEW.body LIKE '%poison%' "
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+    bodies = [*device_changes(5), '{"poison": true}', *device_changes(3, "after")]
+    answers = await asyncio.gather(*(client.post(PATH, content=body) for body in bodies))
+    assert [a.status_code for a in answers] == [503] * len(bodies)
+    assert {a.json()["error"] for a in answers} == {"storage unavailable"}
+    assert stored(store) == []
+    assert wakes.count == 0
+    # Logged once for the transaction, not once per callback.
+    assert caplog.text.count("not stored: the database is unusable") == 1
+    # The next callbacks have a transaction of their own.
+    assert (await client.post(PATH, content=bodies[0])).status_code == 200
+    assert [b for b, _ in stored(store)] == [bodies[0]]
+
+
+async def test_a_handler_gone_before_the_commit_leaves_the_others_answered(
+    store: Store, wakes: Wakes
+) -> None:
+    writer = GroupCommit(store, wakes)
+    first = asyncio.ensure_future(writer.store_callback('{"n": 1}', VERIZON))
+    second = asyncio.ensure_future(writer.store_callback('{"n": 2}', VERIZON))
+    await asyncio.sleep(0)  # both queued
+    first.cancel()
+    assert await second is None
+    assert first.cancelled()
+    # Its row was written with the others: a sender that never saw a 200 sends it again,
+    # and applying a callback twice changes nothing.
+    assert [b for b, _ in stored(store)] == ['{"n": 1}', '{"n": 2}']
+    assert wakes.count == 1
