@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from storage.store import Store
+from tests.support.database import migrated_database
 
 
 class ManualClock:
@@ -55,6 +56,6 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(db_path: Path, clock: ManualClock) -> Iterator[Store]:
-    s = Store.open(db_path, clock=clock)
+    s = Store.open(migrated_database(db_path), clock=clock)
     yield s
     s.close()

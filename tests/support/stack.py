@@ -22,6 +22,7 @@ from bot.settings import load
 from bot.standins.slack import SlackStandIn, create_slack_standin_app
 from bot.standins.thingspace import Sandbox, SandboxClock, create_sandbox_app
 from tests.conftest import ManualClock
+from tests.support.database import migrated_database
 from tests.support.servers import serve_app
 from tests.support.slack import block_action_body, sign, slash_command_body, view_submission_body
 from tests.support.thingspace import RecordingTransport
@@ -157,6 +158,8 @@ async def running_stack(tmp_path: Path, *, post_spacing: float = 0.0, **env: str
             "FOTA_UPDATE_INTERVAL": "5",
             **env,
         }
+        with contextlib.suppress(FileExistsError):  # a test's own database, kept
+            migrated_database(settings_env["FOTA_DB"])
         stack = Stack(standin, base, sandbox, sandbox_clock, recorder, ManualClock(START), settings_env, post_spacing)
         await stack.boot()
         try:

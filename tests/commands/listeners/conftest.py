@@ -25,6 +25,7 @@ from commands.listeners import Services
 from commands.parse import parse_schedule
 from storage.model import Campaign
 from tests.conftest import ManualClock
+from tests.support.database import migrated_database
 from tests.support.stack import ANN, BOB, CHANNEL, FIRMWARE, REQUESTER, START
 
 IMEIS = ("354658090353977", "490154203237518", "356938035643809")
@@ -103,7 +104,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
         "FOTA_APPROVAL_CHANNEL": CHANNEL,
         # Nothing here talks to Slack but through the fake client: a call that did would fail.
         "SLACK_API_URL": "http://127.0.0.1:9/api/",
-        "FOTA_DB": str(tmp_path / "fota.db"),
+        "FOTA_DB": str(migrated_database(tmp_path / "fota.db")),
         "FOTA_APPROVERS": f"{ANN},{BOB}",
         "FOTA_REQUESTERS": REQUESTER,
     }
