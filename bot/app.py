@@ -261,6 +261,10 @@ def build_runtime(
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
     )
     bolt = AsyncApp(
+        # Bolt names its listeners' loggers after the file that built the app, which it finds
+        # with inspect.stack(): that reads the source lines of every frame on the stack (tens of
+        # milliseconds per app under pytest). The same name, given.
+        name="app.py",
         client=slack,
         signing_secret=settings.slack_signing_secret.reveal() if settings.slack_signing_secret else None,
         process_before_response=False,
