@@ -247,6 +247,20 @@ class _InLoopServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.ready = asyncio.Event()
+        self._exit = asyncio.Event()
+
+    def exit(self) -> None:
+        self.should_exit = True
+        self._exit.set()
+
+    async def main_loop(self) -> None:
+        # uvicorn's loop sleeps 0.1 s between its ticks (the Date header, should_exit): woken by
+        # exit() instead, leaving does not wait out the rest of a tick (each test's servers).
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit.wait(), 0.1)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -312,7 +326,7 @@ async def serve_in_loop(
             raise RuntimeError("uvicorn stopped before it was ready")
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        server.exit()
         ready.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ready
