@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
@@ -35,7 +35,7 @@ from bot.scheduler import Jobs
 from bot.secrets import Secret
 from bot.settings import IPNetwork, Settings
 from bot.slack_files import SlackFiles
-from bot.slack_guard import Refusal, SlackRequestGuard, replaying
+from bot.slack_guard import GuardedRequestVerification, Refusal, SlackRequestGuard, passed_context
 from bot.slack_respond import ResponseUrls
 from bot.standins.thingspace import Sandbox, create_sandbox_app
 from bot.thingspace.client import ThingSpaceClient
@@ -260,14 +260,19 @@ def build_runtime(
         base_url=settings.slack_api_url,
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
     )
+    signing_secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else None
     bolt = AsyncApp(
         # Bolt names its listeners' loggers after the file that built the app, which it finds
         # with inspect.stack(): that reads the source lines of every frame on the stack (tens of
         # milliseconds per app under pytest). The same name, given.
         name="app.py",
         client=slack,
-        signing_secret=settings.slack_signing_secret.reveal() if settings.slack_signing_secret else None,
+        signing_secret=signing_secret,
         process_before_response=False,
+        # Bolt's signature check, in its own place (before authorization), but not a second time
+        # for a request /slack/events' guard has verified (bot/slack_guard.py).
+        request_verification_enabled=False,
+        before_authorize=GuardedRequestVerification(signing_secret),  # type: ignore[arg-type]
     )
 
     if settings.sandbox_mode:
@@ -413,7 +418,6 @@ def build_runtime(
 
 
 def _http_app(rt: Runtime) -> Starlette:
-    handler = AsyncSlackRequestHandler(rt.bolt)
     signing_secret = rt.settings.slack_signing_secret
     guard = SlackRequestGuard(
         signing_secret=signing_secret.reveal() if signing_secret else None,
@@ -425,7 +429,9 @@ def _http_app(rt: Runtime) -> Starlette:
         if isinstance(checked, Refusal):
             return PlainTextResponse(checked.text, status_code=checked.status)
         try:
-            return await handler.handle(Request(request.scope, replaying(checked)))
+            # What Bolt's Starlette adapter does with a POST, with the body the guard read.
+            bolt_request = to_async_bolt_request(request, checked, passed_context())
+            return to_starlette_response(await rt.bolt.async_dispatch(bolt_request))
         except Exception:
             # Bolt itself can fail on a malformed payload (e.g. block_actions with no actions)
             # before any listener runs: a plain 400 and a log line, never a 500 or a traceback.

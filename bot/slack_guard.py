@@ -2,8 +2,12 @@
 
 Anyone can reach that route, so before Bolt parses anything the request must be small,
 carry a numeric timestamp and a valid Slack signature, and not be a replay of a request
-already acted on. Bolt checks the signature again afterwards (harmless); it never sees an
-unsigned body, so nothing unsigned reaches its logs.
+already acted on. Bolt never sees an unsigned body, so nothing unsigned reaches its logs.
+
+Bolt's own signature check (`GuardedRequestVerification`, in its place among Bolt's middleware)
+lets through without a second HMAC only a request the route marked as passed by this guard, and
+checks every other request as Bolt always does: a way into Bolt that bypasses the guard (Socket
+Mode aside, which Bolt never checks) is still refused unless signed.
 """
 
 from __future__ import annotations
@@ -11,12 +15,17 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
+from slack_bolt.middleware.request_verification.async_request_verification import (
+    AsyncRequestVerification,
+)
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 from starlette.requests import ClientDisconnect, Request
-from starlette.types import Message, Receive
 
 from bot.request_body import read_limited
 
@@ -97,15 +106,24 @@ class SlackRequestGuard:
         return body
 
 
-def replaying(body: bytes) -> Receive:
-    """An ASGI receive that hands `body` over once, for a request whose stream was consumed."""
-    sent = False
+# The Bolt context key the route sets on a request the guard passed, and its value: an object
+# no payload can carry (Bolt fills the rest of the context from the body, with strings).
+PASSED_KEY = "fota_guard_passed"
+_PASSED = object()
 
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
 
-    return receive
+def passed_context() -> dict[str, Any]:
+    """The context properties the route hands Bolt with a request the guard passed."""
+    return {PASSED_KEY: _PASSED}
+
+
+class GuardedRequestVerification(AsyncRequestVerification):
+    """Bolt's signature check, skipped only for a request SlackRequestGuard has verified already
+    (the same bytes, the same verifier, a stricter timestamp rule): one HMAC per request, not two."""
+
+    async def async_process(
+        self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
+    ) -> BoltResponse:
+        if req.context.get(PASSED_KEY) is _PASSED:
+            return await next()
+        return await super().async_process(req=req, resp=resp, next=next)

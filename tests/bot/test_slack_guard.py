@@ -7,7 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.signature import SignatureVerifier
 
+from bot.slack_guard import PASSED_KEY
 from tests.support.slack import sign, slash_command_body
 from tests.support.stack import REQUESTER, SECRET, running_stack
 
@@ -71,3 +74,41 @@ async def test_a_replayed_signed_slash_command_is_not_acted_on_twice(tmp_path: P
         await stack.settle()
         assert after_restart.text == ""
         assert len(stack.rt.store.list_campaigns(scope="all", user=REQUESTER)) == 1
+
+
+async def test_a_signed_request_is_verified_once_by_the_guard_not_again_by_bolt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[bytes | str] = []
+    is_valid = SignatureVerifier.is_valid
+
+    def counted(self: SignatureVerifier, body: bytes | str, timestamp: str, signature: str) -> bool:
+        checks.append(body)
+        return is_valid(self, body, timestamp, signature)
+
+    monkeypatch.setattr(SignatureVerifier, "is_valid", counted)
+    async with running_stack(tmp_path) as stack:
+        body = slash_command_body("help", user_id=REQUESTER, response_url=stack.standin.new_response_url())
+        response = await stack.http.post("/slack/events", content=body, headers=sign(body, SECRET))
+        assert response.status_code == 200 and "/fota schedule" in response.text
+    assert len(checks) == 1
+
+
+@pytest.mark.parametrize("mark", [None, "True", True])
+async def test_a_request_that_reaches_bolt_past_the_guard_is_still_verified_by_bolt(
+    tmp_path: Path, mark: object
+) -> None:
+    # Only the guard's own mark skips Bolt's check; a look-alike value in the context does not.
+    async with running_stack(tmp_path) as stack:
+        body = slash_command_body("help", user_id=REQUESTER, response_url=stack.standin.new_response_url())
+        headers = sign(body, SECRET)
+        context = {} if mark is None else {PASSED_KEY: mark}
+        forged = {**headers, "X-Slack-Signature": "v0=" + "0" * 64}
+        refused = await stack.rt.bolt.async_dispatch(
+            AsyncBoltRequest(body=body.decode(), headers=forged, context=dict(context))
+        )
+        assert refused.status == 401
+        signed = await stack.rt.bolt.async_dispatch(
+            AsyncBoltRequest(body=body.decode(), headers=headers, context=dict(context))
+        )
+        assert signed.status == 200 and "/fota schedule" in signed.body
