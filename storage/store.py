@@ -15,6 +15,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import math
 import os
 import secrets
 import sqlite3
@@ -67,6 +68,9 @@ FUTURE_SKEW = dt.timedelta(days=1)
 # A new request's devices per transaction when it has more (Store.store_request): 7-13 ms of the
 # loop each on a 2-core machine, where 100,000 devices in one transaction held it 1.5-2.8 s.
 DEVICE_CHUNK = 1_000
+# How often Store.first_sighting drops the signatures it no longer needs (seconds); at most
+# this much longer than asked, a signature stays on record.
+SIGNATURES_PRUNED_EVERY = 1.0
 
 
 def utcnow() -> dt.datetime:
@@ -209,6 +213,7 @@ class Store:
         self.db = db
         self.clock = clock
         self.readers = Readers(db.conn)
+        self._signatures_pruned_at = -math.inf  # first_sighting's last delete of old rows
 
     @classmethod
     def open(cls, path: Path | str, *, clock: Clock = utcnow) -> Store:
@@ -280,13 +285,19 @@ class Store:
         """Remember a signed Slack request; False when it was seen before.
 
         Kept on disk, so a replay right after a restart is still recognised; rows older
-        than `keep_seconds` (twice Slack's five-minute window) are dropped as new ones come.
+        than `keep_seconds` (twice Slack's five-minute window) are dropped as new ones come,
+        at most once every SIGNATURES_PRUNED_EVERY: a delete with each insert made every
+        request's commit rewrite the oldest pages of the table and of both its indexes too.
         """
+        prune = not now - SIGNATURES_PRUNED_EVERY < self._signatures_pruned_at <= now
         with self.db.atomic():
-            self.db.execute("DELETE FROM slack_requests WHERE seen_at < ?", [now - keep_seconds])
+            if prune:
+                self.db.execute("DELETE FROM slack_requests WHERE seen_at < ?", [now - keep_seconds])
             inserted = self.db.execute(
                 "INSERT OR IGNORE INTO slack_requests(signature, seen_at) VALUES(?, ?)", [signature, now]
             ).rowcount
+        if prune:
+            self._signatures_pruned_at = now
         return inserted == 1
 
     def installation_id(self) -> str:

@@ -417,3 +417,33 @@ def test_approval_authors_are_the_users_of_approve_decisions_lapsed_or_not(store
     assert [d.user for d in store.decisions(campaign.id) if d.decision == "approve"] == ["U_A", "U_B", "U_C"]
     assert [d.lapsed for d in store.decisions(campaign.id)] == [True, False, False]
     assert store.approval_authors(other.id) == []
+
+
+def test_a_signature_is_refused_again_across_a_crash_and_dropped_once_its_window_is_over(tmp_path: Path) -> None:
+    path = tmp_path / "fota.db"
+    store = Store.open(path)
+    t = 1_000_000.0
+    assert store.first_sighting("v0=a", t)
+    assert store.first_sighting("v0=b", t + 0.5)
+    assert not store.first_sighting("v0=a", t + 0.6)
+    # A process that died without closing anything: a new one on the file still refuses it.
+    again = Store.open(path)
+    assert not again.first_sighting("v0=a", t + 299)
+
+    def kept() -> set[str]:
+        return {r[0] for r in again.db.execute("SELECT signature FROM slack_requests")}
+
+    # Past keep_seconds (600) the next request drops it; within the second after, no further
+    # delete runs (v0=b, over its time since t + 600.5, waits for the next one).
+    assert again.first_sighting("v0=c", t + 600.4)
+    assert kept() == {"v0=b", "v0=c"}
+    assert again.first_sighting("v0=d", t + 601.0)
+    assert kept() == {"v0=b", "v0=c", "v0=d"}
+    assert again.first_sighting("v0=e", t + 601.4)
+    assert kept() == {"v0=c", "v0=d", "v0=e"}
+    # A clock set back does not stop the pruning.
+    assert again.first_sighting("v0=f", t + 2000)
+    assert again.first_sighting("v0=g", t + 1500)
+    assert kept() == {"v0=f", "v0=g"}
+    store.close()
+    again.close()
