@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -34,6 +37,7 @@ log = logging.getLogger("bot.listeners")
 # Bolt's ack() and respond(): what a handler is given, and what a unit test fakes.
 Ack = Callable[..., Awaitable[Any]]
 Respond = Callable[..., Awaitable[Any]]
+Next = Callable[[], Awaitable[BoltResponse]]
 
 NOT_RECORDED = (
     "fota-bot could not record that: its database cannot be written right now (disk full or "
@@ -72,6 +76,18 @@ class Services:
 
     def today(self) -> dt.date:
         return self.clock().astimezone(dt.UTC).date()
+
+
+class Middleware(AsyncMiddleware):
+    """A middleware function of Bolt's three arguments (req, resp, next), registered as a Bolt
+    middleware object: Bolt wraps a plain function in one that works out again, on every
+    request, which arguments it takes and builds them all."""
+
+    def __init__(self, func: Callable[[AsyncBoltRequest, BoltResponse, Next], Awaitable[BoltResponse]]):
+        self.func = func
+
+    async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Next) -> BoltResponse:
+        return await self.func(req, resp, next)
 
 
 async def ack_then_answer(

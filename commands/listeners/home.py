@@ -11,7 +11,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from commands import blocks
-from commands.listeners.common import Respond, Services
+from commands.listeners.common import Middleware, Respond, Services
 
 
 async def answer_home_clicks(
@@ -68,5 +68,5 @@ def home_respond(services: Services, user: str) -> Respond:
 
 
 def register(app: AsyncApp, services: Services) -> None:
-    app.middleware(partial(answer_home_clicks, services=services))
+    app.middleware(Middleware(partial(answer_home_clicks, services=services)))
     app.event("app_home_opened")(partial(home_opened, services=services))

@@ -13,7 +13,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from bot.slack_urls import trusted_response_url
-from commands.listeners.common import Services
+from commands.listeners.common import Middleware, Services
 
 log = logging.getLogger("bot.listeners")
 
@@ -55,4 +55,4 @@ async def skip_redeliveries(
 
 
 def register(app: AsyncApp, services: Services) -> None:
-    app.middleware(partial(skip_redeliveries, services=services))
+    app.middleware(Middleware(partial(skip_redeliveries, services=services)))
