@@ -8,6 +8,7 @@ demo), never to a host a payload chose.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 # Where Slack's response URLs live (https://hooks.slack.com/commands/…, …/actions/…).
@@ -29,13 +30,19 @@ def _origin(url: str) -> tuple[str, str, int | None] | None:
     return scheme, (parts.hostname or "").lower(), port if port is not None else default
 
 
+@lru_cache(maxsize=8)
+def _configured_origin(api_url: str) -> tuple[str, str, int | None] | None:
+    """SLACK_API_URL's origin, worked out once: it is the same for every request."""
+    return _origin(api_url)
+
+
 def _allowed(url: str, hosts: frozenset[str], api_url: str) -> bool:
     origin = _origin(url)
     if origin is None or not origin[1]:
         return False
     if origin == ("https", origin[1], 443) and origin[1] in hosts:
         return True
-    return origin == _origin(api_url)
+    return origin == _configured_origin(api_url)
 
 
 def trusted_response_url(url: str, api_url: str) -> bool:
