@@ -268,7 +268,11 @@ def build_runtime(
         name="app.py",
         client=slack,
         signing_secret=signing_secret,
-        process_before_response=False,
+        # Every listener acks and hands anything slow to `Background` before it returns (the
+        # listeners' rule, commands/listeners/common.py), so Slack is answered when the listener
+        # returns. Otherwise Bolt runs each listener as a task of its own and looks for its ack
+        # every 10 ms: a timer per request, and up to 10 ms more before the answer.
+        process_before_response=True,
         # Bolt's signature check, in its own place (before authorization), but not a second time
         # for a request /slack/events' guard has verified (bot/slack_guard.py).
         request_verification_enabled=False,

@@ -3,7 +3,8 @@
 Thin listeners (the starter template's rule): ack, parse, call one service, answer. No SQL and
 no HTTP here. User mistakes are answered where the user looks: the slash command's ephemeral
 reply, the modal's fields, an ephemeral message for a button. Slack's 3-second limit:
-everything slow happens after the ack.
+everything slow happens after the ack, in `Background` (`ack_then_answer`): Bolt answers Slack
+when the listener returns (bot/app.py), so a listener never awaits slow work itself.
 """
 
 from __future__ import annotations
