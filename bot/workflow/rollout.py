@@ -40,6 +40,14 @@ REPORT_BATCH = 1000
 # Callbacks nobody can read make the bot re-read every active campaign, at most this often:
 # junk costs ThingSpace nothing extra however fast it comes.
 SWEEP_SECONDS = 60.0
+# Stored callbacks are applied this many at a time (about 10 ms of parsing and applying), so
+# that the receiver answers between batches; 2,000 held the event loop for 60 ms and more.
+APPLY_BATCH = 250
+# After a callback is stored, the applier waits this long for the rest of its burst: a batch's
+# reads and writes (its campaign, the card's edit, marking the callbacks applied) then serve
+# dozens of callbacks instead of the two or three one turn of the loop holds. The card's
+# edits are paced in seconds (FOTA_UPDATE_INTERVAL); nobody waits on the applier.
+APPLY_GATHER_SECONDS = 0.05
 # A callback for a campaign not known yet waits this long for the schedule answer naming it;
 # then it is set aside (kept raw, never applied).
 WAITING_SECONDS = 60 * 60
@@ -107,24 +115,25 @@ class Rollout:
         while True:
             self._wake.clear()  # before reading: a wake-up during the read is not lost
             try:
-                read = self.process_pending()
+                read = self.process_pending(APPLY_BATCH)
             except Exception:
                 log.exception("applying callbacks failed; retrying shortly")
                 read = 0
-            if read:
+            if read >= APPLY_BATCH:
                 await asyncio.sleep(0)  # let the receiver answer between batches
                 continue
+            # Caught up: wait for the next stored callback, then for the others of its burst.
             try:
                 await asyncio.wait_for(self._wake.wait(), 5.0)
             except TimeoutError:
-                pass
+                continue
+            await self._gather()
 
-    def process_pending(self, limit: int = 250) -> int:
-        """Apply stored callbacks not seen yet; returns how many were read.
+    async def _gather(self) -> None:
+        await asyncio.sleep(APPLY_GATHER_SECONDS)
 
-        250 at a time (about 10 ms of parsing and applying) so that the receiver answers
-        between batches; 2,000 held the event loop for 60 ms and more.
-        """
+    def process_pending(self, limit: int = APPLY_BATCH) -> int:
+        """Apply stored callbacks not seen yet, up to `limit`; returns how many were read."""
         rows = self.store.unapplied_callbacks(limit, after_id=self._last_seen_id)
         if not rows:
             return 0
@@ -193,11 +202,15 @@ class Rollout:
                 continue
             self.apply_status(campaign.id, status, actor="callback")
 
-        self.store.mark_callback_received(touched, self.clock())
-        self.store.mark_callbacks(applied, parsed=True, applied=True)
-        self.store.mark_callbacks(unrecognised, parsed=False, applied=True)
-        for thingspace_id, callback_ids in waiting.items():
-            self.store.mark_callbacks(callback_ids, parsed=True, applied=False, thingspace_id=thingspace_id)
+        with self.store.atomic():
+            if touched:
+                self.store.mark_callback_received(touched, self.clock())
+            if applied:
+                self.store.mark_callbacks(applied, parsed=True, applied=True)
+            if unrecognised:
+                self.store.mark_callbacks(unrecognised, parsed=False, applied=True)
+            for thingspace_id, callback_ids in waiting.items():
+                self.store.mark_callbacks(callback_ids, parsed=True, applied=False, thingspace_id=thingspace_id)
         self.applied_count += len(applied)
         for campaign_id in touched:
             self.scheduler.reconcile_soon(campaign_id, self.reconcile_delay)
