@@ -19,6 +19,7 @@ Verizon's published source addresses are all there is to check.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import json
@@ -182,9 +183,7 @@ def client_address(request: Request, trusted_proxies: Sequence[IPNetwork]) -> st
     is ignored. Addresses come back in canonical form, an IPv4-mapped IPv6 peer as
     plain IPv4, so they compare with the allow-list.
     """
-    peer = request.client.host if request.client else ""
-    peer_ip = parse_address(peer)
-    canonical_peer = str(peer_ip) if peer_ip is not None else peer
+    peer_ip, canonical_peer = _peer(request.client.host if request.client else "")
     if not trusted_proxies or peer_ip is None or not _in_networks(peer_ip, trusted_proxies):
         return canonical_peer
     hops = [
@@ -206,6 +205,15 @@ def client_address(request: Request, trusted_proxies: Sequence[IPNetwork]) -> st
         first = parse_address(hops[0])
         return str(first) if first is not None else hops[0]
     return canonical_peer
+
+
+@functools.lru_cache(maxsize=1024)
+def _peer(peer: str) -> tuple[IPAddress | None, str]:
+    """The connection's peer, parsed and in canonical form. Kept for the few addresses a
+    sender calls from: parsing one costs more than the rest of the checks together. Only
+    the socket's own peer (short, from the server), never a header's text."""
+    address = parse_address(peer)
+    return address, str(address) if address is not None else peer
 
 
 def parse_address(text: str) -> IPAddress | None:
