@@ -1114,13 +1114,16 @@ class Store:
         changes: list[tuple[str, str | None, str]] = []
         now = self.clock()
         latest = now + FUTURE_SKEW
+        updates = list(updates)
+        if not updates:
+            return changes
+        writes: list[tuple[str, str | None, str, int | None, int, str]] = []
         with self.db.atomic():
+            # Each device's row as it stands, read once for the batch; a device named twice
+            # meets its first update's outcome, as if they came one after the other.
+            rows = self._device_rows(campaign_id, {imei for imei, _, _, _ in updates})
             for imei, status, reason, updated in updates:
-                row = self.db.execute(
-                    "SELECT status, reason, updated_at, confirmed FROM devices "
-                    "WHERE campaign_id = ? AND imei = ? AND dropped_at IS NULL",
-                    [campaign_id, imei],
-                ).fetchone()
+                row = rows.get(imei)
                 if row is None:
                     continue
                 old_status, old_reason, old_updated, confirmed = row
@@ -1145,14 +1148,35 @@ class Store:
                         if new_at and old_at and new_at < old_at and old_status is not None:
                             continue
                     confirm = None
-                self.db.execute(
-                    "UPDATE devices SET status = ?, reason = ?, updated_at = ?, confirmed = ? "
-                    "WHERE campaign_id = ? AND imei = ?",
-                    [status, reason, updated or iso(now), confirm, campaign_id, imei],
-                )
+                at = updated or iso(now)
+                writes.append((status, reason, at, confirm, campaign_id, imei))
+                rows[imei] = (status, reason, at, confirm)
                 if old_status != status or (reason is not None and reason != old_reason):
                     changes.append((imei, old_status, status))
+            # In the order decided: the status-count triggers see each change as it happens.
+            self.db.conn.executemany(
+                "UPDATE devices SET status = ?, reason = ?, updated_at = ?, confirmed = ? "
+                "WHERE campaign_id = ? AND imei = ?",
+                writes,
+            )
         return changes
+
+    def _device_rows(
+        self, campaign_id: int, imeis: set[str]
+    ) -> dict[str, tuple[str | None, str | None, str | None, int | None]]:
+        """(status, reason, updated_at, confirmed) of these devices of the campaign, not dropped."""
+        found: dict[str, tuple[str | None, str | None, str | None, int | None]] = {}
+        wanted = list(imeis)
+        for start in range(0, len(wanted), DEVICE_CHUNK):
+            chunk = wanted[start : start + DEVICE_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for imei, *row in self.db.execute(
+                "SELECT imei, status, reason, updated_at, confirmed FROM devices "
+                f"WHERE campaign_id = ? AND imei IN ({marks}) AND dropped_at IS NULL",
+                [campaign_id, *chunk],
+            ):
+                found[imei] = (row[0], row[1], row[2], row[3])
+        return found
 
     def unreported_failures(self, campaign_id: int, limit: int) -> tuple[list[tuple[str, str | None]], int]:
         """Failed devices not yet told in the thread (up to `limit`), and how many more there are."""

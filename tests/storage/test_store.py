@@ -214,6 +214,44 @@ def test_device_updates_are_idempotent_and_never_regress(store: Store) -> None:
     assert store.unreported_failures(campaign.id, limit=10) == ([], 0)
 
 
+def test_a_batch_of_device_updates_ends_as_the_same_updates_one_at_a_time(
+    db_path: Path, tmp_path: Path, clock
+) -> None:
+    """A device named several times in one batch meets each earlier update's outcome: an older
+    report after a newer one, a move back from a final status, a repeat, a confirmed end."""
+    a, b, c = IMEIS
+    updates = [
+        (a, "UpgradeScheduled", None, "2026-11-26T10:00:00"),
+        (a, "UpgradeInProgress", None, "2026-11-26T10:05:00"),
+        (a, "UpgradeScheduled", None, "2026-11-26T10:01:00"),  # older: loses
+        (b, "UpgradeFailed", "Device did not respond", "2026-11-26T10:02:00"),
+        (b, "UpgradeInProgress", None, "2026-11-26T10:09:00"),  # out of a final status: never
+        (b, "UpgradeFailed", "Device did not respond", "2026-11-26T10:02:00"),  # a repeat
+        (c, "UpgradeSuccess", None, None),
+        (c, "UpgradeSuccess", "confirmed", None),  # a new reason for the same status
+        ("999999999999999", "UpgradeSuccess", None, None),  # not in the campaign
+    ]
+    one_by_one = Store.open(tmp_path / "one-by-one.db", clock=clock)
+    batched = Store.open(db_path, clock=clock)
+    try:
+        results = []
+        for target, calls in ((one_by_one, [[u] for u in updates]), (batched, [updates])):
+            campaign = make_campaign(target)
+            changes = [change for call in calls for change in target.apply_device_updates(campaign.id, call)]
+            rows = target.db.execute(
+                "SELECT imei, status, reason, updated_at, confirmed FROM devices WHERE campaign_id = ? ORDER BY imei",
+                [campaign.id],
+            ).fetchall()
+            results.append((changes, rows, target.device_counts(campaign.id)))
+        assert results[0] == results[1]
+        changes, rows, counts = results[1]
+        assert [imei for imei, _, _ in changes] == [a, a, b, c, c]
+        assert counts == {"pending": 0, "in progress": 1, "succeeded": 1, "failed": 1, "other": 0}
+    finally:
+        one_by_one.close()
+        batched.close()
+
+
 def test_callback_token_is_generated_once(store: Store) -> None:
     token = store.callback_token()
     assert len(token) >= 32
