@@ -35,6 +35,29 @@ SANDBOX_BANNER = (
 )
 
 
+# Tracked objects allocated (net) between two young collections; CPython's default is 700.
+GC_YOUNG_THRESHOLD = 5_000
+
+
+def settle_garbage_collector() -> None:
+    """After start-up: freeze what it built, and collect the young generation less often.
+
+    What start-up built (Bolt, the SDKs, the scheduler, every imported module: ~70,000 objects)
+    lives as long as the process. Frozen, it is left out of the collector's full passes, each
+    of which otherwise held the event loop 30-70 ms.
+
+    Under load a request's objects live across a few awaits; collected every 700 allocations
+    they were caught alive and promoted, and promotions are what start a full pass (which
+    walks every object not frozen: 15-30 ms with a thousand requests waiting for approval).
+    Every 5,000 they are mostly freed by reference counting first; a young pass of 5,000
+    objects takes a few ms. Cycles are still collected, only in larger, rarer batches.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 def version() -> str:
     """The installed distribution's version (pyproject.toml's), as `pip show fota-bot` says it."""
     from importlib.metadata import PackageNotFoundError
@@ -285,11 +308,7 @@ async def _serve_locked(settings: Settings) -> int:
         log.warning(SANDBOX_BANNER)
         log.warning("=" * 78)
     await runtime.start()
-    # What start-up built (Bolt, the SDKs, the scheduler, every imported module: hundreds of
-    # thousands of objects) lives as long as the process. Frozen, it is left out of the garbage
-    # collector's full passes, each of which otherwise held the event loop 30-70 ms.
-    gc.collect()
-    gc.freeze()
+    settle_garbage_collector()
     socket_handler = None
     try:
         if runtime.sandbox is None:

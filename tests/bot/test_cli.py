@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import weakref
 from pathlib import Path
 
 import pytest
 
 from bot.check import run_check, warn_if_callback_differs
-from bot.cli import main
+from bot.cli import GC_YOUNG_THRESHOLD, main, settle_garbage_collector
 from bot.settings import load
 from bot.standins.slack import SlackStandIn, create_slack_standin_app
 from tests.e2e.test_flow import request_campaign
@@ -114,3 +116,28 @@ async def test_serve_warns_when_thingspace_calls_back_elsewhere(tmp_path: Path, 
         caplog.clear()
         await warn_if_callback_differs(stack.rt.settings, stack.rt)
         assert "register-callback" not in caplog.text
+
+
+class _Node:
+    other: _Node | None = None
+
+
+def test_serve_freezes_what_start_up_built_and_collects_young_objects_less_often() -> None:
+    thresholds = gc.get_threshold()
+    try:
+        settle_garbage_collector()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *thresholds[1:])
+        # Cycles made afterwards are still collected, by the collector on its own.
+        gc.collect()
+        made = gc.get_stats()[0]["collections"]
+        first, second = _Node(), _Node()
+        first.other, second.other = second, first
+        gone = weakref.ref(first)
+        del first, second
+        garbage = [[n] for n in range(GC_YOUNG_THRESHOLD * 2)]
+        assert gc.get_stats()[0]["collections"] > made and gone() is None
+        del garbage
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
