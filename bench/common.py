@@ -501,7 +501,14 @@ class StallWatch:
         self.every = every
         self.longest = 0.0
         self.samples = 0
+        # The monitor's count of stalls of 20 ms or more, at the first and the last read.
+        self._over_20: list[float] = []
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def over_20(self) -> int | None:
+        """Stalls of 20 ms or more between the first read and the last (None: not read twice)."""
+        return int(self._over_20[-1] - self._over_20[0]) if len(self._over_20) > 1 else None
 
     async def _poll(self) -> None:
         async with aiohttp.ClientSession() as session:
@@ -516,6 +523,8 @@ class StallWatch:
                     if line.startswith('fota_event_loop_stall_max_seconds{window="5s"}'):
                         self.longest = max(self.longest, float(line.split()[-1]))
                         self.samples += 1
+                    elif line.startswith('fota_event_loop_stalls_total{at_least="0.02"}'):
+                        self._over_20.append(float(line.split()[-1]))
 
     async def __aenter__(self) -> StallWatch:
         self._task = asyncio.get_running_loop().create_task(self._poll())
