@@ -35,7 +35,13 @@ from bot.scheduler import Jobs
 from bot.secrets import Secret
 from bot.settings import IPNetwork, Settings
 from bot.slack_files import SlackFiles
-from bot.slack_guard import GuardedRequestVerification, Refusal, SlackRequestGuard, passed_context
+from bot.slack_guard import (
+    GuardedRequestVerification,
+    Refusal,
+    Sightings,
+    SlackRequestGuard,
+    passed_context,
+)
 from bot.slack_respond import ResponseUrls
 from bot.standins.thingspace import Sandbox, create_sandbox_app
 from bot.thingspace.client import ThingSpaceClient
@@ -425,7 +431,7 @@ def _http_app(rt: Runtime) -> Starlette:
     signing_secret = rt.settings.slack_signing_secret
     guard = SlackRequestGuard(
         signing_secret=signing_secret.reveal() if signing_secret else None,
-        first_sighting=rt.store.first_sighting,
+        first_sighting=Sightings(rt.store.first_sightings).first,
     )
 
     async def slack_events(request: Request) -> Response:

@@ -282,23 +282,35 @@ class Store:
             )
 
     def first_sighting(self, signature: str, now: float, *, keep_seconds: float = 600.0) -> bool:
-        """Remember a signed Slack request; False when it was seen before.
+        """Remember a signed Slack request; False when it was seen before."""
+        return self.first_sightings([(signature, now)], keep_seconds=keep_seconds)[0]
+
+    def first_sightings(self, seen: Sequence[tuple[str, float]], *, keep_seconds: float = 600.0) -> list[bool]:
+        """Remember signed Slack requests (signature, when), in order, in one transaction; for
+        each, False when it was seen before (earlier in `seen` too).
 
         Kept on disk, so a replay right after a restart is still recognised; rows older
         than `keep_seconds` (twice Slack's five-minute window) are dropped as new ones come,
         at most once every SIGNATURES_PRUNED_EVERY: a delete with each insert made every
         request's commit rewrite the oldest pages of the table and of both its indexes too.
         """
+        if not seen:
+            return []
+        now = max(t for _, t in seen)
         prune = not now - SIGNATURES_PRUNED_EVERY < self._signatures_pruned_at <= now
         with self.db.atomic():
             if prune:
                 self.db.execute("DELETE FROM slack_requests WHERE seen_at < ?", [now - keep_seconds])
-            inserted = self.db.execute(
-                "INSERT OR IGNORE INTO slack_requests(signature, seen_at) VALUES(?, ?)", [signature, now]
-            ).rowcount
+            fresh = [
+                self.db.execute(
+                    "INSERT OR IGNORE INTO slack_requests(signature, seen_at) VALUES(?, ?)", [signature, at]
+                ).rowcount
+                == 1
+                for signature, at in seen
+            ]
         if prune:
             self._signatures_pruned_at = now
-        return inserted == 1
+        return fresh
 
     def installation_id(self) -> str:
         """Four hex digits, generated once per database, that tell this installation's

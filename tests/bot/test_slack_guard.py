@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
-from bot.slack_guard import PASSED_KEY
+from bot.slack_guard import PASSED_KEY, Sightings
+from storage.store import Store
 from tests.support.slack import sign, slash_command_body
 from tests.support.stack import REQUESTER, SECRET, running_stack
 
@@ -112,3 +116,55 @@ async def test_a_request_that_reaches_bolt_past_the_guard_is_still_verified_by_b
             AsyncBoltRequest(body=body.decode(), headers=headers, context=dict(context))
         )
         assert signed.status == 200 and "/fota schedule" in signed.body
+
+
+async def test_requests_arriving_together_share_one_commit_and_a_copy_among_them_is_the_replay(
+    tmp_path: Path,
+) -> None:
+    store = Store.open(tmp_path / "fota.db")
+    batches: list[list[tuple[str, float]]] = []
+
+    def record(seen: Sequence[tuple[str, float]]) -> list[bool]:
+        batches.append(list(seen))
+        return store.first_sightings(seen)
+
+    sightings = Sightings(record)
+    first = await asyncio.gather(*(sightings.first(s, 1000.0) for s in ("v0=a", "v0=b", "v0=a")))
+    assert first == [True, True, False]
+    assert [len(b) for b in batches] == [3]
+    # Answered only once committed: a process that dies now (nothing closed) leaves them on
+    # record for the next one.
+    after_crash = Store.open(tmp_path / "fota.db")
+    assert await Sightings(after_crash.first_sightings).first("v0=a", 1001.0) is False
+    assert await Sightings(after_crash.first_sightings).first("v0=c", 1001.0) is True
+    # A later turn of the loop is a transaction of its own.
+    assert await sightings.first("v0=b", 1002.0) is False
+    assert [len(b) for b in batches] == [3, 1]
+    store.close()
+    after_crash.close()
+
+
+async def test_when_the_signatures_cannot_be_recorded_every_request_waiting_is_told() -> None:
+    def record(seen: Sequence[tuple[str, float]]) -> list[bool]:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    sightings = Sightings(record)
+    results = await asyncio.gather(sightings.first("v0=a", 1.0), sightings.first("v0=b", 1.0), return_exceptions=True)
+    assert all(isinstance(r, sqlite3.OperationalError) for r in results)
+
+
+async def test_the_same_signed_request_twice_at_once_is_acted_on_once(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        body = slash_command_body(
+            "schedule firmware=SEQUANSCommunications_GM01Q_SR1.2.0.0-10512_SR1.2.0.0-10657 "
+            "devices=354658090353977",
+            user_id=REQUESTER,
+            response_url=stack.standin.new_response_url(user_id=REQUESTER),
+        )
+        headers = sign(body, SECRET)
+        answers = await asyncio.gather(
+            *(stack.http.post("/slack/events", content=body, headers=headers) for _ in range(2))
+        )
+        await stack.settle()
+        assert sorted(r.text[:19] for r in answers) == ["", "Checking your reque"]
+        assert len(stack.rt.store.list_campaigns(scope="all", user=REQUESTER)) == 1
