@@ -55,8 +55,7 @@ from bot.workflow.staged import StagedRollouts
 from bot.workflow.submission import Submitter
 from commands.blocks.render import Renderer
 from commands.listeners import Services, register_listeners
-from storage.model import Campaign
-from storage.states import CampaignState
+from storage.model import Campaign, reminder_time
 from storage.store import Store, utcnow
 
 log = logging.getLogger("bot.app")
@@ -71,6 +70,8 @@ CHECKPOINT_SECONDS = 10.0
 # Delivered Slack updates are kept this long (what was said, for a look back), then pruned.
 OUTBOX_KEEP = dt.timedelta(days=7)
 PRUNE_SECONDS = 600.0
+# The one scheduler job of every waiting request's expiry and reminder (Timers).
+APPROVAL_TIMERS_JOB = "approval-timers"
 
 
 class Timers:
@@ -79,23 +80,51 @@ class Timers:
     Built before the services that use it, then bound to them (they need each other).
     """
 
-    def __init__(self, jobs: Jobs, clock: Callable[[], dt.datetime]):
+    def __init__(self, jobs: Jobs, clock: Callable[[], dt.datetime], store: Store):
         self.jobs = jobs
         self.clock = clock
+        self.store = store
+        # When the one approval-timers job is set to run (None: not set).
+        self._approval_at: dt.datetime | None = None
 
     def bind(self, *, service: CampaignService, submitter: Submitter, rollout: Rollout) -> None:
         self.service = service
         self.submitter = submitter
         self.rollout = rollout
 
-    def schedule_approval_timers(self, campaign: Campaign) -> None:
-        ttl = campaign.expires_at - campaign.created_at
-        self.jobs.at(f"expire:{campaign.id}", campaign.expires_at, self.service.expire, campaign.id)
-        self.jobs.at(f"remind:{campaign.id}", campaign.created_at + ttl / 2, self.service.remind, campaign.id)
+    # Approval expiry and reminder: the database holds each waiting request's two moments
+    # (indexed), and ONE job runs at the first of them, does what is due and is set again for
+    # the next; a request decided meanwhile is simply no longer due. (Two jobs per waiting
+    # request meant thousands of live job objects the garbage collector walked again and again.)
 
-    def cancel_approval_timers(self, campaign_id: int) -> None:
-        self.jobs.cancel(f"expire:{campaign_id}")
-        self.jobs.cancel(f"remind:{campaign_id}")
+    def schedule_approval_timers(self, campaign: Campaign) -> None:
+        """A new request: the job runs by its reminder, if not set sooner already."""
+        self._approval_timer_at(min(reminder_time(campaign.created_at, campaign.expires_at), campaign.expires_at))
+
+    def rebuild_approval_timers(self) -> None:
+        """Start-up: the job set for the first reminder or expiry on record (at once if past)."""
+        self._approval_at = None
+        when = self.store.next_approval_timer()
+        if when is not None:
+            self._approval_timer_at(when)
+
+    async def run_approval_timers(self) -> None:
+        """Every expiry and reminder due by now; then the job set for the next one."""
+        self._approval_at = None
+        now = self.clock()
+        try:
+            await self.service.expire_overdue(now)
+            await self.service.remind_due(now)
+        finally:
+            when = self.store.next_approval_timer(after=now)
+            if when is not None:
+                self._approval_timer_at(when)
+
+    def _approval_timer_at(self, when: dt.datetime) -> None:
+        if self._approval_at is not None and self._approval_at <= when:
+            return  # set already, as soon or sooner: that run sets it again for what follows
+        self._approval_at = when
+        self.jobs.at(APPROVAL_TIMERS_JOB, when, self.run_approval_timers)
 
     def retry_submission(self, campaign_id: int, delay: float) -> None:
         when = self.clock() + dt.timedelta(seconds=delay)
@@ -186,10 +215,10 @@ class Runtime:
         self.rollout.wake()
 
     def rebuild_jobs(self) -> None:
-        for campaign in self.store.campaigns_in((CampaignState.PENDING_APPROVAL,)):
-            self.timers.schedule_approval_timers(campaign)
+        self.timers.rebuild_approval_timers()
         self.jobs.every("watchdog", WATCHDOG_SECONDS, self.rollout.watchdog)
-        self.jobs.every("expire-overdue", WATCHDOG_SECONDS, self.service.expire_overdue)
+        # Beside the approval-timers job: a reminder or expiry that failed is tried again.
+        self.jobs.every("approval-timers-sweep", WATCHDOG_SECONDS, self.timers.run_approval_timers)
         if self.staged is not None:
             # Automatic promotions once a soak is over; cancellations a halt could not make yet.
             self.jobs.every("staged-rollouts", WATCHDOG_SECONDS, self.staged.tick)
@@ -326,7 +355,7 @@ def build_runtime(
     notifier.wake = sender.wake
     directory = Directory(slack, approvers=settings.approvers, requesters=settings.requesters)
 
-    timers = Timers(jobs, clock)
+    timers = Timers(jobs, clock, store)
     submitter = Submitter(
         store=store,
         client=thingspace,
@@ -375,7 +404,6 @@ def build_runtime(
         events=notifier,
         clock=clock,
         slack=slack,
-        timers=timers,
         staged=staged,
     )
     runtime = Runtime(

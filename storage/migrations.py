@@ -7,6 +7,7 @@ no-op (sqlite-utils records applied migrations in `_sqlite_migrations`).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from sqlite_utils import Database
@@ -553,6 +554,33 @@ def m019_cancel_refusals(db: Database) -> None:
         refusals,
     )
     db.conn.executemany("DELETE FROM kv WHERE key = ?", [(key,) for key, _ in rows])
+
+
+@migrations()
+def m020_approval_timers(db: Database) -> None:
+    """A request's reminder time beside its expiry (`remind_at`, cleared once the reminder is
+    queued) and partial indexes of the requests waiting for approval by those two moments: one
+    scheduler job finds what is due by index, however many campaigns are on record, instead of
+    two jobs held in memory per waiting request. Requests waiting at the upgrade get their
+    reminder time (halfway to expiry) as the jobs the older version rebuilt at start-up had."""
+    db.table("campaigns").add_column("remind_at", str)
+    waiting = db.execute(
+        "SELECT id, created_at, expires_at FROM campaigns WHERE state = 'pending_approval'"
+    ).fetchall()
+    reminders = []
+    for campaign_id, created_at, expires_at in waiting:
+        created = dt.datetime.fromisoformat(created_at)
+        expires = dt.datetime.fromisoformat(expires_at)
+        remind = created + (expires - created) / 2
+        reminders.append((remind.astimezone(dt.UTC).isoformat(timespec="microseconds"), campaign_id))
+    db.conn.executemany("UPDATE campaigns SET remind_at = ? WHERE id = ?", reminders)
+    db.execute(
+        "CREATE INDEX idx_campaigns_waiting_remind ON campaigns(remind_at) "
+        "WHERE state = 'pending_approval' AND remind_at IS NOT NULL"
+    )
+    db.execute(
+        "CREATE INDEX idx_campaigns_waiting_expiry ON campaigns(expires_at) WHERE state = 'pending_approval'"
+    )
 
 
 def apply(db: Database) -> None:

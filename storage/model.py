@@ -113,6 +113,11 @@ class RequestError(Exception):
 # --- Records: typed rows, as the rest of the code sees them ---------------------------------
 
 
+def reminder_time(created_at: dt.datetime, expires_at: dt.datetime) -> dt.datetime:
+    """When the approvers of a request still undecided are reminded: halfway to its expiry."""
+    return created_at + (expires_at - created_at) / 2
+
+
 def ref_for(campaign_id: int) -> str:
     """The bot's own reference for a campaign, shown on every card: FB-12."""
     return f"FB-{campaign_id}"

@@ -41,6 +41,7 @@ from storage.model import (
     device_list_json,
     joined_device_lists,
     ref_for,
+    reminder_time,
     request_hash,
     request_hash_of_list,
 )
@@ -71,6 +72,8 @@ DEVICE_CHUNK = 1_000
 # How often Store.first_sighting drops the signatures it no longer needs (seconds); at most
 # this much longer than asked, a signature stays on record.
 SIGNATURES_PRUNED_EVERY = 1.0
+# Due reminders or expiries read at a time (each is a transaction and an outbox row).
+TIMER_BATCH = 50
 
 
 def utcnow() -> dt.datetime:
@@ -382,7 +385,8 @@ class Store:
         request exist. `device_list`: the devices already serialised for the hash
         (`device_list_json`), so that this transaction only hashes them.
         """
-        now = self.now()
+        moment = self.clock()
+        now = iso(moment)
         with self.db.atomic():
             if reserved_id is not None:
                 self._release_reservation(reserved_id, devices)
@@ -390,8 +394,8 @@ class Store:
                 """INSERT INTO campaigns(id, state, requester, account, firmware_name, firmware_from,
                    firmware_to, protocol, start_date, end_date, windows, name, device_count,
                    content_hash, sandbox, created_at, updated_at, expires_at, notes, response_url,
-                   licence_auto, installation)
-                   VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   licence_auto, installation, remind_at)
+                   VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [
                     # A request of a chunk takes its own reserved id; any other steps past every
                     # reserved one (the next rowid may be the id of a request being stored).
@@ -416,6 +420,7 @@ class Store:
                     response_url,
                     int(licence_auto),
                     self.installation_id(),
+                    iso(reminder_time(moment, expires_at)),
                 ],
             )
             campaign_id = cursor.lastrowid
@@ -654,6 +659,63 @@ class Store:
             "SELECT * FROM campaigns WHERE thingspace_id = ?", [thingspace_id]
         ).fetchone()
         return self._campaign(row) if row else None
+
+    # --- approval timers ---------------------------------------------------------------------
+    # A request waiting for approval is reminded of at its `remind_at` (cleared once the
+    # reminder is queued) and expires at its `expires_at`. Partial indexes hold the waiting
+    # requests alone, by those moments: what is due is read by index, never by history.
+
+    def reminders_due(
+        self, until: dt.datetime, *, after: tuple[str, int] | None = None, limit: int = TIMER_BATCH
+    ) -> list[tuple[str, int]]:
+        """Waiting requests whose reminder is due by `until`, in time order, as (moment, id)
+        pairs; `after` is the last pair of the batch before."""
+        return self._timers_due("remind_at", "idx_campaigns_waiting_remind", until, after, limit)
+
+    def expiries_due(
+        self, until: dt.datetime, *, after: tuple[str, int] | None = None, limit: int = TIMER_BATCH
+    ) -> list[tuple[str, int]]:
+        """Waiting requests past their expiry by `until`, like `reminders_due`."""
+        return self._timers_due("expires_at", "idx_campaigns_waiting_expiry", until, after, limit)
+
+    def _timers_due(
+        self, column: str, index: str, until: dt.datetime, after: tuple[str, int] | None, limit: int
+    ) -> list[tuple[str, int]]:
+        moment, campaign_id = after if after is not None else ("", 0)
+        rows = self.db.execute(
+            f"""SELECT {column}, id FROM campaigns INDEXED BY {index}
+               WHERE state = 'pending_approval' AND {column} <= ? AND ({column}, id) > (?, ?)
+               ORDER BY {column}, id LIMIT ?""",
+            [iso(until), moment, campaign_id, limit],
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    def next_approval_timer(self, after: dt.datetime | None = None) -> dt.datetime | None:
+        """The first reminder or expiry of a waiting request (later than `after`), or None."""
+        bound = iso(after) if after is not None else ""
+        moments = [
+            self.db.execute(
+                f"""SELECT {column} FROM campaigns INDEXED BY {index}
+                   WHERE state = 'pending_approval' AND {column} > ? ORDER BY {column} LIMIT 1""",
+                [bound],
+            ).fetchone()
+            for column, index in (
+                ("remind_at", "idx_campaigns_waiting_remind"),
+                ("expires_at", "idx_campaigns_waiting_expiry"),
+            )
+        ]
+        found = [row[0] for row in moments if row is not None]
+        return dt.datetime.fromisoformat(min(found)) if found else None
+
+    def take_reminder(self, campaign_id: int) -> bool:
+        """Mark a waiting request's reminder as given; False if it was given already (or the
+        request is no longer waiting). Call in the transaction that queues the reminder."""
+        taken = self.db.execute(
+            """UPDATE campaigns SET remind_at = NULL
+               WHERE id = ? AND state = 'pending_approval' AND remind_at IS NOT NULL""",
+            [campaign_id],
+        )
+        return taken.rowcount == 1
 
     def campaigns_in(self, states: Iterable[CampaignState]) -> list[Campaign]:
         values = [s.value for s in states]

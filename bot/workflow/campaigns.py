@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.background import Background
 from bot.settings import Settings
@@ -57,8 +58,6 @@ class CampaignEvents(Protocol):
 
 class ApprovalTimers(Protocol):
     def schedule_approval_timers(self, campaign: Campaign) -> None: ...
-
-    def cancel_approval_timers(self, campaign_id: int) -> None: ...
 
 
 def distinct_prefixes(first: str, second: str, *, least: int = 12) -> tuple[str, str]:
@@ -293,7 +292,6 @@ class CampaignService:
                     "It goes to ThingSpace when the last approver approves."
                 )
             case ApprovalOutcome.APPROVED:
-                self.timers.cancel_approval_timers(campaign.id)
                 if self.staged is not None and self.staged.planned(campaign.id):
                     # A staged rollout is never sent whole: its first wave goes now.
                     self.staged.start(campaign.id)
@@ -385,7 +383,6 @@ class CampaignService:
             raise UserError(f"{campaign.ref} changed after this card was shown; nothing was rejected.")
         if result.outcome is ApprovalOutcome.CLOSED:
             raise UserError(f"{campaign.ref} is {describe(result.campaign.state)} already; nothing changed.")
-        self.timers.cancel_approval_timers(campaign_id)
         return f"You rejected {campaign.ref}."
 
     async def withdraw(self, campaign_id: int, *, user: str) -> str:
@@ -397,7 +394,6 @@ class CampaignService:
         with self.store.atomic():  # the state and the thread's news, together
             campaign = self.store.transition(campaign_id, S.WITHDRAWN, actor=user, reason="withdrawn by the requester")
             self.events.withdrawn(campaign, user)
-        self.timers.cancel_approval_timers(campaign_id)
         return f"You withdrew {campaign.ref}; nothing was sent to ThingSpace."
 
     # --- timers ------------------------------------------------------------------------------
@@ -416,15 +412,39 @@ class CampaignService:
             self.events.expired(campaign)
 
     async def remind(self, campaign_id: int) -> None:
+        """The approvers' reminder, once per request (not after its expiry)."""
         campaign = self.store.campaign(campaign_id)
-        if campaign.state is S.PENDING_APPROVAL and self.clock() < campaign.expires_at:
-            self.events.reminder(campaign)
+        if campaign.state is not S.PENDING_APPROVAL:
+            return
+        with self.store.atomic():  # the reminder and the mark that it was given, together
+            if self.store.take_reminder(campaign_id) and self.clock() < campaign.expires_at:
+                self.events.reminder(campaign)
 
-    async def expire_overdue(self) -> None:
-        """Safety net beside the per-campaign jobs: expire whatever is past its time."""
-        for campaign in self.store.campaigns_in((S.PENDING_APPROVAL,)):
-            if self.clock() >= campaign.expires_at:
-                await self.expire(campaign.id)
+    async def expire_overdue(self, now: dt.datetime | None = None) -> None:
+        """Expire every request waiting past its time (by `now`)."""
+        await self._each_due(self.store.expiries_due, self.expire, now or self.clock())
+
+    async def remind_due(self, now: dt.datetime | None = None) -> None:
+        """Remind the approvers of every request whose reminder time has come (by `now`)."""
+        await self._each_due(self.store.reminders_due, self.remind, now or self.clock())
+
+    async def _each_due(
+        self,
+        due: Callable[..., list[tuple[str, int]]],
+        act: Callable[[int], Coroutine[Any, Any, None]],
+        now: dt.datetime,
+    ) -> None:
+        """`act` on each request `due` names, a batch at a time. One that fails is logged and
+        left for the next run; the others go on."""
+        after: tuple[str, int] | None = None
+        while batch := due(now, after=after):
+            for _, campaign_id in batch:
+                try:
+                    await act(campaign_id)
+                except Exception:
+                    log.exception("the approval timer of FB-%d failed; tried again later", campaign_id)
+            after = batch[-1]
+            await asyncio.sleep(0)  # a backlog (after a long stop) never holds the loop at once
 
 
 def describe(state: CampaignState) -> str:

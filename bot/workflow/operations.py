@@ -24,7 +24,7 @@ from bot.settings import Settings
 from bot.thingspace.client import ThingSpaceClient
 from bot.thingspace.errors import ThingSpaceError, ThingSpaceRejected, for_users
 from bot.workflow.approvers import Directory
-from bot.workflow.campaigns import ApprovalTimers, describe
+from bot.workflow.campaigns import describe
 from bot.workflow.errors import UserError
 from bot.workflow.staged import StagedRollouts
 from bot.workflow.wave_figures import wave_states
@@ -149,7 +149,6 @@ class Operations:
         events: CancelEvents,
         clock: Callable[[], dt.datetime],
         slack: AsyncWebClient | None = None,
-        timers: ApprovalTimers | None = None,
         staged: StagedRollouts | None = None,
     ):
         self.staged = staged
@@ -160,7 +159,6 @@ class Operations:
         self.events = events
         self.clock = clock
         self.slack = slack
-        self.timers = timers
         self._form_firmware: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
     # --- lookups -----------------------------------------------------------------------------
@@ -338,8 +336,6 @@ class Operations:
                 # Decided in the moment between the check and the write (another click, an expiry).
                 current = self.store.campaign(campaign.id)
                 raise UserError(f"{current.ref} is {describe(current.state)} now; nothing changed.") from exc
-            if self.timers is not None:
-                self.timers.cancel_approval_timers(campaign.id)
             self.events.withdrawn(campaign, user)
             return CancelOutcome(campaign, "withdrawn")
         if kind == "halt":

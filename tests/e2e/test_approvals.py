@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from pathlib import Path
 
+import pytest
+
+from bot.app import APPROVAL_TIMERS_JOB
 from commands import blocks
 from commands.modal import SCHEDULE_CALLBACK_ID
+from storage.model import Campaign
 from storage.states import CampaignState
+from storage.store import TIMER_BATCH
 from tests.e2e.test_flow import IMEIS, SCHEDULE, request_campaign
 from tests.support.slack import file_input, static_select, text_input
-from tests.support.stack import ANN, BOB, CHANNEL, EVE, FIRMWARE, REQUESTER, running_stack
+from tests.support.stack import ANN, BOB, CHANNEL, EVE, FIRMWARE, REQUESTER, Stack, running_stack
 
 
 async def test_reject_asks_for_a_reason_and_stamps_the_card(tmp_path: Path) -> None:
@@ -53,27 +59,36 @@ async def test_an_outsider_cannot_even_open_the_reject_modal(tmp_path: Path) -> 
         assert not [c for c in stack.standin.calls_to("views.open") if c.ok]
 
 
+def reminders(stack: Stack) -> list[str]:
+    return [m.text for m in stack.standin.thread(CHANNEL, stack.root().ts)[1:] if "Waiting on" in m.text]
+
+
 async def test_expiry_and_reminder_are_jobs_rebuilt_from_the_database(tmp_path: Path) -> None:
     async with running_stack(tmp_path, FOTA_APPROVAL_TTL="2h") as stack:
         await request_campaign(stack)
         campaign = stack.rt.store.campaign(1)
         assert campaign.expires_at == stack.clock() + dt.timedelta(hours=2)
-        assert stack.rt.jobs.run_date("remind:1") == stack.clock() + dt.timedelta(hours=1)
-        assert stack.rt.jobs.run_date("expire:1") == campaign.expires_at
+        # The approval-timers job runs at the reminder (half the TTL), then at the expiry.
+        assert stack.rt.jobs.run_date(APPROVAL_TIMERS_JOB) == stack.clock() + dt.timedelta(hours=1)
 
         await stack.restart()
         # The new process knows the timers from the database alone.
-        assert stack.rt.jobs.run_date("remind:1") == stack.clock() + dt.timedelta(hours=1)
-        assert stack.rt.jobs.run_date("expire:1") == campaign.expires_at
+        assert stack.rt.jobs.run_date(APPROVAL_TIMERS_JOB) == stack.clock() + dt.timedelta(hours=1)
 
-        stack.clock.advance(hours=1)
+        stack.clock.advance(minutes=59, seconds=59)
+        await stack.settle()
+        assert reminders(stack) == []  # not yet
+        stack.clock.advance(seconds=1)
+        await stack.settle()
+        # The reminder names the approvers who have not decided.
+        [reminder] = reminders(stack)
+        assert f"Waiting on <@{ANN}>, <@{BOB}>." in reminder
+        assert stack.rt.jobs.run_date(APPROVAL_TIMERS_JOB) == campaign.expires_at
+        # Given once: neither a restart nor a second call repeats it.
+        await stack.restart()
         await stack.rt.service.remind(1)
         await stack.settle()
-        assert any("remind" in m.text.lower() or "waiting" in m.text.lower() for m in stack.standin.thread(CHANNEL, stack.root().ts)[1:])
-        # The reminder names the approvers who have not decided.
-        assert any(
-            f"Waiting on <@{ANN}>, <@{BOB}>." in m.text for m in stack.standin.thread(CHANNEL, stack.root().ts)
-        )
+        assert len(reminders(stack)) == 1
         await stack.rt.service.expire(1)  # too early: nothing happens
         assert stack.rt.store.campaign(1).state is CampaignState.PENDING_APPROVAL
 
@@ -218,3 +233,95 @@ async def test_a_bad_device_file_is_reported_under_the_file_field(tmp_path: Path
         answer = (await stack.submit_view(SCHEDULE_CALLBACK_ID, values, user=REQUESTER)).json()
         assert answer["response_action"] == "errors" and "devices_file" in answer["errors"]
         assert stack.rt.store.list_campaigns(scope="all") == []
+
+
+def queued_reminders(stack: Stack) -> list[int]:
+    """The campaigns a reminder was queued for, in order (sent or not)."""
+    rows = stack.rt.store.db.execute(
+        "SELECT campaign_id, payload FROM outbox WHERE kind = 'reply' ORDER BY id"
+    ).fetchall()
+    return [campaign_id for campaign_id, payload in rows if json.loads(payload)["event"] == "reminder"]
+
+
+async def test_every_waiting_request_is_timed_by_one_job_set_for_the_next_moment(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, FOTA_APPROVAL_TTL="2h") as stack:
+        first_at = stack.clock() + dt.timedelta(hours=1)
+        await request_campaign(stack)
+        stack.clock.advance(minutes=10)
+        await request_campaign(stack)
+        stack.clock.advance(minutes=10)
+        await request_campaign(stack)
+        # One job, however many requests wait: set for the first one's reminder.
+        assert [j for j in stack.rt.jobs.ids() if "remind" in j or "expire" in j or "approval" in j] == [
+            "approval-timers",
+            "approval-timers-sweep",
+        ]
+        assert stack.rt.jobs.run_date(APPROVAL_TIMERS_JOB) == first_at
+        # The first is withdrawn: at its reminder time the job finds nothing due and is set
+        # for the second's reminder.
+        assert "withdrew" in (await stack.rt.service.withdraw(1, user=REQUESTER))
+        stack.clock.moment = first_at
+        await stack.settle()
+        assert queued_reminders(stack) == []
+        assert stack.rt.jobs.run_date(APPROVAL_TIMERS_JOB) == first_at + dt.timedelta(minutes=10)
+        stack.clock.advance(minutes=10)
+        await stack.settle()
+        assert queued_reminders(stack) == [2]
+        assert stack.rt.jobs.run_date(APPROVAL_TIMERS_JOB) == first_at + dt.timedelta(minutes=20)
+        # Past every moment at once (a long pause): the third's reminder is not sent after its
+        # expiry; both expire, in one run.
+        stack.clock.advance(hours=3)
+        await stack.settle()
+        assert queued_reminders(stack) == [2]
+        states = [stack.rt.store.campaign(n).state for n in (1, 2, 3)]
+        assert states == [CampaignState.WITHDRAWN, CampaignState.EXPIRED, CampaignState.EXPIRED]
+        assert stack.rt.jobs.run_date(APPROVAL_TIMERS_JOB) is None
+        assert stack.rt.store.next_approval_timer() is None
+
+
+async def test_reminders_due_during_a_stop_are_each_sent_once_after_it(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, FOTA_APPROVAL_TTL="2h") as stack:
+        await request_campaign(stack)
+        campaign = stack.rt.store.campaign(1)
+        # More requests than one batch of the timers reads, stored as a request stores them.
+        fields = {
+            name: getattr(campaign, name)
+            for name in ("requester", "account", "firmware_name", "firmware_from", "firmware_to", "protocol",
+                         "start_date", "end_date", "windows", "name", "sandbox", "expires_at")
+        }
+        more = [
+            stack.rt.store.create_campaign(**fields, devices=IMEIS).id for _ in range(TIMER_BATCH + 10)
+        ]
+        await stack.shutdown()
+        stack.clock.advance(hours=1, minutes=30)
+        await stack.boot()
+        assert stack.rt.jobs.run_date(APPROVAL_TIMERS_JOB) == campaign.created_at + dt.timedelta(hours=1)
+        await stack.settle()
+        assert queued_reminders(stack) == [1, *more]
+        await stack.restart()
+        await stack.settle()
+        assert queued_reminders(stack) == [1, *more]
+        assert stack.rt.jobs.run_date(APPROVAL_TIMERS_JOB) == campaign.expires_at
+
+
+async def test_a_reminder_that_failed_is_tried_again_by_the_sweep(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async with running_stack(tmp_path, FOTA_APPROVAL_TTL="2h") as stack:
+        await request_campaign(stack)
+        await request_campaign(stack)
+        notifier = stack.rt.notifier
+        told = notifier.reminder
+
+        def refused_for_the_first(campaign: Campaign) -> None:
+            if campaign.id == 1:
+                raise sqlite3.OperationalError("disk I/O error")
+            told(campaign)
+
+        notifier.reminder = refused_for_the_first  # type: ignore[method-assign]
+        stack.clock.advance(hours=1)
+        await stack.settle()
+        # The second is reminded all the same; the first's reminder is still due.
+        assert queued_reminders(stack) == [2]
+        assert "approval timer of FB-1 failed" in caplog.text
+        notifier.reminder = told  # type: ignore[method-assign]
+        await stack.rt.timers.run_approval_timers()  # what the sweep runs every minute
+        assert queued_reminders(stack) == [2, 1]

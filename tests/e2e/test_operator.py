@@ -205,7 +205,8 @@ async def test_cancelling_a_request_waiting_for_approval_withdraws_it_without_th
         assert deletes(stack) == [] and stack.thingspace.schedule_posts() == []
         assert "Withdrawn" in json.dumps(stack.root().blocks)
         assert any(f"<@{REQUESTER}> withdrew Ref FB-1" in t for t in stack.thread_texts())
-        assert stack.rt.jobs.run_date("expire:1") is None and stack.rt.jobs.run_date("remind:1") is None
+        # No reminder or expiry waits for it any more.
+        assert stack.rt.store.next_approval_timer() is None
 
         # A second click on the same prompt changes nothing.
         [again] = await click_answer(stack, prompt, blocks.ACTION_CANCEL_CONFIRM, user=REQUESTER)

@@ -129,7 +129,6 @@ def services(runtime: Runtime, slack: FakeSlack) -> Services:
         events=rt.notifier,
         clock=rt.clock,
         slack=slack,  # type: ignore[arg-type]
-        timers=rt.timers,
     )
     return Services(
         settings=rt.settings,
