@@ -1319,10 +1319,15 @@ class Store:
 
     def mark_callbacks(self, ids: Sequence[int], *, parsed: bool, applied: bool, thingspace_id: str | None = None) -> None:
         with self.db.atomic():
-            self.db.conn.executemany(
-                "UPDATE callbacks SET parsed = ?, applied = ?, thingspace_id = coalesce(?, thingspace_id) WHERE id = ?",
-                [(int(parsed), int(applied), thingspace_id, i) for i in ids],
-            )
+            # One statement per chunk of ids, not one per callback.
+            for start in range(0, len(ids), DEVICE_CHUNK):
+                chunk = ids[start : start + DEVICE_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                self.db.execute(
+                    "UPDATE callbacks SET parsed = ?, applied = ?, thingspace_id = coalesce(?, thingspace_id) "
+                    f"WHERE id IN ({marks})",
+                    [int(parsed), int(applied), thingspace_id, *chunk],
+                )
 
     def expire_waiting_callbacks(self, before: dt.datetime) -> int:
         """Callbacks that waited since before `before` for a campaign never named: kept raw,

@@ -13,7 +13,7 @@ from sqlite_utils import Database
 
 from storage.migrations import migrations
 from storage.states import CampaignState as S
-from storage.store import NotFoundSpell, Store, SubmissionFacts, read_only_summary
+from storage.store import DEVICE_CHUNK, NotFoundSpell, Store, SubmissionFacts, read_only_summary
 from tests.conftest import ManualClock
 from tests.storage.test_store import IMEIS, make_campaign
 
@@ -33,6 +33,16 @@ def test_atomic_commits_everything_or_nothing(store: Store) -> None:
             store.set_kv("inner", "1")
         store.set_kv("outer", "1")
     assert (store.get_kv("inner"), store.get_kv("outer")) == ("1", "1")
+
+
+def test_marking_more_callbacks_than_a_chunk_marks_every_one_and_no_other(store: Store) -> None:
+    ids = store.store_callbacks([(f'{{"n": {n}}}', None) for n in range(DEVICE_CHUNK * 2 + 3)])
+    store.mark_callbacks(ids[1:], parsed=True, applied=False, thingspace_id="TS-1")
+    rows = store.db.execute("SELECT id, parsed, applied, thingspace_id FROM callbacks ORDER BY id").fetchall()
+    assert rows[0] == (ids[0], 0, 0, None)
+    assert rows[1:] == [(i, 1, 0, "TS-1") for i in ids[1:]]
+    store.mark_callbacks(ids, parsed=True, applied=True)  # the id kept where none is given
+    assert store.db.execute("SELECT count(*) FROM callbacks WHERE applied = 1 AND thingspace_id = 'TS-1'").fetchone()[0] == len(ids) - 1
 
 
 def test_unapplied_callbacks_are_read_in_order_past_the_last_one_seen(store: Store) -> None:
