@@ -457,3 +457,71 @@ def test_a_signature_is_refused_again_across_a_crash_and_dropped_once_its_window
     assert kept() == {"v0=f", "v0=g"}
     store.close()
     again.close()
+
+
+def _refusal_as_first_written(db: Database, campaign_id: int) -> str | None:
+    """preflight_refusal as first written (the row read twice, the summary parsed twice): the
+    oracle the test below holds the one-read version to."""
+    import json
+
+    from storage.findings import CHECKING, FAILED
+    from storage.model import ref_for
+
+    row = db.execute("SELECT status, summary, error FROM preflight WHERE campaign_id = ?", [campaign_id]).fetchone()
+    if row is None:
+        return None
+    status, summary, error = row
+    ref = ref_for(campaign_id)
+    if status == CHECKING:
+        return f"{ref} is still being checked against ThingSpace; it can be approved once the pre-flight findings are on its card"
+    if status == FAILED:
+        return (
+            f"the pre-flight checks of {ref} could not finish ({error or 'no reason given'}); "
+            "they must pass before it can be approved"
+        )
+    blocking = json.loads(summary)["blocking"] if summary else []
+    if blocking:
+        return f"{ref} cannot be approved: " + " ".join(blocking)
+    row = db.execute("SELECT summary, narrowed_at, override_at FROM preflight WHERE campaign_id = ?", [campaign_id]).fetchone()
+    if row is None or not row[0] or row[1] or row[2]:
+        return None
+    data = json.loads(row[0])
+    excluded = int(data["requested"]) - int(data["eligible"])
+    if excluded > 0:
+        return (
+            f"{ref} holds {excluded:,} device{'s' if excluded != 1 else ''} pre-flight excluded; approve the "
+            "eligible devices, or include the excluded ones explicitly with Include excluded devices…"
+        )
+    return None
+
+
+@pytest.mark.parametrize("status", ["checking", "failed", "done"])
+@pytest.mark.parametrize(
+    "summary",
+    [
+        None,
+        "",
+        '{"requested": 3, "eligible": 3, "blocking": [], "conflicts": [[1, 2, 3]]}',
+        '{"requested": 3, "eligible": 1, "blocking": []}',
+        '{"requested": 1, "eligible": 0, "blocking": []}',
+        '{"requested": 3, "eligible": 1, "blocking": ["FB-2 holds the same devices.", "No firmware."]}',
+        '{"requested": 100000, "eligible": 99998, "blocking": []}',
+    ],
+)
+@pytest.mark.parametrize("marked", [(None, None), ("2026-11-24T10:00:00+00:00", None), (None, "2026-11-24T10:00:00+00:00")])
+def test_preflight_refusal_reads_what_it_read_before(
+    store: Store, status: str, summary: str | None, marked: tuple[str | None, str | None]
+) -> None:
+    from storage import preflight
+    from storage.refusals import preflight_refusal
+
+    campaign = make_campaign(store)
+    preflight.begin(store, campaign.id)
+    store.db.execute(
+        "UPDATE preflight SET status = ?, summary = ?, error = ?, narrowed_at = ?, override_at = ? WHERE campaign_id = ?",
+        [status, summary, "ThingSpace said no", *marked, campaign.id],
+    )
+    expected = _refusal_as_first_written(store.db, campaign.id)
+    assert preflight_refusal(store.db, campaign.id) == expected
+    if status == "done" and summary and not any(marked):
+        assert expected is not None or '"eligible": 3' in summary  # the cases mean something
