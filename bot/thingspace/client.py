@@ -12,6 +12,7 @@ import base64
 import contextlib
 import datetime as dt
 import email.utils
+import json
 import logging
 import math
 import random
@@ -71,6 +72,51 @@ _HOPELESS: tuple[type[Exception], ...] = (
 _NOT_PROCESSED = frozenset({429, 503})
 
 JSON = Any
+
+
+@dataclass(eq=False)
+class _Flight:
+    task: asyncio.Task[httpx.Response]
+    waiting: int = 0
+
+
+class _SharedReads:
+    """The same read asked by several callers while it is in flight goes to ThingSpace once:
+    each later caller waits for that answer. Nothing is kept once it has come back, so a
+    caller that asks after that sends the read anew (no cache, no stale answer). A caller
+    called off does not stop the read for the others; the last one to leave stops it.
+
+    (The few single-flight packages on PyPI are young one-author projects, and most of them
+    add a cache this must not have.)"""
+
+    def __init__(self) -> None:
+        self._flights: dict[tuple[Any, ...], _Flight] = {}
+
+    async def read(
+        self, key: tuple[Any, ...], send: Callable[[], Awaitable[httpx.Response]]
+    ) -> httpx.Response:
+        flight = self._flights.get(key)
+        if flight is None or flight.task.done():
+            flight = _Flight(asyncio.ensure_future(send()))
+            self._flights[key] = flight
+            flight.task.add_done_callback(lambda _: self._landed(key, flight))
+        flight.waiting += 1
+        try:
+            return await asyncio.shield(flight.task)
+        except asyncio.CancelledError:
+            if flight.waiting == 1 and not flight.task.done():
+                flight.task.cancel()
+                self._landed(key, flight)
+            raise
+        finally:
+            flight.waiting -= 1
+
+    def _landed(self, key: tuple[Any, ...], flight: _Flight) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+
+    def __len__(self) -> int:
+        return len(self._flights)
 
 
 class Registration(StrEnum):
@@ -145,6 +191,8 @@ class ThingSpaceClient:
         self._login_failure = ""
         # Campaign statuses ThingSpace refused to search by (a 400), each logged once.
         self._unsearchable: set[str] = set()
+        # Pre-flights running at once ask the same subscription, firmware list or devices.
+        self._shared = _SharedReads()
 
     def __repr__(self) -> str:
         return f"ThingSpaceClient(base_url={self._base_url!r})"
@@ -213,7 +261,7 @@ class ThingSpaceClient:
             yield device
 
     async def list_firmware(self, account: str, protocol: str = "LWM2M") -> list[dict[str, Any]]:
-        answer = await self._fota("GET", "firmware", account, params={"protocol": protocol})
+        answer = await self._fota("GET", "firmware", account, params={"protocol": protocol}, shared=True)
         return _dict_list(answer, "the firmware list")
 
     async def device_info(
@@ -249,7 +297,7 @@ class ThingSpaceClient:
 
         async def one(chunk: list[str]) -> _Page:
             async with gate:
-                answer = await self._fota("POST", "devices", account, body={"deviceList": chunk})
+                answer = await self._fota("POST", "devices", account, body={"deviceList": chunk}, shared=True)
             page = _expect_dict(answer, "the device information")
             return reduce(_dict_list(page.get("deviceList") or [], "deviceList"))
 
@@ -263,7 +311,7 @@ class ThingSpaceClient:
             raise
 
     async def subscription(self, account: str) -> dict[str, Any]:
-        answer = await self._fota("GET", "subscriptions", account)
+        answer = await self._fota("GET", "subscriptions", account, shared=True)
         return _expect_dict(answer, "the subscription")
 
     async def campaigns_by_status(
@@ -560,9 +608,23 @@ class ThingSpaceClient:
         body: Any = None,
         idempotent: bool = True,
         hide: tuple[str, ...] = (),
+        shared: bool = False,
     ) -> JSON:
-        """One FOTA call with both auth headers; a 401 gets one fresh login and one retry."""
+        """One FOTA call with both auth headers; a 401 gets one fresh login and one retry.
+        `shared` (reads only): callers asking the same read while it is in flight share it."""
         path = FOTA_PREFIX + "".join("/" + quote(str(s), safe="") for s in segments)
+        if shared:
+            key = (method, path, tuple(sorted((params or {}).items())), json.dumps(body, sort_keys=True))
+            response = await self._shared.read(
+                key, lambda: self._exchange(method, path, params=params, body=body, idempotent=idempotent)
+            )
+        else:
+            response = await self._exchange(method, path, params=params, body=body, idempotent=idempotent)
+        return self._answer(response, method, path, idempotent=idempotent, hide=hide)
+
+    async def _exchange(
+        self, method: str, path: str, *, params: dict[str, str] | None, body: Any, idempotent: bool
+    ) -> httpx.Response:
         credentials = await self._credentials()
         response = await self._send(
             method,
@@ -592,7 +654,7 @@ class ThingSpaceClient:
                     "check that the ThingSpace user may use the FOTA API for this account",
                     status=401,
                 )
-        return self._answer(response, method, path, idempotent=idempotent, hide=hide)
+        return response
 
     async def _send(
         self,
