@@ -25,11 +25,12 @@ import ipaddress
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from bot.request_body import read_limited
 from bot.settings import IPNetwork
@@ -171,7 +172,25 @@ def callback_route(
         log.debug("callback stored: %d bytes from %s", len(body), remote)
         return Response(_OK, status_code=200, media_type=_JSON)
 
-    return Route(CALLBACK_PATH, receive_callback, methods=["POST"], name="thingspace_callbacks")
+    return Route(CALLBACK_PATH, _Endpoint(receive_callback), methods=["POST"], name="thingspace_callbacks")
+
+
+class _Endpoint:
+    """A request → response function served as a plain ASGI app.
+
+    Starlette wraps a function endpoint in layers (a closure per request and one that routes
+    HTTPException to exception handlers, on every message sent) that this route, which
+    answers every case itself and never raises HTTPException, has no use for; an object that
+    is not a function it mounts as it is. An unexpected error still reaches Starlette's
+    ServerErrorMiddleware (a 500), as before.
+    """
+
+    def __init__(self, handle: Callable[[Request], Awaitable[Response]]) -> None:
+        self.handle = handle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handle(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 def client_address(request: Request, trusted_proxies: Sequence[IPNetwork]) -> str:
