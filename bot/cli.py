@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from bot.settings import Settings, SettingsError, load, read_environment
 from bot.settings import describe as describe_settings
-from storage.migrations import NewerDatabase
 
 if TYPE_CHECKING:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -188,6 +187,9 @@ def _main(args: argparse.Namespace) -> int:
 
         if problem := database_problem(settings.db_path, must_exist=_DATABASE_COMMANDS.get(args.command, False)):
             raise OperatorError(problem)
+    # Here, not at the top: `--help` and a settings error answer without loading sqlite-utils.
+    from storage.migrations import NewerDatabase
+
     try:
         return _run(args, settings)
     except KeyboardInterrupt:
