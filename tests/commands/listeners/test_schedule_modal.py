@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from bot.app import Runtime
 from bot.workflow.errors import UserError
-from commands.listeners import Services
+from commands.listeners import Services, schedule_modal
 from commands.listeners.schedule_modal import MAX_DEVICE_FILE_BYTES, schedule_submitted
 from commands.modal import build_schedule_modal
 from storage.states import CampaignState
@@ -100,6 +104,34 @@ async def test_the_uploaded_device_file_is_read_through_the_download_service(
     assert ack.calls == [{}]
     [campaign] = campaigns(runtime)
     assert campaign.device_count == 3
+
+
+async def test_the_device_file_is_read_and_checked_off_the_event_loop(
+    ack: Recorder, slack: FakeSlack, services: Services, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 100,000 IMEIs take a few hundred ms to read and check: the loop's thread must not do it.
+    threads: dict[str, int] = {}
+
+    def on_thread(name: str, work: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            threads[name] = threading.get_ident()
+            return work(*args, **kwargs)
+
+        return run
+
+    monkeypatch.setattr(schedule_modal, "devices_from_file", on_thread("file", schedule_modal.devices_from_file))
+    monkeypatch.setattr(
+        schedule_modal, "parse_schedule_submission", on_thread("form", schedule_modal.parse_schedule_submission)
+    )
+
+    async def download(file: dict[str, Any], limit: int) -> bytes:
+        return ("imei,label\n" + "".join(f"{imei},unit\n" for imei in IMEIS)).encode()
+
+    await submit(ack, slack, dataclasses.replace(services, download=download), view({**FIELDS, "devices": ""}, (FILE,)))
+    assert set(threads) == {"file", "form"} and threading.get_ident() not in threads.values()
+    assert ack.calls == [{}]
+    [campaign] = campaigns(runtime)
+    assert runtime.store.device_ids(campaign.id) == list(IMEIS)
 
 
 async def test_a_file_too_large_is_refused_under_the_file_field_without_downloading(
