@@ -583,6 +583,15 @@ def m020_approval_timers(db: Database) -> None:
     )
 
 
+@migrations()
+def m021_devices_in_request_order(db: Database) -> None:
+    """An index on devices(campaign_id): its entries are in rowid order, the order the request
+    listed its devices in. A card's first 20 devices and pre-flight's pages of a 100,000-device
+    request are then read a few rows at a time; the (campaign_id, status) index made SQLite sort
+    all 100,000 of them for each (20-30 ms on the event loop, at every card edit)."""
+    db.table("devices").create_index(["campaign_id"])
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)
 

@@ -323,6 +323,56 @@ def test_a_device_page_is_filtered_and_limited_by_sqlite(store: Store) -> None:
     assert len(store.devices(campaign.id)) == 50
 
 
+def test_a_large_requests_devices_are_read_in_request_order_without_sorting_them(store: Store) -> None:
+    """The card's first devices, pre-flight's pages and the whole list come off an index kept in
+    request order: SQLite sorted all of a 100,000-device request's rows for each of them."""
+    earlier = make_campaign(store, devices=[f"49015420{n:07d}" for n in range(300)])
+    imeis = [f"35465809{n:07d}" for n in range(3_000)]
+    campaign = make_campaign(store, devices=sorted(imeis, reverse=True))  # the request's own order
+    later = make_campaign(store, devices=[f"35282107{n:07d}" for n in range(300)])
+    queries = {
+        "the card's sample": (
+            "SELECT imei, status, reason, updated_at FROM devices WHERE campaign_id = ? AND dropped_at IS NULL "
+            "ORDER BY rowid LIMIT ?",
+            [campaign.id, 20],
+        ),
+        "a pre-flight page": (
+            "SELECT rowid, imei FROM devices WHERE campaign_id = ? AND rowid > ? AND dropped_at IS NULL "
+            "ORDER BY rowid LIMIT ?",
+            [campaign.id, 0, 1000],
+        ),
+        "the whole list": (
+            "SELECT imei FROM devices WHERE campaign_id = ? AND dropped_at IS NULL ORDER BY rowid",
+            [campaign.id],
+        ),
+    }
+    for name, (sql, params) in queries.items():
+        plan = _plans(store.db.conn, sql, params)
+        assert "idx_devices_campaign_id " in plan + " " and "TEMP B-TREE" not in plan, f"{name}: {plan}"
+    assert [d.imei for d in store.devices(campaign.id, limit=3)] == sorted(imeis, reverse=True)[:3]
+    assert store.device_ids(campaign.id) == sorted(imeis, reverse=True)
+    assert len(store.device_ids(earlier.id)) == len(store.device_ids(later.id)) == 300
+
+
+def test_a_database_from_before_the_request_order_index_gets_it_and_keeps_its_rows(
+    db_path: Path, clock: ManualClock
+) -> None:
+    from sqlite_utils import Database
+
+    conn = sqlite3.connect(db_path)
+    old = Database(conn)
+    migrations.apply(old, stop_before="m021_devices_in_request_order")
+    conn.close()
+    store = Store.open(db_path, clock=clock)
+    try:
+        campaign = make_campaign(store, devices=["354658090000023", "354658090000015"])
+        assert "idx_devices_campaign_id" in {i.name for i in store.db["devices"].indexes}
+        assert store.device_ids(campaign.id) == ["354658090000023", "354658090000015"]
+        assert migrations.pending(store.db) == []
+    finally:
+        store.close()
+
+
 async def test_the_devices_csv_is_written_on_the_reader_thread_with_the_same_content(store: Store) -> None:
     imeis = [f"35465809{n:07d}" for n in range(20)]
     campaign = make_campaign(store, devices=imeis)
