@@ -47,7 +47,7 @@ def settle_garbage_collector() -> None:
 
     Under load a request's objects live across a few awaits; collected every 700 allocations
     they were caught alive and promoted, and promotions are what start a full pass (which
-    walks every object not frozen: 15-30 ms with a thousand requests waiting for approval).
+    walks every object not frozen: 10-30 ms at 20,000-60,000 of them).
     Every 5,000 they are mostly freed by reference counting first; a young pass of 5,000
     objects takes a few ms. Cycles are still collected, only in larger, rarer batches.
     """
