@@ -38,12 +38,15 @@ __all__ = ["NOT_RECORDED", "STALE_BUTTON", "Services", "register_listeners"]
 
 def register_listeners(app: AsyncApp, services: Services) -> None:
     # Order matters twice: middleware runs in the order registered (a redelivery is dropped
-    # before anything looks at it), and the fallback's catch-alls come last.
+    # before anything looks at it), and the fallback's catch-alls come last. In between, Bolt
+    # tries the listeners in this order, a matcher each per request: the commonest (/fota, the
+    # approval card's buttons) first. Each matches its own command, event, action or form id,
+    # none another's, so their order changes nothing else.
     middleware.register(app, services)
-    home.register(app, services)
     slash.register(app, services)
-    schedule_modal.register(app, services)
     approvals.register(app, services)
+    home.register(app, services)
+    schedule_modal.register(app, services)
     preflight.register(app, services)
     waves.register(app, services)
     retry.register(app, services)

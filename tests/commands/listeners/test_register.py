@@ -68,3 +68,14 @@ async def test_a_button_no_module_claims_lands_in_the_fallback(slack: FakeSlack,
     assert response.status == 200
     [published] = slack.called("views_publish")
     assert STALE_BUTTON in json.dumps(published["view"])
+
+
+def test_no_two_buttons_or_forms_share_an_id() -> None:
+    # What lets register_listeners order its modules by how often they are hit: a listener
+    # matches only its own id, so none is shadowed by one registered before it.
+    ids = [
+        value
+        for name, value in vars(blocks).items()
+        if (name.startswith("ACTION_") or name.endswith("_CALLBACK_ID")) and isinstance(value, str)
+    ]
+    assert len(ids) > 20 and len(set(ids)) == len(ids)
