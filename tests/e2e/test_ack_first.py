@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.standins.slack import create_slack_standin_app
@@ -170,3 +171,23 @@ async def test_every_listener_answers_slack_without_waiting_for_slack_or_thingsp
         await stack.settle()
         assert [c for c in standin.calls_to("views.open") if c.ok], "no form opened once Slack answered"
         assert standin.calls_to("views.publish"), "the Home tab was never drawn"
+
+
+async def test_an_error_after_the_ack_leaves_the_ack_as_slacks_answer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Bolt answers Slack when the listener returns; on an error it answers 500 even after the
+    # ack. Slack must get what the ack said (the user was told the request was taken), and the
+    # error goes to the log, as when Bolt answered at the ack.
+    async with running_stack(tmp_path) as stack:
+
+        async def acks_then_fails(ack: Callable[..., Awaitable[None]]) -> None:
+            await ack(text="Checking your request…")
+            raise RuntimeError("a fault after the ack")
+
+        stack.rt.bolt.command("/fota-after-ack")(acks_then_fails)
+        body = slash_command_body("x", user_id=REQUESTER, command="/fota-after-ack")
+        response = await stack.post_slack(body)
+        assert response.status_code == 200
+        assert response.text == "Checking your request…"
+        assert "unhandled error in a Slack listener: RuntimeError" in caplog.text
