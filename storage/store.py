@@ -390,54 +390,54 @@ class Store:
         with self.db.atomic():
             if reserved_id is not None:
                 self._release_reservation(reserved_id, devices)
-            cursor = self.db.execute(
-                """INSERT INTO campaigns(id, state, requester, account, firmware_name, firmware_from,
-                   firmware_to, protocol, start_date, end_date, windows, name, device_count,
-                   content_hash, sandbox, created_at, updated_at, expires_at, notes, response_url,
-                   licence_auto, installation, remind_at)
-                   VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                [
-                    # A request of a chunk takes its own reserved id; any other steps past every
-                    # reserved one (the next rowid may be the id of a request being stored).
-                    reserved_id if reserved_id is not None else self.next_campaign_id(),
-                    CampaignState.PENDING_APPROVAL.value,
-                    requester,
-                    account,
-                    firmware_name,
-                    firmware_from,
-                    firmware_to,
-                    protocol,
-                    start_date.isoformat(),
-                    end_date.isoformat(),
-                    json.dumps([[w.start_hour, w.end_hour] for w in windows]),
-                    name,
-                    len(devices),
-                    int(sandbox),
-                    now,
-                    now,
-                    iso(expires_at),
-                    json.dumps(list(notes)),
-                    response_url,
-                    int(licence_auto),
-                    self.installation_id(),
-                    iso(reminder_time(moment, expires_at)),
-                ],
-            )
-            campaign_id = cursor.lastrowid
-            assert campaign_id is not None
-            if reserved_id is None:
-                self.db.conn.executemany(
-                    "INSERT INTO devices(campaign_id, imei) VALUES(?, ?)",
-                    ((campaign_id, imei) for imei in devices),
-                )
-            campaign = self.campaign(campaign_id)
+            values: dict[str, Any] = {
+                # A request of a chunk takes its own reserved id; any other steps past every
+                # reserved one (the next rowid may be the id of a request being stored).
+                "id": reserved_id if reserved_id is not None else self.next_campaign_id(),
+                "state": CampaignState.PENDING_APPROVAL.value,
+                "requester": requester,
+                "account": account,
+                "firmware_name": firmware_name,
+                "firmware_from": firmware_from,
+                "firmware_to": firmware_to,
+                "protocol": protocol,
+                "start_date": start_date.isoformat(),
+                "end_date": end_date.isoformat(),
+                "windows": json.dumps([[w.start_hour, w.end_hour] for w in windows]),
+                "name": name,
+                "device_count": len(devices),
+                "content_hash": "",
+                "sandbox": int(sandbox),
+                "created_at": now,
+                "updated_at": now,
+                "expires_at": iso(expires_at),
+                "notes": json.dumps(list(notes)),
+                "response_url": response_url,
+                "licence_auto": int(licence_auto),
+                "installation": self.installation_id(),
+                "remind_at": iso(reminder_time(moment, expires_at)),
+            }
+            # The campaign as its row will read (every other column empty), so that the row is
+            # written once, with its hash, and not read back.
+            campaign = Campaign.from_row(dict.fromkeys(self._campaign_columns()) | values)
             # The hash covers exactly what will be sent, including the name with its ref.
             digest = (
                 request_hash(campaign, devices)
                 if device_list is None
                 else request_hash_of_list(campaign, device_list)
             )
-            self.db.execute("UPDATE campaigns SET content_hash = ? WHERE id = ?", [digest, campaign_id])
+            campaign = replace(campaign, content_hash=digest)
+            values["content_hash"] = digest
+            self.db.execute(
+                f"INSERT INTO campaigns({', '.join(values)}) VALUES({', '.join('?' * len(values))})",
+                list(values.values()),
+            )
+            campaign_id = campaign.id
+            if reserved_id is None:
+                self.db.conn.executemany(
+                    "INSERT INTO devices(campaign_id, imei) VALUES(?, ?)",
+                    ((campaign_id, imei) for imei in devices),
+                )
             if plan is not None:
                 self.db.execute(
                     """INSERT INTO rollout_plans(campaign_id, plan, base_hash, bound_hash, created_at)
@@ -445,8 +445,7 @@ class Store:
                     [campaign_id, json.dumps(plan.to_json()), digest, now],
                 )
             self._audit(campaign_id, None, CampaignState.PENDING_APPROVAL, requester, "requested", now)
-        # The row as read above, with the one column written since.
-        return replace(campaign, content_hash=digest)
+        return campaign
 
     def create_wave_campaign(
         self,

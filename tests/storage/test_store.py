@@ -13,7 +13,7 @@ from storage.migrations import migrations
 from storage.model import ApprovalOutcome, CampaignNotFound, NotApproved, TimeWindow
 from storage.outbox import Outbox
 from storage.states import ALLOWED, CampaignState, IllegalTransition
-from storage.store import Store, open_database
+from storage.store import DEVICE_CHUNK, Store, open_database
 
 S = CampaignState
 IMEIS = ["354658090353977", "490154203237518", "356938035643809"]
@@ -75,12 +75,22 @@ def test_create_keeps_devices_hash_and_an_audit_row(store: Store) -> None:
     assert (row["from_state"], row["to_state"], row["actor"]) == (None, "pending_approval", "U_REQ")
 
 
-def test_a_new_campaign_is_returned_as_stored(store: Store) -> None:
+async def test_a_new_campaign_is_returned_as_stored(store: Store) -> None:
     first = make_campaign(store)
     second = make_campaign(store)
     # What create_campaign returns is the row on record, hash included.
     assert first == store.campaign(first.id) and second == store.campaign(second.id)
     assert first.installation == second.installation == store.get_kv("installation_id")
+    # A request stored a chunk at a time, without a name, with notes, a response_url, the
+    # licence option: the same.
+    chunked = await store.store_request(
+        requester="U_REQ", account="0000000000-00001", firmware_name="FW", firmware_from="A",
+        firmware_to="B", protocol="HTTP", start_date=dt.date(2026, 11, 27), end_date=dt.date(2026, 11, 28),
+        windows=(), name=None, devices=[f"35465809{n:07d}" for n in range(DEVICE_CHUNK + 1)], sandbox=False,
+        expires_at=dt.datetime(2026, 11, 27, 9, 30, tzinfo=dt.UTC), notes=["note"],
+        response_url="https://hooks.slack.com/commands/T1/2/x", licence_auto=True,
+    )
+    assert chunked == store.campaign(chunked.id) and chunked.device_count == DEVICE_CHUNK + 1
 
 
 def test_the_installation_id_of_a_request_rolled_back_is_not_kept(store: Store) -> None:
