@@ -41,10 +41,12 @@ from storage.findings import (
 )
 from storage.model import (
     Campaign,
+    CampaignNotFound,
     NotApproved,
     TimeWindow,
     bound_hash,
     override_hash,
+    ref_for,
     request_hash,
 )
 from storage.refusals import checks_refusal
@@ -220,17 +222,18 @@ def restart(store: Store, campaign_id: int) -> int | None:
 def _begin(store: Store, campaign_id: int, *, force: bool) -> int | None:
     now = store.now()
     with store.db.atomic():
-        campaign = store.campaign(campaign_id)
         row = store.db.execute(
             "SELECT status, attempts FROM preflight WHERE campaign_id = ?", [campaign_id]
         ).fetchone()
         if row is None:
-            store.db.execute(
+            inserted = store.db.execute(
                 """INSERT INTO preflight(campaign_id, status, attempts, started_at, request_hash)
-                   VALUES(?, ?, 1, ?, ?)""",
+                   SELECT id, ?, 1, ?, content_hash FROM campaigns WHERE id = ?""",
                 # Until findings exist the content hash is the request's own.
-                [campaign_id, CHECKING, now, campaign.content_hash],
+                [CHECKING, now, campaign_id],
             )
+            if inserted.rowcount != 1:
+                raise CampaignNotFound(ref_for(campaign_id))
             return 1
         status, attempts = row
         if status == DONE or (status == CHECKING and not force):

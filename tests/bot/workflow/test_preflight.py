@@ -42,6 +42,7 @@ from storage.findings import (
 from storage.model import (
     ApprovalOutcome,
     Campaign,
+    CampaignNotFound,
     NotApproved,
     TimeWindow,
     bound_hash,
@@ -374,6 +375,18 @@ def checked(
     updated = stored.finish(store, campaign.id, attempt, findings)
     assert updated is not None
     return updated
+
+
+def test_a_run_begins_on_the_request_s_own_hash_and_only_for_a_request_on_record(
+    store: Store, clock: ManualClock
+) -> None:
+    campaign = make_campaign(store, clock, ["350000000000001"])
+    assert stored.begin(store, campaign.id) == 1
+    row = store.db.execute("SELECT status, attempts, request_hash FROM preflight").fetchone()
+    assert row == (CHECKING, 1, campaign.content_hash)
+    with pytest.raises(CampaignNotFound, match="FB-99"):
+        stored.begin(store, 99)
+    assert store.db.execute("SELECT count(*) FROM preflight").fetchone()[0] == 1
 
 
 def test_the_guard_refuses_while_checking_and_when_blocked(
