@@ -935,8 +935,9 @@ class Store:
             if current_approvers is not None:
                 self._mark_lapsed(campaign_id, current_approvers | {user})
             count = self._valid_approvals(campaign)
-            if not inserted:
-                return ApprovalResult(ApprovalOutcome.DUPLICATE, campaign, count)
+            # Checked before "already approved": a repeat click can complete the set too, when
+            # the clicker's own approval had stopped counting (they had left the approvers)
+            # and counts again now that they are back.
             if count >= required:
                 campaign = self.transition(
                     campaign_id,
@@ -945,6 +946,8 @@ class Store:
                     reason=f"{count} of {required} approvals",
                 )
                 return ApprovalResult(ApprovalOutcome.APPROVED, campaign, count)
+            if not inserted:
+                return ApprovalResult(ApprovalOutcome.DUPLICATE, campaign, count)
             return ApprovalResult(ApprovalOutcome.RECORDED, campaign, count)
 
     def record_rejection(

@@ -34,6 +34,27 @@ async def test_an_approval_by_someone_removed_from_the_approvers_no_longer_count
         assert len(stack.thingspace.schedule_posts()) == 1
 
 
+async def test_an_approver_back_in_the_list_completes_the_set_by_clicking_again(tmp_path: Path) -> None:
+    # Their first approval stopped counting while they were out; clicking Approve again (the
+    # same content, so no new decision row) makes it count, and that completes the set.
+    async with running_stack(tmp_path, FOTA_REQUIRED_APPROVALS="2") as stack:
+        await request_campaign(stack)
+        await stack.click(blocks.ACTION_APPROVE, user=ANN)
+        await stack.settle()
+        stack.env["FOTA_APPROVERS"] = f"{BOB},{EVE}"
+        await stack.restart()
+        await stack.click(blocks.ACTION_APPROVE, user=BOB)  # ANN's no longer counts: 1 of 2
+        await stack.settle()
+        assert stack.rt.store.campaign(1).state is CampaignState.PENDING_APPROVAL
+        stack.env["FOTA_APPROVERS"] = f"{ANN},{BOB}"
+        await stack.restart()
+        _, url = await stack.click(blocks.ACTION_APPROVE, user=ANN)
+        await stack.settle()
+        assert "You approved FB-1" in json.dumps(stack.answers(url))
+        assert stack.rt.store.campaign(1).state is CampaignState.SUBMITTED
+        assert len(stack.thingspace.schedule_posts()) == 1
+
+
 async def test_the_claim_counts_only_current_approvers(tmp_path: Path) -> None:
     async with running_stack(tmp_path, FOTA_REQUIRED_APPROVALS="2") as stack:
         await request_campaign(stack)
