@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.adapter.starlette.async_handler import to_starlette_response
+from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
@@ -467,8 +467,15 @@ def _http_app(rt: Runtime) -> Starlette:
         if isinstance(checked, Refusal):
             return PlainTextResponse(checked.text, status_code=checked.status)
         try:
-            # What Bolt's Starlette adapter does with a POST, with the body the guard read.
-            bolt_request = to_async_bolt_request(request, checked, passed_context())
+            # What Bolt's Starlette adapter does with a POST (to_async_bolt_request), with the
+            # body the guard read; Slack sends no query string, and Starlette parses even an
+            # empty one into a dict of its own.
+            bolt_request = AsyncBoltRequest(
+                body=checked.decode("utf-8"),
+                query=request.query_params if request.scope.get("query_string") else None,  # type: ignore[arg-type]
+                headers=request.headers,  # type: ignore[arg-type]
+            )
+            bolt_request.context.update(passed_context())
             return to_starlette_response(await rt.bolt.async_dispatch(bolt_request))
         except Exception:
             # Bolt itself can fail on a malformed payload (e.g. block_actions with no actions)

@@ -168,3 +168,38 @@ async def test_the_same_signed_request_twice_at_once_is_acted_on_once(tmp_path: 
         await stack.settle()
         assert sorted(r.text[:19] for r in answers) == ["", "Checking your reque"]
         assert len(stack.rt.store.list_campaigns(scope="all", user=REQUESTER)) == 1
+
+
+@pytest.mark.parametrize("query", ["", "?team=T1&x=%20y"])
+async def test_bolt_gets_the_request_as_its_starlette_adapter_would_build_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str
+) -> None:
+    from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request
+    from starlette.requests import Request
+
+    seen: list[AsyncBoltRequest] = []
+    async with running_stack(tmp_path) as stack:
+        dispatch = stack.rt.bolt.async_dispatch
+
+        async def recorded(req: AsyncBoltRequest) -> object:
+            seen.append(req)
+            return await dispatch(req)
+
+        monkeypatch.setattr(stack.rt.bolt, "async_dispatch", recorded)
+        body = slash_command_body("help", user_id=REQUESTER, response_url=stack.standin.new_response_url())
+        headers = sign(body, SECRET)
+        response = await stack.http.post(f"/slack/events{query}", content=body, headers=headers)
+        assert response.status_code == 200 and "/fota schedule" in response.text
+    [req] = seen
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/slack/events",
+        "query_string": query.lstrip("?").encode(),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in {**headers, "content-length": str(len(body))}.items()],
+    }
+    adapters = to_async_bolt_request(Request(scope), body)
+    assert (req.raw_body, req.query, req.body) == (adapters.raw_body, adapters.query, adapters.body)
+    assert {k: v for k, v in req.headers.items() if k.startswith("x-slack")} == {
+        k: v for k, v in adapters.headers.items() if k.startswith("x-slack")
+    }
