@@ -592,6 +592,15 @@ def m021_devices_in_request_order(db: Database) -> None:
     db.table("devices").create_index(["campaign_id"])
 
 
+@migrations()
+def m022_unapplied_callbacks(db: Database) -> None:
+    """A partial index of the callbacks not applied yet, by id: the applier reads the next 250
+    past the last one it saw from it, a few rows, however many wait. The (applied, thingspace_id)
+    index made SQLite read every unapplied callback and sort them for each batch: 5 ms a batch
+    behind a backlog of 50,000 (after a restart), on the event loop."""
+    db.execute("CREATE INDEX idx_callbacks_unapplied ON callbacks(id) WHERE applied = 0")
+
+
 def apply(db: Database) -> None:
     migrations.apply(db)
 

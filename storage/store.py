@@ -1294,7 +1294,11 @@ class Store:
     def unapplied_callbacks(self, limit: int = 1000, *, after_id: int = 0) -> list[tuple[int, str]]:
         """(id, body) of callbacks not applied yet, oldest first, past `after_id`."""
         rows = self.db.execute(
-            "SELECT id, body FROM callbacks WHERE applied = 0 AND id > ? ORDER BY id LIMIT ?", [after_id, limit]
+            # SQLite's planner prefers the (applied, thingspace_id) index, then sorts every
+            # unapplied row; this one walks them in id order and stops at `limit`.
+            "SELECT id, body FROM callbacks INDEXED BY idx_callbacks_unapplied "
+            "WHERE applied = 0 AND id > ? ORDER BY id LIMIT ?",
+            [after_id, limit],
         ).fetchall()
         return [(r[0], r[1]) for r in rows]
 

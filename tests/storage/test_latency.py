@@ -155,6 +155,39 @@ def test_due_costs_the_same_with_thirty_thousand_sent_rows(tmp_path: Path, clock
         large.close()
 
 
+def test_the_next_unapplied_callbacks_cost_the_same_behind_a_backlog(tmp_path: Path, clock: ManualClock) -> None:
+    small = Store.open(tmp_path / "small.db", clock=clock)
+    large = Store.open(tmp_path / "large.db", clock=clock)
+    try:
+        for store, waiting in ((small, 300), (large, 20_000)):
+            ids = store.store_callbacks([(f'{{"n": {n}}}', None) for n in range(waiting + 2_000)])
+            store.mark_callbacks(ids[:2_000], parsed=True, applied=True)  # history, applied
+
+        def cost(store: Store, after: int) -> tuple[int, list[int]]:
+            conn = store.db.conn
+            steps = 0
+
+            def count() -> int:
+                nonlocal steps
+                steps += 1
+                return 0
+
+            conn.set_progress_handler(count, 100)
+            try:
+                rows = store.unapplied_callbacks(250, after_id=after)
+            finally:
+                conn.set_progress_handler(None, 100)
+            return steps, [i for i, _ in rows]
+
+        for after in (0, 2_020):
+            (small_cost, small_ids), (large_cost, large_ids) = cost(small, after), cost(large, after)
+            assert small_ids == large_ids == list(range(max(after, 2_000) + 1, max(after, 2_000) + 251))
+            assert large_cost <= small_cost + 2
+    finally:
+        small.close()
+        large.close()
+
+
 # --- pacing: a backlog is postponed once, not at every slot -------------------------------------
 
 
