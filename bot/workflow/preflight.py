@@ -35,7 +35,7 @@ import hashlib
 import logging
 import re
 import sys
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -469,7 +469,13 @@ class PreflightRunner:
         self.chunk_size = chunk_size
         self.concurrency = concurrency
         self.deadline = deadline
+        self.parallel_checks = parallel_checks
         self._checks = asyncio.Semaphore(parallel_checks)
+        # Runs waiting their turn, in order, and how many workers take them: a request waiting
+        # is an entry here (`checking` on record), not a task of its own kept alive, frames
+        # and all, for the garbage collector to walk while a burst of requests waits.
+        self._queue: deque[tuple[int, int]] = deque()
+        self._workers = 0
 
     # --- starting ----------------------------------------------------------------------------
 
@@ -510,7 +516,19 @@ class PreflightRunner:
         return f"Checking {campaign.ref} again; its card changes when the checks are done."
 
     def _spawn(self, campaign_id: int, attempt: int) -> None:
-        self.background.spawn(self.run(campaign_id, attempt), name=f"pre-flight FB-{campaign_id}")
+        self._queue.append((campaign_id, attempt))
+        if self._workers < self.parallel_checks:
+            self._workers += 1
+            self.background.spawn(self._work(), name="pre-flight checks")
+
+    async def _work(self) -> None:
+        """Queued runs one after another until none is left (tracked work: shutdown waits for
+        it, and a run it never started is still `checking`, so start-up runs it again)."""
+        try:
+            while self._queue:
+                await self.run(*self._queue.popleft())
+        finally:
+            self._workers -= 1
 
     # --- running -----------------------------------------------------------------------------
 

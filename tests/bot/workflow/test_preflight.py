@@ -778,6 +778,28 @@ async def test_unknown_firmware_blocks_through_the_client(
     assert preflight_refusal(store.db, campaign.id) is not None
 
 
+async def test_a_burst_of_requests_waits_its_turn_as_queue_entries_not_tasks(
+    store: Store, clock: ManualClock, probe: ConcurrencyProbe, client: ThingSpaceClient
+) -> None:
+    events = Events()
+    runner = runner_for(store, client, events, parallel_checks=2)
+    campaigns = [make_campaign(store, clock, sandbox_imeis(1, start=n)) for n in range(12)]
+    for campaign in campaigns:
+        runner.start(campaign)
+    # Every one is `checking` on record (the guard refuses it), but only two workers run.
+    assert all(stored.load(store, c.id).status == CHECKING for c in campaigns)  # type: ignore[union-attr]
+    assert len(runner.background) == 2
+    await runner.background.idle()
+    # Each checked once, in the order requested, at most two at once.
+    assert events.done == [c.id for c in campaigns]
+    assert all(stored.load(store, c.id).status == DONE for c in campaigns)  # type: ignore[union-attr]
+    assert probe.device_posts == 12 and probe.most <= 2
+    # A later request is taken up again by a new worker.
+    later = make_campaign(store, clock, sandbox_imeis(1, start=20))
+    assert (await run_checks(store, runner, later)).status == DONE
+    assert len(runner.background) == 0
+
+
 async def test_conflict_with_another_active_campaign_through_the_runner(
     store: Store, clock: ManualClock, client: ThingSpaceClient
 ) -> None:
