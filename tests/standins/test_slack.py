@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,6 +20,7 @@ import pytest
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry import builtin_async_handlers
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
@@ -254,7 +256,7 @@ async def test_files_upload_v2_lands_bytes_and_attaches_to_the_thread(
 
 
 async def test_429_carries_retry_after_and_the_sdk_handler_waits_it_out(
-    standin: SlackStandIn, base_url: str
+    standin: SlackStandIn, base_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plain = AsyncWebClient(token=TOKEN, base_url=f"{base_url}/api/")
     standin.rate_limit_next("chat.postMessage", 1, retry_after=3)
@@ -264,7 +266,9 @@ async def test_429_carries_retry_after_and_the_sdk_handler_waits_it_out(
     assert err.value.response.headers["Retry-After"] == "3"
     assert err.value.response["error"] == "ratelimited"
 
-    # Retry-After: 0 is accepted by slack_sdk (it sleeps 0 s plus < 1 s of jitter).
+    # Retry-After: 0 is accepted by slack_sdk (it sleeps 0 s plus < 1 s of random jitter; the
+    # jitter held at 0 here, so the test does not wait on chance).
+    monkeypatch.setattr(builtin_async_handlers, "random", SimpleNamespace(random=lambda: 0.0))
     patient = AsyncWebClient(
         token=TOKEN,
         base_url=f"{base_url}/api/",
