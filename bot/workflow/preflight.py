@@ -526,7 +526,15 @@ class PreflightRunner:
         it, and a run it never started is still `checking`, so start-up runs it again)."""
         try:
             while self._queue:
-                await self.run(*self._queue.popleft())
+                campaign_id, attempt = self._queue.popleft()
+                try:
+                    await self.run(campaign_id, attempt)
+                except Exception:
+                    # A run records its own failure; one it could not record (the database
+                    # failing as well) stays `checking` for start-up to run again, and must not
+                    # stop this worker: the requests queued behind it would wait for the next
+                    # request to start one.
+                    log.exception("pre-flight of FB-%d ended without its outcome on record", campaign_id)
         finally:
             self._workers -= 1
 

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -800,6 +801,30 @@ async def test_a_burst_of_requests_waits_its_turn_as_queue_entries_not_tasks(
     # A later request is taken up again by a new worker.
     later = make_campaign(store, clock, imeis[12:])
     assert (await run_checks(store, runner, later)).status == DONE
+    assert len(runner.background) == 0
+
+
+async def test_a_run_ending_in_an_error_of_its_own_does_not_stop_the_runs_queued_behind_it(
+    store: Store, clock: ManualClock, client: ThingSpaceClient
+) -> None:
+    events = Events()
+    runner = runner_for(store, client, events, parallel_checks=1)
+    campaigns = [make_campaign(store, clock, [imei]) for imei in sandbox_imeis(3)]
+    real = runner.run
+
+    async def first_fails(campaign_id: int, attempt: int) -> PreflightRecord | None:
+        if campaign_id == campaigns[0].id:
+            # As when recording the failure fails too (the database refusing writes).
+            raise sqlite3.OperationalError("disk I/O error")
+        return await real(campaign_id, attempt)
+
+    runner.run = first_fails  # type: ignore[method-assign]
+    for campaign in campaigns:
+        runner.start(campaign)
+    await runner.background.idle()
+    # The one worker went on to the others; the first is still `checking`, for start-up.
+    assert events.done == [c.id for c in campaigns[1:]]
+    assert stored.load(store, campaigns[0].id).status == CHECKING  # type: ignore[union-attr]
     assert len(runner.background) == 0
 
 
