@@ -43,6 +43,10 @@ SWEEP_SECONDS = 60.0
 # Stored callbacks are applied this many at a time (about 10 ms of parsing and applying), so
 # that the receiver answers between batches; 2,000 held the event loop for 60 ms and more.
 APPLY_BATCH = 250
+# ... and at most this many bytes of callbacks (characters of the stored JSON): ThingSpace may put many devices' results in
+# one callback, and 250 callbacks of ~11 devices each held the loop 280-465 ms in a
+# 100,000-device rollout. ~32 KiB is ~200 device results, ~20 ms of applying.
+APPLY_BYTES = 32 * 1024
 # After a callback is stored, the applier waits this long for the rest of its burst: a batch's
 # reads and writes (its campaign, the card's edit, marking the callbacks applied) then serve
 # dozens of callbacks instead of the two or three one turn of the loop holds. The card's
@@ -51,6 +55,16 @@ APPLY_GATHER_SECONDS = 0.05
 # A callback for a campaign not known yet waits this long for the schedule answer naming it;
 # then it is set aside (kept raw, never applied).
 WAITING_SECONDS = 60 * 60
+
+
+def within_bytes(rows: list[tuple[int, str]], budget: int) -> list[tuple[int, str]]:
+    """The first rows whose bodies add up to at most `budget` bytes (the first row always)."""
+    total = 0
+    for n, (_, body) in enumerate(rows):
+        total += len(body)
+        if total > budget and n > 0:
+            return rows[:n]
+    return rows
 
 
 class RolloutEvents(Protocol):
@@ -93,6 +107,8 @@ class Rollout:
         self._wake = asyncio.Event()
         self._reconcile_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last_seen_id = 0
+        # The last batch stopped at a limit: more were stored than it applied.
+        self._more_waiting = False
         self._last_reread: dict[int, dt.datetime] = {}
         self._last_sweep: dt.datetime | None = None
         self.applied_count = 0
@@ -115,11 +131,11 @@ class Rollout:
         while True:
             self._wake.clear()  # before reading: a wake-up during the read is not lost
             try:
-                read = self.process_pending(APPLY_BATCH)
+                self.process_pending(APPLY_BATCH)
             except Exception:
                 log.exception("applying callbacks failed; retrying shortly")
-                read = 0
-            if read >= APPLY_BATCH:
+                self._more_waiting = False  # not at once: wait for a wake-up or the 5 s timer
+            if self._more_waiting:
                 await asyncio.sleep(0)  # let the receiver answer between batches
                 continue
             # Caught up: wait for the next stored callback, then for the others of its burst.
@@ -133,10 +149,15 @@ class Rollout:
         await asyncio.sleep(APPLY_GATHER_SECONDS)
 
     def process_pending(self, limit: int = APPLY_BATCH) -> int:
-        """Apply stored callbacks not seen yet, up to `limit`; returns how many were read."""
+        """Apply stored callbacks not seen yet, up to `limit` and APPLY_BYTES of them (at least
+        one); returns how many were applied."""
         rows = self.store.unapplied_callbacks(limit, after_id=self._last_seen_id)
+        self._more_waiting = len(rows) >= limit
         if not rows:
             return 0
+        kept = within_bytes(rows, APPLY_BYTES)
+        if len(kept) < len(rows):
+            rows, self._more_waiting = kept, True
         self._apply_rows(rows)
         # Only once applied: a batch that failed (SQLite busy, a bug) is read again next time.
         self._last_seen_id = rows[-1][0]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.workflow.rollout import APPLY_BATCH, Rollout
+from bot.workflow.rollout import APPLY_BATCH, APPLY_BYTES, Rollout, within_bytes
 from storage.store import Store
 from tests.conftest import ManualClock
 
@@ -137,3 +137,39 @@ async def test_a_callback_stored_while_a_batch_is_applied_is_not_missed(
     applier.gathered.set()
     await until(lambda: waiting(store) == 2)
     assert applier.batches == [0, 1, 1]
+
+
+def test_a_batch_stops_at_its_byte_budget_but_always_takes_one() -> None:
+    rows = [(1, "a" * 10), (2, "b" * 10), (3, "c" * 10)]
+    assert within_bytes(rows, 25) == rows[:2]
+    assert within_bytes(rows, 30) == rows
+    assert within_bytes(rows, 5) == rows[:1]  # a callback larger than the budget still goes
+    assert within_bytes([], 5) == []
+
+
+async def test_callbacks_carrying_many_devices_go_in_smaller_batches_with_the_loop_free_between(
+    applier: Applier, store: Store
+) -> None:
+    # ThingSpace may report many devices in one callback: the batch is bounded by how much
+    # there is to apply, not only by how many callbacks carry it.
+    def many(n: int) -> str:
+        return json.dumps(
+            [
+                {"campaignId": "not-known-yet", "deviceId": f"99001390{n:03d}{d:04d}", "status": "UpgradeSuccess"}
+                for d in range(120)
+            ]
+        )
+
+    bodies = [many(n) for n in range(10)]
+    per_batch = APPLY_BYTES // len(bodies[0])
+    assert 1 <= per_batch < 10
+    store.store_callbacks([(b, None) for b in bodies])
+    applier.rollout.wake()
+    await until(applier.gathering.is_set)
+    applier.gathered.set()
+    await until(lambda: waiting(store) == 10)
+    full, rest = divmod(10, per_batch)
+    assert applier.batches == [0] + [per_batch] * full + ([rest] if rest else [])
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert not applier.gathering.is_set()  # caught up, waiting for the next wake-up
