@@ -252,7 +252,7 @@ class Runtime:
             await self.sandbox.aclose()
         self.store.close()
 
-    async def settle(self, rounds: int = 50) -> None:
+    async def settle(self, rounds: int = 1000) -> None:
         """Tests and the demo: run every piece of pending work until nothing moves."""
         for _ in range(rounds):
             await self.jobs.run_due(self.clock())
